@@ -1,0 +1,292 @@
+"""The connector contract: one async ABC that every target system implements.
+
+The engine only ever talks to ``Connector``; no vendor library is imported outside the connector
+modules. Every method translates vendor errors into ``TransientConnectorError`` (retry) or
+``PermanentConnectorError`` (escalate), raised ``from`` the vendor exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from lifecycle.exceptions import UnsupportedOperationError
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every timestamp in the service is UTC."""
+    return datetime.now(UTC)
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of a raw vendor response body: evidence keeps the hash, never the body."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class Capability(StrEnum):
+    FIND_ACCOUNT = "find_account"
+    READ_STATE = "read_state"
+    DISABLE = "disable"
+    REVOKE_SESSIONS = "revoke_sessions"
+    REMOVE_ACCESS = "remove_access"
+    APPLY_ENTITLEMENTS = "apply_entitlements"
+    CREATE_ACCOUNT = "create_account"
+    LIST_ACCOUNTS = "list_accounts"
+    READ_POLICY = "read_policy"
+    APPLY_POLICY = "apply_policy"
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    """The system changed as requested."""
+    ALREADY = "already"
+    """The account was already in the requested state; nothing was changed."""
+    PARTIAL = "partial"
+    """Done, but some items were skipped (see ``ActionResult.skipped``)."""
+    NOT_APPLICABLE = "not_applicable"
+    """The system has no such concept (for example no sessions to revoke)."""
+
+
+class Control(StrEnum):
+    """Policy controls, named as in ``[policy]`` of the configuration."""
+
+    MFA = "mfa"
+    LOCKOUT_THRESHOLD = "lockout_threshold"
+    LOCKOUT_WINDOW_MINUTES = "lockout_window_minutes"
+    LOCKOUT_DURATION_MINUTES = "lockout_duration_minutes"
+    SESSION_IDLE_MINUTES = "session_idle_minutes"
+    SESSION_MAX_HOURS = "session_max_hours"
+    INACTIVE_DISABLE_DAYS = "inactive_disable_days"
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A member of the workforce, as the HR roster knows them."""
+
+    worker_id: str
+    email: str | None = None
+    name: str | None = None
+    upn: str | None = None
+    engagement: str | None = None  # "employee" | "contractor"
+    vendor: str | None = None
+    job_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account of a worker in one system."""
+
+    system: str
+    """Connector name (the key under ``[connectors]``)."""
+    account_id: str
+    """The system's stable identifier: objectGUID or DN, SCIM id, extension id."""
+    login: str | None = None
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What a read-back of the system says about an account, at ``read_at``."""
+
+    account: Account
+    enabled: bool
+    read_at: datetime
+    locked: bool | None = None
+    entitlements: frozenset[str] = frozenset()
+    mfa_registered: bool | None = None
+    last_sign_in: datetime | None = None
+    """Last successful sign-in; ``None`` with ``sign_in_tracked`` means never signed in."""
+    sign_in_tracked: bool = False
+    """Whether the system reports sign-ins at all (else ``last_sign_in`` means unknown)."""
+    created_at: datetime | None = None
+    sessions_valid_from: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    item: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of one change made in one system."""
+
+    action: str
+    account_id: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: Outcome
+    vendor_request_id: str | None = None
+    response_sha256: str | None = None
+    removed: tuple[str, ...] = ()
+    """What was taken away (kept so that a wrongful termination can be undone)."""
+    added: tuple[str, ...] = ()
+    skipped: tuple[SkippedItem, ...] = ()
+    detail: Mapping[str, str] = field(default_factory=dict)
+    """Short non-sensitive notes, e.g. ``{"effective": "pending"}``; never secrets or bodies."""
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccess:
+    """Joiner/mover target: the entitlements (groups, roles, licences) an account should hold."""
+
+    entitlements: frozenset[str] = frozenset()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBaseline:
+    """The settings a system should enforce (defaults: ../shared/reference/compliance.md)."""
+
+    mfa_required: bool = True
+    lockout_threshold: int = 5
+    lockout_window_minutes: int = 15
+    lockout_duration_minutes: int = 30
+    session_idle_minutes: int = 15
+    session_max_hours: int = 12
+    inactive_disable_days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySetting:
+    control: Control
+    value: bool | int | str | None
+    source: str
+    """Where the value was read, e.g. ``"domain root lockoutThreshold"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    system: str
+    settings: tuple[PolicySetting, ...]
+    read_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """What the service hands every connector it builds."""
+
+    allow_inline_secrets: bool = False
+    """True only in demo mode: inline secrets in the configuration are accepted."""
+    base_dir: Path = field(default_factory=Path.cwd)
+    """Directory that relative paths in connector options are resolved against."""
+
+
+def action_result(
+    action: str,
+    account: Account,
+    started_at: datetime,
+    outcome: Outcome,
+    **fields: Any,
+) -> ActionResult:
+    """Build an ``ActionResult`` finished now."""
+    return ActionResult(
+        action=action,
+        account_id=account.account_id,
+        started_at=started_at,
+        finished_at=utcnow(),
+        outcome=outcome,
+        **fields,
+    )
+
+
+class Connector(abc.ABC):
+    """One target system (identity provider, EHR, phone system).
+
+    Connectors are async context managers: ``async with connector: ...`` releases clients and
+    connection pools on exit. All methods are safe to call concurrently for different accounts.
+    """
+
+    kind: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
+        """Build the connector from its ``[connectors.<name>]`` table.
+
+        Raises ConfigError (naming the option) when the options are invalid or a secret
+        reference cannot be resolved.
+        """
+
+    @abc.abstractmethod
+    async def find_account(self, worker: Worker) -> Account | None:
+        """Correlate a worker to this system's account; ``None`` when there is none.
+
+        Every worker attribute placed into a vendor query is escaped for that query language.
+        Raises TransientConnectorError / PermanentConnectorError.
+        """
+
+    @abc.abstractmethod
+    async def read_state(self, account: Account) -> AccountState:
+        """Read the account back from the system (never inferred from earlier calls).
+
+        Raises PermanentConnectorError when the account no longer exists.
+        """
+
+    @abc.abstractmethod
+    async def disable(self, account: Account) -> ActionResult:
+        """Turn the account off (never delete it). Idempotent: ``ALREADY`` if already off."""
+
+    async def revoke_sessions(self, account: Account) -> ActionResult:
+        """End sessions and refresh tokens, or reset credentials so cached ones stop working.
+
+        Raises UnsupportedOperationError unless ``Capability.REVOKE_SESSIONS`` is declared.
+        """
+        raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
+
+    async def remove_access(self, account: Account) -> ActionResult:
+        """Drop groups, roles, licences, devices, forwarding; ``removed`` lists what went.
+
+        Items the system will not let us remove (dynamic groups, group-assigned licences) are
+        reported in ``skipped`` with the reason, and the outcome is ``PARTIAL``.
+        """
+        raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
+
+    async def apply_entitlements(self, account: Account, desired: DesiredAccess) -> ActionResult:
+        """Joiner/mover: make the account's entitlements equal ``desired``.
+
+        Removes first, then adds; ``removed`` and ``added`` record both.
+        """
+        raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
+
+    async def create_account(self, worker: Worker, desired: DesiredAccess) -> Account:
+        """Joiner: create an enabled account for the worker holding ``desired``."""
+        raise UnsupportedOperationError(connector=self.name, account_id=worker.worker_id)
+
+    def list_accounts(self) -> AsyncIterator[AccountState]:
+        """Every account in scope, with last sign-in, for reconciliation and inactivity sweeps."""
+        raise UnsupportedOperationError(connector=self.name)
+
+    async def read_policy(self) -> PolicyState:
+        """The system's MFA, lockout and session settings, each with where it was read."""
+        raise UnsupportedOperationError(connector=self.name)
+
+    async def apply_policy(self, baseline: PolicyBaseline) -> ActionResult:
+        """Bring the system's settings to ``baseline``; ``detail`` says what changed."""
+        raise UnsupportedOperationError(connector=self.name)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Release clients and pools. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

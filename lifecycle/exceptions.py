@@ -1,0 +1,143 @@
+"""One exception tree for the whole service.
+
+    LifecycleError
+     ├── ConfigError
+     │    └── SecretError
+     ├── IntakeError                  (HR webhook input; maps to a 4xx problem)
+     │    ├── SignatureError
+     │    ├── UnknownSourceError
+     │    ├── PayloadError
+     │    ├── PayloadTooLargeError
+     │    └── UnknownWorkerError
+     ├── AuthError
+     │    ├── NotAuthenticatedError
+     │    └── ForbiddenError
+     ├── NotFoundError
+     ├── StoreError
+     │    └── EvidenceError
+     └── ConnectorError               (carries connector name and account id)
+          ├── TransientConnectorError (retried with backoff; honours retry_after)
+          └── PermanentConnectorError (escalated at once)
+               └── UnsupportedOperationError
+
+Each class's docstring is its default message. Connectors raise ``ConnectorError`` subclasses
+``from`` the vendor exception; no vendor exception crosses a connector boundary.
+"""
+
+from __future__ import annotations
+
+
+class LifecycleError(Exception):
+    """The lifecycle service failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__class__.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class ConfigError(LifecycleError):
+    """The configuration is invalid."""
+
+
+class SecretError(ConfigError):
+    """A secret reference could not be resolved."""
+
+
+class IntakeError(LifecycleError):
+    """The HR event was rejected."""
+
+    status_code = 400
+
+
+class SignatureError(IntakeError):
+    """The webhook signature is missing, invalid or too old."""
+
+    status_code = 401
+
+
+class UnknownSourceError(IntakeError):
+    """No HR source with this name is configured."""
+
+    status_code = 404
+
+
+class PayloadError(IntakeError):
+    """The HR event body is malformed."""
+
+    status_code = 422
+
+
+class PayloadTooLargeError(IntakeError):
+    """The HR event body is larger than the limit."""
+
+    status_code = 413
+
+
+class UnknownWorkerError(IntakeError):
+    """The HR event names a worker that is not in the workforce roster."""
+
+    status_code = 422
+
+
+class AuthError(LifecycleError):
+    """Authentication failed."""
+
+
+class NotAuthenticatedError(AuthError):
+    """A valid bearer token is required."""
+
+
+class ForbiddenError(AuthError):
+    """This token's role may not perform this operation."""
+
+
+class NotFoundError(LifecycleError):
+    """The requested object does not exist."""
+
+
+class StoreError(LifecycleError):
+    """The database operation failed."""
+
+
+class EvidenceError(StoreError):
+    """The evidence log could not be appended to or verified."""
+
+
+class ConnectorError(LifecycleError):
+    """A connected system reported an error."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connector: str = "?",
+        account_id: str | None = None,
+    ) -> None:
+        self.connector = connector
+        self.account_id = account_id
+        base = message or (self.__class__.__doc__ or "").strip()
+        where = f"[{connector}" + (f" account {account_id}" if account_id else "") + "] "
+        super().__init__(where + base)
+
+
+class TransientConnectorError(ConnectorError):
+    """The connected system is temporarily unavailable; the call may succeed if retried."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connector: str = "?",
+        account_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, connector=connector, account_id=account_id)
+
+
+class PermanentConnectorError(ConnectorError):
+    """The connected system refused the call; retrying will not help until something is fixed."""
+
+
+class UnsupportedOperationError(PermanentConnectorError):
+    """This connector does not support the operation."""

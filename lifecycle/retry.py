@@ -1,0 +1,104 @@
+"""The one retry policy: exponential backoff with jitter that honours ``Retry-After``.
+
+Connectors and the engine retry ``TransientConnectorError`` only; permanent errors pass straight
+through. Every retry is logged (connector, account, attempt, wait) and never with secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from connectors.base import utcnow
+from lifecycle.exceptions import TransientConnectorError
+
+T = TypeVar("T")
+log = logging.getLogger("lifecycle.retry")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    """Total attempts, the first one included."""
+    initial_seconds: float = 0.2
+    max_seconds: float = 30.0
+    max_retry_after_seconds: float = 300.0
+    """A server's Retry-After longer than this is capped (and the cap logged)."""
+    jitter: float = 0.2
+    """Up to this fraction of the wait is added at random, so replicas do not retry in step."""
+
+    def wait(self, attempt: int, exc: BaseException | None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if isinstance(exc, TransientConnectorError) and exc.retry_after is not None:
+            return min(max(exc.retry_after, 0.0), self.max_retry_after_seconds)
+        base = min(self.initial_seconds * (2 ** (attempt - 1)), self.max_seconds)
+        return base * (1 + random.uniform(0, self.jitter))  # noqa: S311 - jitter, not crypto
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (delta-seconds or HTTP date) as seconds, or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - utcnow()).total_seconds(), 0.0)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[int, TransientConnectorError, float], Awaitable[None] | None] | None = None,
+) -> T:
+    """Run ``call`` until it succeeds, raises a permanent error, or attempts run out.
+
+    After the last attempt the final ``TransientConnectorError`` is re-raised unchanged.
+    """
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return policy.wait(state.attempt_number, exc)
+
+    async def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, TransientConnectorError)
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "transient error, retrying",
+            extra={
+                "connector": exc.connector,
+                "account_id": exc.account_id,
+                "attempt": state.attempt_number,
+                "wait_seconds": round(delay, 3),
+                "error": exc.message,
+            },
+        )
+        if on_retry is not None:
+            maybe = on_retry(state.attempt_number, exc, delay)
+            if maybe is not None:
+                await maybe
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception_type(TransientConnectorError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable")  # pragma: no cover

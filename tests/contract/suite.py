@@ -1,0 +1,177 @@
+"""The connector contract suite: one set of tests that every connector must pass.
+
+A connector's test module subclasses ``ConnectorContract`` and provides a ``harness`` fixture
+returning a ``ContractHarness`` for a live system (real server where one can run here):
+
+    class TestOpenLdapContract(ConnectorContract):
+        @pytest.fixture
+        async def harness(self, slapd_server) -> AsyncIterator[ContractHarness]:
+            ...
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Sequence
+from datetime import UTC
+
+import pytest
+
+from connectors.base import (
+    Account,
+    Capability,
+    Connector,
+    DesiredAccess,
+    Outcome,
+    Worker,
+)
+from lifecycle.exceptions import ConnectorError, PermanentConnectorError
+
+#: Values that would widen an unescaped LDAP, SCIM or OData filter.
+HOSTILE_IDS = ("*", "*)(uid=*", 'x" or "1" eq "1', "' or 1 eq 1 or '", "a\\*b\x00")
+
+
+class ContractHarness(abc.ABC):
+    """A live target system with a connector pointed at it."""
+
+    connector: Connector
+    groups: tuple[str, ...]
+    """At least two entitlements that exist in the system, as the connector names them."""
+
+    def new_worker(self) -> Worker:
+        """A worker unknown to the system so far (override for systems with id rules)."""
+        suffix = uuid.uuid4().hex[:8]
+        return Worker(
+            worker_id=f"T{suffix}",
+            email=f"t{suffix}@example.org",
+            name=f"Test {suffix}",
+            upn=f"t{suffix}@example.org",
+        )
+
+    @abc.abstractmethod
+    async def seed(self, worker: Worker, groups: Sequence[str]) -> None:
+        """Create an enabled account for ``worker`` in ``groups`` directly in the system,
+        without going through the connector under test."""
+
+
+class ConnectorContract:
+    """Subclass with a ``harness`` fixture; every test here then runs against that system."""
+
+    pytestmark = [pytest.mark.anyio]
+
+    async def _seeded(self, harness: ContractHarness, groups: Sequence[str] = ()) -> Account:
+        worker = harness.new_worker()
+        await harness.seed(worker, list(groups))
+        account = await harness.connector.find_account(worker)
+        assert account is not None, "a seeded account must be found"
+        return account
+
+    async def test_finds_a_seeded_account(self, harness: ContractHarness) -> None:
+        worker = harness.new_worker()
+        await harness.seed(worker, [])
+        account = await harness.connector.find_account(worker)
+        assert account is not None
+        assert account.system == harness.connector.name
+        state = await harness.connector.read_state(account)
+        assert state.enabled is True
+        assert state.read_at.tzinfo is not None
+
+    async def test_unknown_worker_is_not_found(self, harness: ContractHarness) -> None:
+        assert await harness.connector.find_account(harness.new_worker()) is None
+
+    @pytest.mark.parametrize("hostile", HOSTILE_IDS)
+    async def test_hostile_identifiers_match_nothing(
+        self, harness: ContractHarness, hostile: str
+    ) -> None:
+        await self._seeded(harness)
+        worker = Worker(worker_id=hostile, email=hostile, upn=hostile, name=hostile)
+        try:
+            found = await harness.connector.find_account(worker)
+        except PermanentConnectorError:
+            return  # refusing the value outright is as good as matching nothing
+        assert found is None
+
+    async def test_disable_is_read_back_as_disabled(self, harness: ContractHarness) -> None:
+        account = await self._seeded(harness)
+        result = await harness.connector.disable(account)
+        assert result.outcome == Outcome.DONE
+        assert result.account_id == account.account_id
+        assert result.started_at.tzinfo == UTC and result.finished_at >= result.started_at
+        state = await harness.connector.read_state(account)
+        assert state.enabled is False
+
+    async def test_disable_is_idempotent(self, harness: ContractHarness) -> None:
+        account = await self._seeded(harness)
+        await harness.connector.disable(account)
+        again = await harness.connector.disable(account)
+        assert again.outcome in (Outcome.ALREADY, Outcome.DONE)
+        assert (await harness.connector.read_state(account)).enabled is False
+
+    async def test_revoke_sessions(self, harness: ContractHarness) -> None:
+        if Capability.REVOKE_SESSIONS not in harness.connector.capabilities:
+            pytest.skip("connector declares no session revocation")
+        account = await self._seeded(harness)
+        result = await harness.connector.revoke_sessions(account)
+        assert result.outcome in (Outcome.DONE, Outcome.NOT_APPLICABLE)
+
+    async def test_remove_access_lists_what_it_removed(self, harness: ContractHarness) -> None:
+        if Capability.REMOVE_ACCESS not in harness.connector.capabilities:
+            pytest.skip("connector declares no access removal")
+        groups = harness.groups[:2]
+        account = await self._seeded(harness, groups)
+        before = await harness.connector.read_state(account)
+        assert before.entitlements >= set(groups)
+        result = await harness.connector.remove_access(account)
+        assert set(groups) <= set(result.removed) | {s.item for s in result.skipped}
+        after = await harness.connector.read_state(account)
+        skipped = {s.item for s in result.skipped}
+        assert after.entitlements <= skipped
+
+    async def test_reading_a_vanished_account_is_permanent(self, harness: ContractHarness) -> None:
+        ghost = Account(harness.connector.name, _ghost_id(harness), login="ghost")
+        with pytest.raises(PermanentConnectorError):
+            await harness.connector.read_state(ghost)
+
+    async def test_errors_are_lifecycle_errors(self, harness: ContractHarness) -> None:
+        ghost = Account(harness.connector.name, _ghost_id(harness), login="ghost")
+        with pytest.raises(ConnectorError) as info:
+            await harness.connector.disable(ghost)
+        assert info.value.connector == harness.connector.name
+
+    async def test_list_accounts_includes_seeded(self, harness: ContractHarness) -> None:
+        if Capability.LIST_ACCOUNTS not in harness.connector.capabilities:
+            pytest.skip("connector declares no listing")
+        account = await self._seeded(harness)
+        ids = [state.account.account_id async for state in harness.connector.list_accounts()]
+        assert account.account_id in ids
+
+    async def test_create_then_apply_entitlements(self, harness: ContractHarness) -> None:
+        caps = harness.connector.capabilities
+        if not {Capability.CREATE_ACCOUNT, Capability.APPLY_ENTITLEMENTS} <= caps:
+            pytest.skip("connector declares no joiner/mover operations")
+        worker = harness.new_worker()
+        first, second = harness.groups[0], harness.groups[1]
+        account = await harness.connector.create_account(worker, DesiredAccess(frozenset({first})))
+        found = await harness.connector.find_account(worker)
+        assert found is not None and found.account_id == account.account_id
+        state = await harness.connector.read_state(account)
+        assert state.enabled and first in state.entitlements
+        result = await harness.connector.apply_entitlements(
+            account, DesiredAccess(frozenset({second}))
+        )
+        assert first in result.removed and second in result.added
+        state = await harness.connector.read_state(account)
+        assert second in state.entitlements and first not in state.entitlements
+
+    async def test_read_policy_names_its_sources(self, harness: ContractHarness) -> None:
+        if Capability.READ_POLICY not in harness.connector.capabilities:
+            pytest.skip("connector declares no policy reading")
+        policy = await harness.connector.read_policy()
+        assert policy.settings, "read_policy must report at least one control"
+        assert all(setting.source for setting in policy.settings)
+
+
+def _ghost_id(harness: ContractHarness) -> str:
+    """An id of the right shape for the system that names no account (override via attribute)."""
+    return str(getattr(harness, "ghost_account_id", str(uuid.uuid4())))
