@@ -38,7 +38,8 @@ class RetryPolicy:
         if isinstance(exc, TransientConnectorError) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.max_retry_after_seconds)
         base = min(self.initial_seconds * (2 ** (attempt - 1)), self.max_seconds)
-        return base * (1 + random.uniform(0, self.jitter))  # noqa: S311 - jitter, not crypto
+        spread: float = random.uniform(0, self.jitter)  # noqa: S311 - jitter, not crypto
+        return base * (1 + spread)
 
 
 def parse_retry_after(value: str | None) -> float | None:
