@@ -37,7 +37,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         if isinstance(exc, TransientConnectorError) and exc.retry_after is not None:
             return min(max(exc.retry_after, 0.0), self.max_retry_after_seconds)
-        base = min(self.initial_seconds * (2 ** (attempt - 1)), self.max_seconds)
+        base = min(self.initial_seconds * 2.0 ** max(attempt - 1, 0), self.max_seconds)
         spread: float = random.uniform(0, self.jitter)  # noqa: S311 - jitter, not crypto
         return base * (1 + spread)
 
