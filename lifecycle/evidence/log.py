@@ -1,0 +1,94 @@
+"""The service's side of the evidence log: append records, keep the Merkle tree, sign checkpoints.
+
+Appends are serialised by the store (advisory lock on PostgreSQL), so several replicas write one
+gap-free sequence; each replica catches its in-memory tree up from the database before signing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+import anyio.to_thread
+
+from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint
+from lifecycle.evidence.merkle import MerkleTree, leaf_hash
+from lifecycle.evidence.records import build_record, canonical
+from lifecycle.models import CheckpointRow, RunStatus
+from lifecycle.store import RunDetail, Store
+
+
+class EvidenceLog:
+    def __init__(
+        self,
+        store: Store,
+        key: SigningKey,
+        origin: str,
+        *,
+        sla_seconds: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.key = key
+        self.origin = origin
+        self.sla_seconds = sla_seconds
+        self.clock = clock
+        self.tree = MerkleTree()
+        self._lock = anyio.Lock()
+        self._dirty = anyio.Event()
+
+    async def _catch_up(self) -> None:
+        async with self._lock:
+            fresh = await anyio.to_thread.run_sync(self.store.leaf_hashes, self.tree.size)
+            for leaf in fresh:
+                self.tree.append(leaf)
+
+    async def append(
+        self, detail: RunDetail, status: RunStatus, time_to_revoke_ms: int | None
+    ) -> int:
+        """Append the run's record (exactly once per run); returns its sequence number."""
+
+        def build(seq: int) -> tuple[str, bytes, bytes]:
+            record_id = str(uuid.uuid4())
+            body = canonical(
+                build_record(
+                    seq=seq,
+                    record_id=record_id,
+                    run=detail.run,
+                    steps=detail.steps,
+                    worker=detail.worker,
+                    status=status,
+                    time_to_revoke_ms=time_to_revoke_ms,
+                    sla_seconds=self.sla_seconds,
+                )
+            )
+            return record_id, body, leaf_hash(body)
+
+        seq, _ = await anyio.to_thread.run_sync(
+            self.store.append_evidence, detail.run.id, detail.run.worker_id, build, self.clock()
+        )
+        self._dirty.set()
+        return seq
+
+    async def sign(self) -> CheckpointRow | None:
+        """Sign a checkpoint of the current log if it grew since the last one."""
+        await self._catch_up()
+        async with self._lock:
+            size, root = self.tree.size, self.tree.root()
+        latest = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+        if latest is not None and latest.tree_size >= size:
+            return latest
+        note = sign_checkpoint(self.key, self.origin, size, root)
+        await anyio.to_thread.run_sync(self.store.save_checkpoint, size, root, note, self.clock())
+        return await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+
+    async def run_signer(self, *, batch_seconds: float = 0.05) -> None:
+        """Sign after each batch of appends (appends within ``batch_seconds`` share one)."""
+        await self.sign()
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            await anyio.sleep(batch_seconds)
+            await self.sign()

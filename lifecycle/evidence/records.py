@@ -1,0 +1,98 @@
+"""``dpe/1`` evidence records: built from a finished run, serialised as RFC 8785 canonical JSON.
+
+No patient data and no secrets: systems, account ids, operations, times, hashes of vendor
+responses (never the bodies), and what the read-back showed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+
+from lifecycle.models import Run, RunStatus, Step, StepStatus, WorkerRow
+
+SCHEMA = "dpe/1"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _action(step: Step) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(step.result_json) if step.result_json else {}
+    readback: dict[str, Any] | None = json.loads(step.readback_json) if step.readback_json else None
+    return {
+        "system": step.connector,
+        "account_id": step.account_id,
+        "op": step.action,
+        "requested_at": _iso(step.started_at),
+        "completed_at": _iso(step.finished_at),
+        "outcome": result.get("outcome", step.status)
+        if step.status == StepStatus.DONE
+        else step.status,
+        "attempts": step.attempts,
+        "error": step.error,
+        "vendor_request_id": result.get("vendor_request_id"),
+        "response_sha256": result.get("response_sha256"),
+        "removed": list(result.get("removed", [])),
+        "skipped": list(result.get("skipped", [])),
+        "detail": dict(result.get("detail", {})),
+        "readback": readback,
+    }
+
+
+def build_record(
+    *,
+    seq: int,
+    record_id: str,
+    run: Run,
+    steps: list[Step],
+    worker: WorkerRow | None,
+    status: RunStatus,
+    time_to_revoke_ms: int | None,
+    sla_seconds: int,
+) -> dict[str, Any]:
+    """The record for a finished run (``status`` is the run's final status)."""
+    playbook = (
+        {"name": run.playbook_name, "version_sha256": run.playbook_sha256}
+        if run.playbook_name
+        else None
+    )
+    return {
+        "schema": SCHEMA,
+        "record_id": record_id,
+        "seq": seq,
+        "run_id": run.id,
+        "kind": run.kind,
+        "status": str(status),
+        "subject": {
+            "worker_id": run.worker_id,
+            "engagement": worker.engagement if worker else None,
+            "vendor": worker.vendor if worker else None,
+        },
+        "trigger": {
+            "source": run.source,
+            "event_id": run.source_event_id,
+            "effective_at": _iso(run.effective_at),
+            "received_at": _iso(run.received_at),
+            "reason": run.reason,
+            "payload_sha256": run.payload_sha256,
+        },
+        "playbook": playbook,
+        "policy": None,
+        "actions": [_action(s) for s in sorted(steps, key=lambda s: (s.connector, s.position))],
+        "computed": {
+            "time_to_revoke_ms": time_to_revoke_ms,
+            "sla_seconds": sla_seconds,
+            "sla_met": time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000,
+        },
+        "actor": run.actor,
+    }
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """RFC 8785 (JCS) bytes: the exact bytes that are hashed into the log."""
+    return rfc8785.dumps(record)

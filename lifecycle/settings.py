@@ -1,0 +1,162 @@
+"""One Settings class: a TOML file (``--config`` / ``LIFECYCLE_CONFIG``) overlaid by environment
+variables with the ``LIFECYCLE_`` prefix (nested with ``__``, e.g.
+``LIFECYCLE_SERVICE__DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connectors.base import PolicyBaseline
+from lifecycle.exceptions import ConfigError
+from lifecycle.retry import RetryPolicy
+
+MIB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceSettings(_Section):
+    database_url: str = "sqlite:///./lifecycle.db"
+    evidence_key: Path = Path("./keys/evidence.ed25519")
+    log_origin: str = "lifecycle.example.org/evidence"
+    termination_sla_seconds: int = Field(default=3600, gt=0)
+    demo: bool = False
+    """Demo mode: inline secrets allowed, the evidence key is created on first start."""
+    max_body_bytes: int = Field(default=MIB, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a replica owns a claimed run without renewing; after a crash another (or the
+    restarted) replica takes the run over once the lease has expired."""
+    poll_seconds: float = Field(default=1.0, gt=0)
+    step_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_parallel_runs: int = Field(default=256, gt=0)
+    connector_concurrency: int = Field(default=32, gt=0)
+    """Default for connectors that do not set ``max_concurrency`` in their own table."""
+    instance_id: str | None = None
+
+
+class RetrySettings(_Section):
+    attempts: int = Field(default=5, ge=1)
+    initial_seconds: float = Field(default=0.5, ge=0)
+    max_seconds: float = Field(default=30.0, ge=0)
+    max_retry_after_seconds: float = Field(default=300.0, ge=0)
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.attempts,
+            initial_seconds=self.initial_seconds,
+            max_seconds=self.max_seconds,
+            max_retry_after_seconds=self.max_retry_after_seconds,
+        )
+
+
+class AlertSettings(_Section):
+    webhook_url: str | None = None
+    """Optional: every escalation is also POSTed here as JSON."""
+    timeout_seconds: float = 5.0
+
+
+class HrSourceSettings(_Section):
+    kind: Literal["standardwebhooks", "bamboohr"]
+    secret: SecretStr
+    """``env:NAME`` or ``file:PATH``; an inline value only in demo mode."""
+    tolerance_seconds: int = Field(default=300, gt=0)
+
+
+class HrSettings(_Section):
+    sources: dict[str, HrSourceSettings] = Field(default_factory=dict)
+
+
+class PolicySettings(_Section):
+    mfa: Literal["required", "optional"] = "required"
+    lockout_threshold: int = 5
+    lockout_window_minutes: int = 15
+    lockout_duration_minutes: int = 30
+    session_idle_minutes: int = 15
+    session_max_hours: int = 12
+    inactive_disable_days: int = 90
+    contractor_inactive_disable_days: int = 45
+
+    def baseline(self) -> PolicyBaseline:
+        return PolicyBaseline(
+            mfa_required=self.mfa == "required",
+            lockout_threshold=self.lockout_threshold,
+            lockout_window_minutes=self.lockout_window_minutes,
+            lockout_duration_minutes=self.lockout_duration_minutes,
+            session_idle_minutes=self.session_idle_minutes,
+            session_max_hours=self.session_max_hours,
+            inactive_disable_days=self.inactive_disable_days,
+        )
+
+
+class DemoSettings(_Section):
+    workers: int = Field(default=0, ge=0)
+    """Seed the roster with W0001..W<n> (the memory connectors seed the same ids)."""
+    domain: str = "example.org"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIFECYCLE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    hr: HrSettings = Field(default_factory=HrSettings)
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @field_validator("connectors")
+    @classmethod
+    def _connectors_have_kind(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, table in value.items():
+            if "kind" not in table:
+                raise ValueError(f"[connectors.{name}] needs a 'kind'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file, so an operator can override one value without editing it.
+        return (env_settings, init_settings)
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The configuration file: ``--config``, else ``LIFECYCLE_CONFIG``, else none (defaults)."""
+    chosen = explicit or os.environ.get("LIFECYCLE_CONFIG")
+    return Path(chosen) if chosen else None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate the configuration; ConfigError names the file and the field."""
+    resolved = config_path(path)
+    data: dict[str, Any] = {}
+    if resolved is not None:
+        try:
+            data = tomllib.loads(resolved.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {resolved}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{resolved}: invalid TOML: {exc}") from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{resolved or 'configuration'}: {problems}") from exc

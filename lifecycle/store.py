@@ -1,0 +1,542 @@
+"""The database: engine factory, schema, and every query the service makes.
+
+Synchronous SQLAlchemy (SQLModel) with short transactions; async callers go through
+``anyio.to_thread``. Works on SQLite (the embedded default; every transaction takes the write lock
+with ``BEGIN IMMEDIATE``) and on PostgreSQL (several replicas; runs are claimed with
+``SELECT ... FOR UPDATE SKIP LOCKED`` and evidence appends serialise on an advisory lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, func, or_, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from lifecycle.exceptions import NotFoundError, StoreError, UnknownWorkerError
+from lifecycle.hr.event import HrEvent, HrEventType
+from lifecycle.models import (
+    AccountLink,
+    ApiToken,
+    CheckpointRow,
+    EvidenceRow,
+    InboxEvent,
+    Run,
+    RunKind,
+    RunStatus,
+    Step,
+    StepStatus,
+    WorkerRow,
+)
+
+#: Advisory lock key that serialises evidence appends across replicas ("LCEV").
+EVIDENCE_LOCK_KEY = 0x4C434556
+TERMINATION_ACTIONS = ("disable", "revoke_sessions", "remove_access", "verify")
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """What an accepted HR event became."""
+
+    event_id: str
+    run_id: str | None
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetail:
+    run: Run
+    steps: list[Step]
+    worker: WorkerRow | None
+
+
+def termination_plan(connectors: Sequence[str]) -> list[tuple[str, str, int]]:
+    """One step per (connector, action), in the order the chain runs them."""
+    return [(c, a, i) for c in connectors for i, a in enumerate(TERMINATION_ACTIONS)]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        self.engine = self._make_engine(url)
+        # One writer at a time inside this process: SQLite would otherwise spin on busy locks.
+        self._sqlite_lock = threading.Lock() if self.is_sqlite else None
+
+    def _make_engine(self, url: str) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below issue BEGIN
+            cursor = dbapi_conn.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on error."""
+        lock = self._sqlite_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except OperationalError as exc:
+                    session.rollback()
+                    raise StoreError(f"database error: {exc.orig}") from exc
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    # ------------------------------------------------------------------ schema & health
+
+    def create_schema(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+
+    def ping(self) -> None:
+        with self.session() as s:
+            s.exec(select(1)).one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ roster
+
+    def upsert_worker(self, worker: WorkerRow) -> None:
+        with self.session() as s:
+            s.merge(worker)
+
+    def seed_workers(self, workers: Sequence[WorkerRow]) -> int:
+        """Insert workers not yet in the roster; returns how many were added."""
+        with self.session() as s:
+            known = set(s.exec(select(WorkerRow.worker_id)).all())
+            fresh = [w for w in workers if w.worker_id not in known]
+            s.add_all(fresh)
+            return len(fresh)
+
+    def get_worker(self, worker_id: str) -> WorkerRow | None:
+        with self.session() as s:
+            return s.get(WorkerRow, worker_id)
+
+    # ------------------------------------------------------------------ intake
+
+    def accept_hr_event(self, event: HrEvent, connectors: Sequence[str], now: datetime) -> Intake:
+        """Store the inbox row (and, for a termination, its run and steps) in one transaction.
+
+        A second delivery of the same source event id returns the first one's run.
+        Raises UnknownWorkerError, and stores nothing, for a non-hire about an unknown worker.
+        """
+        try:
+            return self._accept(event, connectors, now)
+        except IntegrityError:
+            # A concurrent delivery of the same event won the race; answer with its run.
+            return self._accept(event, connectors, now)
+
+    def _accept(self, event: HrEvent, connectors: Sequence[str], now: datetime) -> Intake:
+        with self.session() as s:
+            existing = s.exec(
+                select(InboxEvent).where(
+                    InboxEvent.source == event.source,
+                    InboxEvent.source_event_id == event.event_id,
+                )
+            ).first()
+            if existing is not None:
+                return Intake(existing.id, existing.run_id, duplicate=True)
+            worker = s.get(WorkerRow, event.worker_id)
+            if worker is None and event.type is not HrEventType.HIRE:
+                raise UnknownWorkerError(
+                    f"worker {event.worker_id!r} is not in the workforce roster"
+                )
+            worker = worker or WorkerRow(worker_id=event.worker_id, updated_at=now)
+            for attr in ("name", "email", "job_code", "engagement", "vendor"):
+                value = getattr(event, attr)
+                if value is not None:
+                    setattr(worker, attr, value)
+            worker.updated_at = now
+            if event.type is HrEventType.HIRE:
+                worker.status = "active"
+            s.add(worker)
+            inbox = InboxEvent(
+                id=new_id(),
+                source=event.source,
+                source_event_id=event.event_id,
+                type=event.type,
+                worker_id=event.worker_id,
+                received_at=now,
+                effective_at=event.effective_at,
+                reason=event.reason,
+                payload_sha256=event.payload_sha256,
+            )
+            if event.type is HrEventType.TERMINATION:
+                run = self._new_run(
+                    s,
+                    kind=RunKind.OFFBOARD,
+                    worker_id=event.worker_id,
+                    reason=event.reason,
+                    actor=f"hr:{event.source}",
+                    connectors=connectors,
+                    now=now,
+                    effective_at=event.effective_at,
+                    source=event.source,
+                    source_event_id=event.event_id,
+                    payload_sha256=event.payload_sha256,
+                )
+                inbox.run_id = run.id
+            s.add(inbox)
+            s.flush()
+            return Intake(inbox.id, inbox.run_id, duplicate=False)
+
+    def create_offboard(
+        self,
+        worker_id: str,
+        *,
+        reason: str,
+        actor: str,
+        connectors: Sequence[str],
+        now: datetime,
+    ) -> Run:
+        """An immediate termination requested by an admin (API or CLI)."""
+        with self.session() as s:
+            if s.get(WorkerRow, worker_id) is None:
+                raise UnknownWorkerError(f"worker {worker_id!r} is not in the workforce roster")
+            payload = f"offboard:{worker_id}:{reason}:{actor}:{now.isoformat()}".encode()
+            return self._new_run(
+                s,
+                kind=RunKind.OFFBOARD,
+                worker_id=worker_id,
+                reason=reason,
+                actor=actor,
+                connectors=connectors,
+                now=now,
+                source="admin",
+                source_event_id=new_id(),
+                payload_sha256=hashlib.sha256(payload).hexdigest(),
+            )
+
+    def _new_run(
+        self,
+        s: Session,
+        *,
+        kind: RunKind,
+        worker_id: str,
+        reason: str | None,
+        actor: str,
+        connectors: Sequence[str],
+        now: datetime,
+        effective_at: datetime | None = None,
+        source: str | None = None,
+        source_event_id: str | None = None,
+        payload_sha256: str | None = None,
+    ) -> Run:
+        run = Run(
+            id=new_id(),
+            kind=kind,
+            worker_id=worker_id,
+            status=RunStatus.PENDING,
+            reason=reason,
+            actor=actor,
+            source=source,
+            source_event_id=source_event_id,
+            payload_sha256=payload_sha256,
+            received_at=now,
+            effective_at=effective_at,
+            not_before=max(effective_at, now) if effective_at else now,
+        )
+        s.add(run)
+        s.flush()
+        for connector, action, position in termination_plan(connectors):
+            s.add(Step(run_id=run.id, connector=connector, action=action, position=position))
+        return run
+
+    # ------------------------------------------------------------------ executor
+
+    def claim_runs(self, owner: str, now: datetime, lease: timedelta, limit: int) -> list[str]:
+        """Take up to ``limit`` due runs that nobody holds a live lease on.
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so replicas never wait on or double-claim a row.
+        SQLite: the whole transaction holds the database write lock (``BEGIN IMMEDIATE``).
+        """
+        with self.session() as s:
+            query = (
+                select(Run.id)
+                .where(
+                    col(Run.status).in_([RunStatus.PENDING, RunStatus.RUNNING]),
+                    col(Run.not_before) <= now,
+                    or_(col(Run.lease_expires_at).is_(None), col(Run.lease_expires_at) < now),
+                )
+                .order_by(col(Run.not_before))
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.exec(query).all())
+            if not ids:
+                return []
+            s.exec(
+                update(Run)
+                .where(col(Run.id).in_(ids))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    status=RunStatus.RUNNING,
+                    started_at=func.coalesce(Run.started_at, now),
+                )
+            )
+            return ids
+
+    def renew_leases(self, owner: str, run_ids: Sequence[str], until: datetime) -> None:
+        if not run_ids:
+            return
+        with self.session() as s:
+            s.exec(
+                update(Run)
+                .where(col(Run.id).in_(list(run_ids)), col(Run.lease_owner) == owner)
+                .values(lease_expires_at=until)
+            )
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the earliest future-dated pending run becomes due."""
+        with self.session() as s:
+            return s.exec(
+                select(func.min(Run.not_before)).where(
+                    Run.status == RunStatus.PENDING, col(Run.not_before) > now
+                )
+            ).one()
+
+    def load_run(self, run_id: str) -> RunDetail:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise NotFoundError(f"no run {run_id}")
+            steps = list(
+                s.exec(
+                    select(Step)
+                    .where(Step.run_id == run_id)
+                    .order_by(col(Step.connector), col(Step.position))
+                ).all()
+            )
+            return RunDetail(run, steps, s.get(WorkerRow, run.worker_id))
+
+    def save_step(self, step: Step) -> None:
+        """Persist one step's progress (attempts, outcome, read-back) as soon as it is known."""
+        with self.session() as s:
+            s.merge(step)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        finished_at: datetime,
+        time_to_revoke_ms: int | None,
+    ) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise NotFoundError(f"no run {run_id}")
+            run.status = status
+            run.finished_at = finished_at
+            run.time_to_revoke_ms = time_to_revoke_ms
+            run.lease_owner = None
+            run.lease_expires_at = None
+            if status is not RunStatus.NO_ACCOUNTS and run.kind == RunKind.OFFBOARD:
+                worker = s.get(WorkerRow, run.worker_id)
+                if worker is not None:
+                    worker.status = "terminated"
+                    worker.updated_at = finished_at
+            s.add(run)
+
+    def get_link(self, worker_id: str, connector: str) -> AccountLink | None:
+        with self.session() as s:
+            return s.get(AccountLink, (worker_id, connector))
+
+    def link_account(
+        self, worker_id: str, connector: str, account_id: str, login: str | None, now: datetime
+    ) -> None:
+        with self.session() as s:
+            s.merge(
+                AccountLink(
+                    worker_id=worker_id,
+                    connector=connector,
+                    account_id=account_id,
+                    login=login,
+                    linked_at=now,
+                )
+            )
+
+    # ------------------------------------------------------------------ evidence
+
+    def leaf_hashes(self, from_seq: int = 0) -> list[bytes]:
+        with self.session() as s:
+            rows = s.exec(
+                select(EvidenceRow.seq, EvidenceRow.leaf_hash)
+                .where(EvidenceRow.seq >= from_seq)
+                .order_by(col(EvidenceRow.seq))
+            ).all()
+            for expected, (seq, _) in enumerate(rows, start=from_seq):
+                if seq != expected:
+                    raise StoreError(f"evidence log has a gap: expected seq {expected}, got {seq}")
+            return [bytes(h) for _, h in rows]
+
+    def append_evidence(
+        self,
+        run_id: str,
+        worker_id: str,
+        build: Callable[[int], tuple[str, bytes, bytes]],
+        now: datetime,
+    ) -> tuple[int, list[bytes]]:
+        """Append the run's record at the next sequence number, exactly once per run.
+
+        ``build(seq)`` returns (record_id, canonical record bytes, leaf hash). Returns the run's
+        seq and the leaf hashes appended by anyone since the caller's view (for its tree).
+        Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite).
+        """
+        with self.session() as s:
+            if self.is_postgres:
+                s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=EVIDENCE_LOCK_KEY))  # type: ignore[call-overload]
+            existing = s.exec(select(EvidenceRow).where(EvidenceRow.run_id == run_id)).first()
+            if existing is not None:
+                return existing.seq, []
+            last = s.exec(select(func.max(EvidenceRow.seq))).one()
+            seq = 0 if last is None else last + 1
+            record_id, body, leaf = build(seq)
+            s.add(
+                EvidenceRow(
+                    seq=seq,
+                    record_id=record_id,
+                    run_id=run_id,
+                    worker_id=worker_id,
+                    created_at=now,
+                    leaf_hash=leaf,
+                    body=body,
+                )
+            )
+            run = s.get(Run, run_id)
+            if run is not None:
+                run.evidence_seq = seq
+                s.add(run)
+            return seq, [leaf]
+
+    def evidence_records(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        worker_id: str | None = None,
+        batch: int = 1000,
+    ) -> Iterator[tuple[int, bytes]]:
+        """(seq, record bytes) in seq order, streamed in batches (memory stays flat)."""
+        after = -1
+        while True:
+            with self.session() as s:
+                query = select(EvidenceRow.seq, EvidenceRow.body).where(EvidenceRow.seq > after)
+                if since is not None:
+                    query = query.where(col(EvidenceRow.created_at) >= since)
+                if until is not None:
+                    query = query.where(col(EvidenceRow.created_at) < until)
+                if worker_id is not None:
+                    query = query.where(EvidenceRow.worker_id == worker_id)
+                rows = s.exec(query.order_by(col(EvidenceRow.seq)).limit(batch)).all()
+            if not rows:
+                return
+            for seq, body in rows:
+                yield seq, bytes(body)
+            after = rows[-1][0]
+
+    def save_checkpoint(self, tree_size: int, root: bytes, note: str, now: datetime) -> None:
+        with self.session() as s:
+            if s.get(CheckpointRow, tree_size) is None:
+                s.add(CheckpointRow(tree_size=tree_size, root_hash=root, note=note, signed_at=now))
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        with self.session() as s:
+            return s.exec(
+                select(CheckpointRow).order_by(col(CheckpointRow.tree_size).desc()).limit(1)
+            ).first()
+
+    # ------------------------------------------------------------------ tokens
+
+    def add_token(self, name: str, role: str, token_sha256: str, now: datetime) -> None:
+        try:
+            with self.session() as s:
+                s.add(ApiToken(name=name, role=role, token_sha256=token_sha256, created_at=now))
+        except IntegrityError as exc:
+            raise StoreError(f"a token named {name!r} already exists") from exc
+
+    def token_by_hash(self, token_sha256: str) -> ApiToken | None:
+        with self.session() as s:
+            return s.exec(
+                select(ApiToken).where(
+                    ApiToken.token_sha256 == token_sha256, col(ApiToken.revoked_at).is_(None)
+                )
+            ).first()
+
+    # ------------------------------------------------------------------ queries
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Run]:
+        with self.session() as s:
+            query = select(Run)
+            if status:
+                query = query.where(Run.status == status)
+            if worker_id:
+                query = query.where(Run.worker_id == worker_id)
+            query = query.order_by(col(Run.received_at).desc()).offset(offset).limit(limit)
+            return list(s.exec(query).all())
+
+    def run_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(select(Run.status, func.count()).group_by(Run.status)).all()
+            return {status: count for status, count in rows}
+
+    def step_failures(self, run_id: str) -> list[Step]:
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Step).where(Step.run_id == run_id, Step.status == StepStatus.FAILED)
+                ).all()
+            )
