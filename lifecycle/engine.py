@@ -321,7 +321,7 @@ class Engine:
             )
         try:
             account: Account | None = await self._call(
-                connector, "find_account", steps[0], lambda: connector.find_account(worker)
+                connector, "find_account", None, lambda: connector.find_account(worker)
             )
         except ConnectorError as exc:
             for step in steps:
@@ -355,12 +355,15 @@ class Engine:
         return account
 
     async def _call(
-        self, connector: Connector, action: str, step: Step, call: Callable[[], Any]
+        self, connector: Connector, action: str, step: Step | None, call: Callable[[], Any]
     ) -> Any:
-        """One connector call with timeout and the retry policy; attempts are persisted."""
+        """One connector call with timeout and the retry policy; a step's attempts are
+        persisted (``step`` is None for the account lookup, which belongs to no one step)."""
+        account_id = step.account_id if step else None
 
         async def attempt() -> Any:
-            step.attempts += 1
+            if step is not None:
+                step.attempts += 1
             self.metrics.step_attempts.labels(connector.name, action).inc()
             try:
                 with anyio.fail_after(self.config.step_timeout):
@@ -369,7 +372,7 @@ class Engine:
                 raise TransientConnectorError(
                     f"{action} did not answer within {self.config.step_timeout:g} s",
                     connector=connector.name,
-                    account_id=step.account_id,
+                    account_id=account_id,
                 ) from exc
             except ConnectorError as exc:
                 kind = "transient" if isinstance(exc, TransientConnectorError) else "permanent"
@@ -377,6 +380,8 @@ class Engine:
                 raise
 
         async def on_retry(number: int, exc: TransientConnectorError, wait: float) -> None:
+            if step is None:
+                return
             step.error = f"attempt {number}: {exc.message} (retrying in {wait:.1f} s)"
             await self._db(self.store.save_step, step)
 

@@ -220,7 +220,9 @@ def sign_checkpoint(key: SigningKey, origin: str, tree_size: int, root_hash: byt
 
 
 def _as_verifier(verifier_key: str | VerifierKey) -> VerifierKey:
-    return verifier_key if isinstance(verifier_key, VerifierKey) else parse_verifier_key(verifier_key)
+    return (
+        verifier_key if isinstance(verifier_key, VerifierKey) else parse_verifier_key(verifier_key)
+    )
 
 
 def verify_note(note: str, verifier_key: str | VerifierKey) -> str:
@@ -288,8 +290,10 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     origin, size_line, hash_line = lines[0], lines[1], lines[2]
     if not origin:
         raise EvidenceError("malformed checkpoint: empty origin line")
-    if not size_line.isascii() or not size_line.isdigit() or (
-        size_line != "0" and size_line.startswith("0")
+    if (
+        not size_line.isascii()
+        or not size_line.isdigit()
+        or (size_line != "0" and size_line.startswith("0"))
     ):
         raise EvidenceError(f"malformed checkpoint: tree size {size_line[:40]!r} is not decimal")
     try:
@@ -313,7 +317,5 @@ def verify_checkpoint(
     """
     cp = parse_checkpoint_text(verify_note(note, verifier_key))
     if origin is not None and cp.origin != origin:
-        raise EvidenceError(
-            f"checkpoint origin {cp.origin!r} is not the expected log {origin!r}"
-        )
+        raise EvidenceError(f"checkpoint origin {cp.origin!r} is not the expected log {origin!r}")
     return cp

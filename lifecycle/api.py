@@ -1,0 +1,327 @@
+"""The HTTP API (FastAPI). Routers by audience: HR sources (signed webhooks), admins, auditors,
+operators. Every route but the HR intake (signature), the checkpoint and the probes needs a
+bearer token with the right role. Errors are RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lifecycle.app import Service
+from lifecycle.auth import Principal, token_hash
+from lifecycle.engine import worker_of
+from lifecycle.exceptions import (
+    AuthError,
+    ConfigError,
+    ForbiddenError,
+    IntakeError,
+    LifecycleError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StoreError,
+)
+from lifecycle.hr import parse_event
+from lifecycle.models import Role, Run, Step
+
+log = logging.getLogger("lifecycle.api")
+PROBLEM = "application/problem+json"
+
+
+# ---------------------------------------------------------------------- representations
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    return {
+        "connector": step.connector,
+        "action": step.action,
+        "status": step.status,
+        "attempts": step.attempts,
+        "account_id": step.account_id,
+        "started_at": _iso(step.started_at),
+        "finished_at": _iso(step.finished_at),
+        "error": step.error,
+        "result": json.loads(step.result_json) if step.result_json else None,
+        "readback": json.loads(step.readback_json) if step.readback_json else None,
+    }
+
+
+def run_json(run: Run, steps: Sequence[Step] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": run.id,
+        "kind": run.kind,
+        "worker_id": run.worker_id,
+        "status": run.status,
+        "reason": run.reason,
+        "actor": run.actor,
+        "source": run.source,
+        "source_event_id": run.source_event_id,
+        "received_at": _iso(run.received_at),
+        "effective_at": _iso(run.effective_at),
+        "not_before": _iso(run.not_before),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "time_to_revoke_ms": run.time_to_revoke_ms,
+        "evidence_seq": run.evidence_seq,
+    }
+    if steps is not None:
+        body["steps"] = [step_json(s) for s in steps]
+    return body
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+def _status_of(exc: LifecycleError) -> int:
+    if isinstance(exc, IntakeError):
+        return exc.status_code
+    if isinstance(exc, NotAuthenticatedError):
+        return 401
+    if isinstance(exc, ForbiddenError | AuthError):
+        return 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, StoreError | ConfigError):
+        return 503
+    return 500
+
+
+# ---------------------------------------------------------------------- request models
+
+
+class OffboardRequest(BaseModel):
+    worker_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=200)
+    dry_run: bool = False
+
+
+# ---------------------------------------------------------------------- the app
+
+
+def create_app(service: Service, *, background: bool = True) -> FastAPI:
+    """The FastAPI app for ``service``; with ``background`` the executor and signer run in it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not background:
+            yield
+            return
+        async with anyio.create_task_group() as tg:
+            await tg.start(service.run)
+            yield
+            tg.cancel_scope.cancel()
+
+    app = FastAPI(
+        title="lifecycle",
+        summary="Identity lifecycle automation: parallel revocation with verifiable evidence",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    async def db(fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    def require(*roles: Role) -> Any:
+        async def check(
+            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+        ) -> Principal:
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise NotAuthenticatedError()
+            token = await db(service.store.token_by_hash, token_hash(credentials.credentials))
+            if token is None:
+                raise NotAuthenticatedError("the bearer token is unknown or revoked")
+            if token.role not in roles:
+                raise ForbiddenError(
+                    f"role {token.role!r} may not do this; needs {' or '.join(roles)}"
+                )
+            return Principal(token.name, Role(token.role))
+
+        return Depends(check)
+
+    admin = require(Role.ADMIN)
+    reader = require(Role.ADMIN, Role.AUDITOR)
+
+    @app.exception_handler(LifecycleError)
+    async def _lifecycle_error(_: Request, exc: LifecycleError) -> JSONResponse:
+        status = _status_of(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc.message)
+        return problem(status, type(exc).__name__, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return problem(422, "ValidationError", "the request is invalid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, "HTTPError", str(exc.detail))
+
+    # ------------------------------------------------------------------ HR sources
+
+    hr = APIRouter(prefix="/v1/hr", tags=["hr"])
+
+    @hr.post("/{source}/events", status_code=202)
+    async def hr_event(
+        request: Request, source: Annotated[str, Path(max_length=64)]
+    ) -> JSONResponse:
+        """Accept one signed HR event. Stored durably before the 202; a re-delivery returns the
+        same run."""
+        limit = service.settings.service.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        now = service.clock()
+        event = parse_event(
+            service.settings.hr,
+            source,
+            body,
+            dict(request.headers),
+            now,
+            allow_inline_secrets=service.settings.service.demo,
+        )
+        intake = await db(service.store.accept_hr_event, event, service.connector_names, now)
+        if intake.run_id and not intake.duplicate:
+            service.engine.wake()
+        log.info(
+            "hr event accepted",
+            extra={
+                "source": source,
+                "type": str(event.type),
+                "run_id": intake.run_id,
+                "duplicate": intake.duplicate,
+            },
+        )
+        return JSONResponse(
+            {
+                "event_id": intake.event_id,
+                "run_id": intake.run_id,
+                "type": str(event.type),
+                "duplicate": intake.duplicate,
+            },
+            status_code=202,
+        )
+
+    # ------------------------------------------------------------------ admins
+
+    v1 = APIRouter(prefix="/v1")
+
+    @v1.post("/offboard", tags=["admin"], status_code=202)
+    async def offboard(body: OffboardRequest, who: Principal = admin) -> JSONResponse:
+        """Terminate a worker now in every system (``dry_run`` shows what would happen)."""
+        worker = await db(service.store.get_worker, body.worker_id)
+        if worker is None:
+            raise NotFoundError(f"worker {body.worker_id!r} is not in the workforce roster")
+        if body.dry_run:
+            plan = await service.engine.plan_offboard(worker_of(worker, body.worker_id))
+            return JSONResponse(
+                {
+                    "dry_run": True,
+                    "worker_id": body.worker_id,
+                    "systems": [asdict(p) for p in plan],
+                },
+                status_code=200,
+            )
+        run = await anyio.to_thread.run_sync(
+            lambda: service.store.create_offboard(
+                body.worker_id,
+                reason=body.reason,
+                actor=f"admin:{who.name}",
+                connectors=service.connector_names,
+                now=service.clock(),
+            )
+        )
+        service.engine.wake()
+        return JSONResponse(run_json(run), status_code=202)
+
+    # ------------------------------------------------------------------ admins and auditors
+
+    @v1.get("/runs", tags=["runs"])
+    async def list_runs(
+        _: Principal = reader,
+        status: str | None = None,
+        worker: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        runs = await anyio.to_thread.run_sync(
+            lambda: service.store.list_runs(
+                status=status, worker_id=worker, limit=limit, offset=offset
+            )
+        )
+        return {"runs": [run_json(r) for r in runs], "limit": limit, "offset": offset}
+
+    @v1.get("/runs/{run_id}", tags=["runs"])
+    async def get_run(run_id: str, _: Principal = reader) -> dict[str, Any]:
+        detail = await db(service.store.load_run, run_id)
+        return run_json(detail.run, detail.steps)
+
+    @v1.get("/evidence/checkpoint", tags=["evidence"], response_class=PlainTextResponse)
+    async def checkpoint() -> PlainTextResponse:
+        """The latest signed checkpoint (C2SP signed note); public by design."""
+        latest = await service.evidence.sign()
+        if latest is None:
+            raise NotFoundError("no checkpoint has been signed yet (is the evidence key loaded?)")
+        return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
+
+    # ------------------------------------------------------------------ operators
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await db(service.store.ping)
+            checks["database"] = "ok"
+        except LifecycleError as exc:
+            checks["database"] = exc.message
+        checks["evidence_key"] = "ok" if service.key is not None else "not loaded"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        data = await db(generate_latest, service.metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(hr)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,384 @@
+"""The ``lifecycle`` command line (Typer). Exit codes: 0 ok, 1 failure, 2 usage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from connectors.base import utcnow
+from lifecycle.auth import new_token, token_hash
+from lifecycle.evidence.checkpoint import init_key
+from lifecycle.exceptions import ConfigError, LifecycleError
+from lifecycle.models import Role
+from lifecycle.secrets import resolve_secret
+from lifecycle.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="lifecycle",
+    help="Identity lifecycle automation: revoke every account at once, with signed evidence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="The evidence signing key.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+hr_app = typer.Typer(help="HR intake helpers.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs (terminations, joiners, movers).", no_args_is_help=True)
+evidence_app = typer.Typer(help="The evidence log.", no_args_is_help=True)
+for sub, name in (
+    (keys_app, "keys"),
+    (tokens_app, "tokens"),
+    (db_app, "db"),
+    (hr_app, "hr"),
+    (runs_app, "runs"),
+    (evidence_app, "evidence"),
+):
+    app.add_typer(sub, name=name)
+
+err = Console(stderr=True)
+out = Console()
+FINISHED = {"verified", "incomplete", "failed", "no_accounts"}
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="LIFECYCLE_CONFIG", help="Configuration TOML file."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+UrlOpt = Annotated[
+    str, typer.Option("--url", envvar="LIFECYCLE_URL", help="Base URL of the running service.")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="LIFECYCLE_TOKEN", help="API bearer token (admin/auditor)."),
+]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(1)
+
+
+def settings_from(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        fail(exc.message)
+
+
+def emit(data: Any, as_json: bool, human: str | None = None) -> None:
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        out.print(human, highlight=False)
+
+
+def client(url: str, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=30)
+
+
+def api_call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        response = http.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the service at {http.base_url}: {type(exc).__name__}")
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        fail(f"{method} {path}: HTTP {response.status_code}: {detail}")
+    return response.json() if "json" in response.headers.get("content-type", "") else response.text
+
+
+# ---------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(envvar="LIFECYCLE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="LIFECYCLE_PORT")] = 8080,
+    log_level: Annotated[str, typer.Option(envvar="LIFECYCLE_LOG_LEVEL")] = "info",
+) -> None:
+    """Run the API, the executor and the checkpoint signer."""
+    import uvicorn
+
+    from lifecycle.api import create_app
+    from lifecycle.app import Service
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings = settings_from(config)
+    try:
+        service = Service.build(settings)
+    except LifecycleError as exc:
+        fail(exc.message)
+    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level.lower())
+
+
+# ---------------------------------------------------------------------- db, keys, tokens
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema."""
+    from lifecycle.store import Store
+
+    settings = settings_from(config)
+    Store(settings.service.database_url).create_schema()
+    out.print("database schema is up to date")
+
+
+@keys_app.command("init")
+def keys_init(
+    config: ConfigOpt = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing key (orphans old checkpoints).")
+    ] = False,
+) -> None:
+    """Create the Ed25519 evidence key and its C2SP verifier key (<path>.pub)."""
+    settings = settings_from(config)
+    try:
+        verifier = init_key(
+            settings.service.evidence_key, settings.service.log_origin, overwrite=force
+        )
+    except LifecycleError as exc:
+        fail(exc.message)
+    out.print(f"private key: {settings.service.evidence_key} (mode 0600)")
+    out.print(f"verifier key ({settings.service.evidence_key}.pub):")
+    sys.stdout.write(verifier.text() + "\n")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[Role, typer.Option(help="admin or auditor")],
+    name: Annotated[str, typer.Option(help="Who or what holds the token (unique).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API token; it is printed once, alone on the last line, and never again."""
+    from lifecycle.store import Store
+
+    settings = settings_from(config)
+    store = Store(settings.service.database_url)
+    store.create_schema()
+    token = new_token()
+    try:
+        store.add_token(name, role.value, token_hash(token), utcnow())
+    except LifecycleError as exc:
+        fail(exc.message)
+    err.print(f"created {role.value} token {name!r}; store it now, it is not shown again")
+    sys.stdout.write(token + "\n")
+
+
+# ---------------------------------------------------------------------- offboard
+
+
+def _progress_table(run: dict[str, Any]) -> Table:
+    table = Table(title=f"run {run['id']} - {run['worker_id']} - {run['status']}")
+    for column in ("system", "disable", "revoke_sessions", "remove_access", "verify"):
+        table.add_column(column)
+    systems: dict[str, dict[str, str]] = {}
+    for step in run.get("steps", []):
+        mark = step["status"] + (f" ({step['attempts']})" if step["attempts"] > 1 else "")
+        systems.setdefault(step["connector"], {})[step["action"]] = mark
+    for system, actions in sorted(systems.items()):
+        table.add_row(
+            system,
+            *(
+                actions.get(a, "")
+                for a in ("disable", "revoke_sessions", "remove_access", "verify")
+            ),
+        )
+    return table
+
+
+@app.command()
+def offboard(
+    worker: Annotated[str, typer.Argument(help="Worker id, e.g. W0042.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the evidence).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for verification, showing progress.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for verification.")] = 300,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Terminate WORKER now in every connected system, and wait until each is verified off."""
+    with client(url, token) as http:
+        body = {"worker_id": worker, "reason": reason, "dry_run": dry_run}
+        run = api_call(http, "POST", "/v1/offboard", json=body)
+        if dry_run:
+            emit(
+                run,
+                as_json,
+                "\n".join(
+                    f"{s['system']}: "
+                    + (
+                        f"account {s['account_id']} ({s['login']}), "
+                        f"enabled={s['enabled']}, would {', '.join(s['actions'])}"
+                        if s["account_id"]
+                        else (s["error"] or "no account")
+                    )
+                    for s in run["systems"]
+                ),
+            )
+            return
+        if not wait:
+            emit(run, as_json, f"run {run['id']} accepted")
+            return
+        deadline = time.monotonic() + timeout
+        with Live(
+            _progress_table(run), console=err, transient=as_json, refresh_per_second=8
+        ) as live:
+            while True:
+                run = api_call(http, "GET", f"/v1/runs/{run['id']}")
+                live.update(_progress_table(run))
+                if run["status"] in FINISHED or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+    emit(
+        run,
+        as_json,
+        f"run {run['id']}: {run['status']}"
+        + (f" in {run['time_to_revoke_ms']} ms" if run["time_to_revoke_ms"] is not None else ""),
+    )
+    if run["status"] not in ("verified", "no_accounts"):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------- runs, evidence
+
+
+@runs_app.command("list")
+def runs_list(
+    status: str | None = None,
+    worker: str | None = None,
+    limit: int = 20,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs (admin or auditor token)."""
+    params = {k: v for k, v in {"status": status, "worker": worker, "limit": limit}.items() if v}
+    with client(url, token) as http:
+        data = api_call(http, "GET", "/v1/runs", params=params)
+    emit(
+        data,
+        as_json,
+        "\n".join(
+            f"{r['id']}  {r['kind']:<9} {r['worker_id']:<8} {r['status']:<12} "
+            f"{r['time_to_revoke_ms'] if r['time_to_revoke_ms'] is not None else '-':>7} ms  "
+            f"{r['received_at']}"
+            for r in data["runs"]
+        )
+        or "no runs",
+    )
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One run with its steps and read-backs."""
+    with client(url, token) as http:
+        run = api_call(http, "GET", f"/v1/runs/{run_id}")
+    if as_json:
+        emit(run, True)
+        return
+    out.print(_progress_table(run))
+    out.print(f"time to revoke: {run['time_to_revoke_ms']} ms; evidence seq: {run['evidence_seq']}")
+
+
+@evidence_app.command("checkpoint")
+def evidence_checkpoint(url: UrlOpt = DEFAULT_URL) -> None:
+    """Print the service's latest signed checkpoint."""
+    with client(url, None) as http:
+        sys.stdout.write(api_call(http, "GET", "/v1/evidence/checkpoint"))
+
+
+# ---------------------------------------------------------------------- hr
+
+
+@hr_app.command("send-test-event")
+def hr_send_test_event(
+    worker: Annotated[str, typer.Option(help="Worker id.")] = "W0042",
+    event_type: Annotated[str, typer.Option("--type", help="worker.terminated|hired|...")] = (
+        "worker.terminated"
+    ),
+    source: Annotated[
+        str | None,
+        typer.Option(help="HR source name (default: the first standardwebhooks source)."),
+    ] = None,
+    effective_at: Annotated[
+        datetime | None, typer.Option(help="Future-dated effect (UTC).")
+    ] = None,
+    event_id: Annotated[str | None, typer.Option(help="webhook-id (re-use to test dedup).")] = None,
+    reason: str = "contract_end",
+    config: ConfigOpt = None,
+    url: UrlOpt = DEFAULT_URL,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a sample HR event with the configured secret and POST it to the service."""
+    from standardwebhooks.webhooks import Webhook
+
+    settings = settings_from(config)
+    sources = {n: s for n, s in settings.hr.sources.items() if s.kind == "standardwebhooks"}
+    name = source or next(iter(sources), None)
+    if name is None or name not in sources:
+        fail("no standardwebhooks HR source is configured (see [hr.sources.*])")
+    try:
+        secret = resolve_secret(
+            sources[name].secret,
+            allow_inline=settings.service.demo,
+            what=f"[hr.sources.{name}].secret",
+        )
+    except LifecycleError as exc:
+        fail(exc.message)
+    now = datetime.now(UTC)
+    data: dict[str, Any] = {"worker_id": worker, "reason": reason}
+    if effective_at is not None:
+        moment = effective_at if effective_at.tzinfo else effective_at.replace(tzinfo=UTC)
+        data["effective_at"] = moment.isoformat()
+    body = json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": data})
+    msg_id = event_id or f"msg_{uuid.uuid4().hex}"
+    signature = Webhook(secret.get_secret_value()).sign(msg_id, now, body)
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+    with client(url, None) as http:
+        answer = api_call(http, "POST", f"/v1/hr/{name}/events", content=body, headers=headers)
+    emit(
+        answer,
+        as_json,
+        f"accepted event {answer['event_id']} -> run {answer['run_id']}"
+        + (" (duplicate delivery)" if answer["duplicate"] else ""),
+    )
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
