@@ -1,0 +1,167 @@
+"""The store on both databases: intake atomicity and idempotence, claiming that is correct with
+several replicas, gap-free evidence appends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, SQLModel, func, select
+
+from lifecycle.exceptions import UnknownWorkerError
+from lifecycle.hr.event import HrEvent, HrEventType
+from lifecycle.models import EvidenceRow, InboxEvent, Run, Step, WorkerRow
+from lifecycle.store import Store
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+SYSTEMS = ["ehr", "idp", "phone"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = Store(url)
+    SQLModel.metadata.drop_all(store.engine)
+    store.create_schema()
+    store.seed_workers([WorkerRow(worker_id=f"W{n:04d}", updated_at=NOW) for n in range(1, 41)])
+    yield store
+    store.dispose()
+
+
+def termination(worker: str, event_id: str, effective: datetime | None = None) -> HrEvent:
+    return HrEvent(source="hr", event_id=event_id, type=HrEventType.TERMINATION,
+                   worker_id=worker, payload_sha256="0" * 64, effective_at=effective)
+
+
+def count(store: Store, table: type[SQLModel]) -> int:
+    with Session(store.engine) as s:
+        return int(s.exec(select(func.count()).select_from(table)).one())
+
+
+def test_termination_is_stored_with_its_run_and_steps_in_one_go(store: Store) -> None:
+    intake = store.accept_hr_event(termination("W0001", "evt-1"), SYSTEMS, NOW)
+    assert intake.run_id is not None
+    assert not intake.duplicate
+    detail = store.load_run(intake.run_id)
+    assert detail.run.status == "pending"
+    assert detail.run.received_at == NOW
+    assert detail.run.received_at.tzinfo is not None
+    assert {(s.connector, s.action) for s in detail.steps} == {
+        (c, a) for c in SYSTEMS for a in ("disable", "revoke_sessions", "remove_access", "verify")
+    }
+
+
+def test_redelivery_returns_the_same_run_and_stores_nothing_more(store: Store) -> None:
+    first = store.accept_hr_event(termination("W0001", "evt-1"), SYSTEMS, NOW)
+    again = store.accept_hr_event(termination("W0001", "evt-1"), SYSTEMS, NOW)
+    assert again.duplicate
+    assert again.run_id == first.run_id
+    assert count(store, Run) == 1
+    assert count(store, InboxEvent) == 1
+    assert count(store, Step) == 12
+
+
+def test_unknown_worker_is_refused_and_nothing_is_stored(store: Store) -> None:
+    with pytest.raises(UnknownWorkerError):
+        store.accept_hr_event(termination("W9999", "evt-x"), SYSTEMS, NOW)
+    assert count(store, Run) == 0
+    assert count(store, InboxEvent) == 0
+
+
+def test_hire_of_a_new_worker_adds_them_to_the_roster(store: Store) -> None:
+    hire = HrEvent(source="hr", event_id="evt-h", type=HrEventType.HIRE, worker_id="W0500",
+                   payload_sha256="1" * 64, email="new@example.org", job_code="VA-SCHED")
+    intake = store.accept_hr_event(hire, SYSTEMS, NOW)
+    assert intake.run_id is None
+    worker = store.get_worker("W0500")
+    assert worker is not None
+    assert worker.job_code == "VA-SCHED"
+
+
+def test_concurrent_replicas_never_claim_the_same_run(store: Store) -> None:
+    for n in range(1, 41):
+        store.accept_hr_event(termination(f"W{n:04d}", f"evt-{n}"), SYSTEMS, NOW)
+    claimed: dict[str, list[str]] = {}
+    barrier = threading.Barrier(4)
+
+    def replica(owner: str) -> None:
+        barrier.wait()
+        mine: list[str] = []
+        while batch := store.claim_runs(owner, NOW, timedelta(seconds=30), 3):
+            mine += batch
+        claimed[owner] = mine
+
+    threads = [threading.Thread(target=replica, args=(f"r{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ids = [run_id for ids in claimed.values() for run_id in ids]
+    assert len(all_ids) == 40
+    assert len(set(all_ids)) == 40
+
+
+def test_future_dated_run_is_not_claimed_before_it_is_due(store: Store) -> None:
+    later = NOW + timedelta(hours=2)
+    store.accept_hr_event(termination("W0002", "evt-f", later), SYSTEMS, NOW)
+    assert store.claim_runs("r1", NOW, timedelta(seconds=30), 10) == []
+    assert store.next_due(NOW) == later
+    assert len(store.claim_runs("r1", later, timedelta(seconds=30), 10)) == 1
+
+
+def test_a_lease_protects_a_run_until_it_expires(store: Store) -> None:
+    store.accept_hr_event(termination("W0003", "evt-l"), SYSTEMS, NOW)
+    lease = timedelta(seconds=30)
+    [run_id] = store.claim_runs("r1", NOW, lease, 10)
+    assert store.claim_runs("r2", NOW + timedelta(seconds=10), lease, 10) == []
+    store.renew_leases("r1", [run_id], NOW + timedelta(seconds=50))
+    assert store.claim_runs("r2", NOW + timedelta(seconds=40), lease, 10) == []
+    # r1 died: once its lease lapses another replica takes the run over
+    assert store.claim_runs("r2", NOW + timedelta(seconds=51), lease, 10) == [run_id]
+
+
+def test_claim_skips_rows_locked_by_another_replica(postgres_url: str) -> None:
+    """PostgreSQL only: row locks are its mechanism (SQLite serialises whole transactions)."""
+    store = Store(postgres_url)
+    SQLModel.metadata.drop_all(store.engine)
+    store.create_schema()
+    store.seed_workers([WorkerRow(worker_id=f"W000{n}", updated_at=NOW) for n in (4, 5)])
+    a = store.accept_hr_event(termination("W0004", "evt-a"), SYSTEMS, NOW).run_id
+    b = store.accept_hr_event(termination("W0005", "evt-b"), SYSTEMS, NOW).run_id
+    with Session(store.engine) as other:  # another replica is mid-claim on run a
+        other.exec(select(Run).where(Run.id == a).with_for_update()).one()
+        claimed = store.claim_runs("r2", NOW, timedelta(seconds=30), 10)  # must not block
+        other.rollback()
+    store.dispose()
+    assert claimed == [b]
+
+
+def test_evidence_appends_are_gap_free_and_once_per_run(store: Store) -> None:
+    run_ids = [
+        store.accept_hr_event(termination(f"W{n:04d}", f"evt-{n}"), SYSTEMS, NOW).run_id
+        for n in range(1, 21)
+    ]
+
+    def build(seq: int) -> tuple[str, bytes, bytes]:
+        return f"rec-{seq}", f"record {seq}".encode(), seq.to_bytes(32, "big")
+
+    def append(run_id: str) -> None:
+        store.append_evidence(run_id, "W", build, NOW)
+
+    threads = [threading.Thread(target=append, args=(r,)) for r in run_ids for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with Session(store.engine) as s:
+        seqs = sorted(s.exec(select(EvidenceRow.seq)).all())
+    assert seqs == list(range(20))
+    assert store.leaf_hashes() == [n.to_bytes(32, "big") for n in range(20)]
+    seq, _ = store.append_evidence(run_ids[0], "W", build, NOW)
+    assert store.load_run(run_ids[0]).run.evidence_seq == seq
