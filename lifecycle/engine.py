@@ -138,7 +138,8 @@ def outcome_of(detail: RunDetail) -> tuple[RunStatus, datetime, int | None]:
     verifies = [
         next((s for s in steps if s.action == "verify"), None) for steps in with_accounts.values()
     ]
-    if all(v is not None and v.status == StepStatus.DONE for v in verifies):
+    any_failed = any(s.status == StepStatus.FAILED for s in detail.steps)
+    if not any_failed and all(v is not None and v.status == StepStatus.DONE for v in verifies):
         last = max(v.finished_at for v in verifies if v is not None and v.finished_at)
         start = max(detail.run.received_at, detail.run.not_before)
         return (
@@ -147,6 +148,10 @@ def outcome_of(detail: RunDetail) -> tuple[RunStatus, datetime, int | None]:
             max(math.ceil((last - start).total_seconds() * 1000), 0),
         )
     return RunStatus.INCOMPLETE, finished, None
+
+
+class _ChainAborted(Exception):
+    """The account could not be resolved; the chain's steps are already settled as failed."""
 
 
 class Engine:
@@ -299,7 +304,10 @@ class Engine:
             await self.alerts.send(Alert("connector_missing", message, run.id, run.worker_id, name))
             return
         async with self.limiters[name]:
-            account = await self._resolve(run, worker, connector, steps)
+            try:
+                account = await self._resolve(run, worker, connector, steps)
+            except _ChainAborted:
+                return
             if account is None:
                 for step in pending:
                     step.finished_at = self.clock()
@@ -327,7 +335,7 @@ class Engine:
             for step in steps:
                 await self._settle(step, StepStatus.FAILED, error=f"find_account: {exc.message}")
             await self._escalate(run, connector.name, "find_account", exc)
-            return None
+            raise _ChainAborted from exc
         link = await self._db(self.store.get_link, worker.worker_id, connector.name)
         if account is None:
             if link is not None:
@@ -340,6 +348,7 @@ class Engine:
                 await self.alerts.send(
                     Alert("step_failed", message, run.id, run.worker_id, connector.name)
                 )
+                raise _ChainAborted
             return None
         if link is None or link.account_id != account.account_id:
             await self._db(

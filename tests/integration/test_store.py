@@ -35,8 +35,14 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
 
 
 def termination(worker: str, event_id: str, effective: datetime | None = None) -> HrEvent:
-    return HrEvent(source="hr", event_id=event_id, type=HrEventType.TERMINATION,
-                   worker_id=worker, payload_sha256="0" * 64, effective_at=effective)
+    return HrEvent(
+        source="hr",
+        event_id=event_id,
+        type=HrEventType.TERMINATION,
+        worker_id=worker,
+        payload_sha256="0" * 64,
+        effective_at=effective,
+    )
 
 
 def count(store: Store, table: type[SQLModel]) -> int:
@@ -75,8 +81,15 @@ def test_unknown_worker_is_refused_and_nothing_is_stored(store: Store) -> None:
 
 
 def test_hire_of_a_new_worker_adds_them_to_the_roster(store: Store) -> None:
-    hire = HrEvent(source="hr", event_id="evt-h", type=HrEventType.HIRE, worker_id="W0500",
-                   payload_sha256="1" * 64, email="new@example.org", job_code="VA-SCHED")
+    hire = HrEvent(
+        source="hr",
+        event_id="evt-h",
+        type=HrEventType.HIRE,
+        worker_id="W0500",
+        payload_sha256="1" * 64,
+        email="new@example.org",
+        job_code="VA-SCHED",
+    )
     intake = store.accept_hr_event(hire, SYSTEMS, NOW)
     assert intake.run_id is None
     worker = store.get_worker("W0500")

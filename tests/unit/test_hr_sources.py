@@ -1,0 +1,222 @@
+"""HR sources: signatures, tolerance, normalisation, and refusal of bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import SecretStr
+from standardwebhooks.webhooks import Webhook
+
+from lifecycle.exceptions import PayloadError, SecretError, SignatureError, UnknownSourceError
+from lifecycle.hr import HrEventType, parse_event
+from lifecycle.settings import HrSettings, HrSourceSettings
+
+SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy1vbmx5"
+BAMBOO_SECRET = "bamboo-test-secret"
+# standardwebhooks checks its tolerance against the real clock, so the tests use it too.
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def hr(monkeypatch: pytest.MonkeyPatch) -> HrSettings:
+    monkeypatch.setenv("TEST_WH_SECRET", SECRET)
+    monkeypatch.setenv("TEST_BAMBOO_SECRET", BAMBOO_SECRET)
+    return HrSettings(
+        sources={
+            "workday": HrSourceSettings(
+                kind="standardwebhooks", secret=SecretStr("env:TEST_WH_SECRET")
+            ),
+            "bamboohr": HrSourceSettings(
+                kind="bamboohr", secret=SecretStr("env:TEST_BAMBOO_SECRET")
+            ),
+        }
+    )
+
+
+def signed(
+    body: dict[str, object] | bytes,
+    *,
+    at: datetime = NOW,
+    msg_id: str = "msg_1",
+    secret: str = SECRET,
+) -> tuple[bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    signature = Webhook(secret).sign(msg_id, at, raw.decode())
+    return raw, {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def termination(**data: object) -> dict[str, object]:
+    return {
+        "type": "worker.terminated",
+        "timestamp": NOW.isoformat(),
+        "data": {"worker_id": "W0042", **data},
+    }
+
+
+def bamboo(
+    body: dict[str, object], *, at: datetime = NOW, secret: str = BAMBOO_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    stamp = str(int(at.timestamp()))
+    sig = hmac.new(secret.encode(), raw + stamp.encode(), hashlib.sha256).hexdigest()
+    return raw, {"X-BambooHR-Signature": sig, "X-BambooHR-Timestamp": stamp}
+
+
+def test_standard_webhook_termination_is_normalised(hr: HrSettings) -> None:
+    effective = "2026-11-26T17:00:00+00:00"
+    body, headers = signed(
+        termination(
+            effective_at=effective,
+            reason="contract_end",
+            engagement="contractor",
+            vendor="Acme Staffing",
+        )
+    )
+    event = parse_event(hr, "workday", body, headers, NOW)
+    assert event.type is HrEventType.TERMINATION
+    assert event.worker_id == "W0042"
+    assert event.event_id == "msg_1"
+    assert event.effective_at == datetime(2026, 11, 26, 17, tzinfo=UTC)
+    assert event.engagement == "contractor"
+    assert event.payload_sha256 == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("worker.hired", HrEventType.HIRE),
+        ("worker.transferred", HrEventType.TRANSFER),
+        ("worker.updated", HrEventType.UPDATE),
+    ],
+)
+def test_other_standard_webhook_types(hr: HrSettings, kind: str, expected: HrEventType) -> None:
+    body, headers = signed(
+        {
+            "type": kind,
+            "timestamp": NOW.isoformat(),
+            "data": {"worker_id": "W0042", "job_code": "VA-BILL"},
+        }
+    )
+    assert parse_event(hr, "workday", body, headers, NOW).type is expected
+
+
+def test_wrong_secret_is_refused(hr: HrSettings) -> None:
+    body, headers = signed(termination(), secret="whsec_b3RoZXItc2VjcmV0")
+    with pytest.raises(SignatureError):
+        parse_event(hr, "workday", body, headers, NOW)
+
+
+def test_tampered_body_is_refused(hr: HrSettings) -> None:
+    body, headers = signed(termination())
+    with pytest.raises(SignatureError):
+        parse_event(hr, "workday", body.replace(b"W0042", b"W0043"), headers, NOW)
+
+
+def test_stale_timestamp_is_refused(hr: HrSettings) -> None:
+    body, headers = signed(termination(), at=datetime.now(UTC) - timedelta(minutes=6))
+    with pytest.raises(SignatureError, match="timestamp|old"):
+        parse_event(hr, "workday", body, headers, NOW)
+
+
+@pytest.mark.parametrize("header", ["garbage", "v1,not-base64!!", "", "v2,abc"])
+def test_malformed_signature_header_is_refused(hr: HrSettings, header: str) -> None:
+    body, headers = signed(termination(), at=datetime.now(UTC))
+    headers["webhook-signature"] = header
+    with pytest.raises(SignatureError):
+        parse_event(hr, "workday", body, headers, datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"{not json",
+        b'{"type": "worker.fired", "timestamp": "2026-11-25T10:00:00Z", "data": {}}',
+        b'{"type": "worker.terminated", "timestamp": "2026-11-25T10:00:00Z", "data": {}}',
+        b'{"type": "worker.terminated", "timestamp": "2026-11-25T10:00:00", '
+        b'"data": {"worker_id": "W1"}}',
+        b'{"type": "worker.terminated", "timestamp": "2026-11-25T10:00:00Z", '
+        b'"data": {"worker_id": "*)(uid=*"}}',
+    ],
+)
+def test_malformed_body_is_refused_after_the_signature(hr: HrSettings, payload: bytes) -> None:
+    now = datetime.now(UTC)
+    body, headers = signed(payload, at=now)
+    with pytest.raises(PayloadError):
+        parse_event(hr, "workday", body, headers, now)
+
+
+def test_unknown_source(hr: HrSettings) -> None:
+    with pytest.raises(UnknownSourceError):
+        parse_event(hr, "adp", b"{}", {}, NOW)
+
+
+def test_missing_secret_names_the_variable_not_a_value(
+    hr: HrSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_WH_SECRET")
+    body, headers = signed(termination())
+    with pytest.raises(SecretError, match="TEST_WH_SECRET"):
+        parse_event(hr, "workday", body, headers, NOW)
+
+
+def test_inline_secret_is_refused_outside_demo_mode() -> None:
+    hr = HrSettings(
+        sources={"w": HrSourceSettings(kind="standardwebhooks", secret=SecretStr(SECRET))}
+    )
+    body, headers = signed(termination())
+    with pytest.raises(SecretError, match="inline"):
+        parse_event(hr, "w", body, headers, NOW)
+    assert parse_event(hr, "w", body, headers, NOW, allow_inline_secrets=True).worker_id == "W0042"
+
+
+def test_bamboohr_termination(hr: HrSettings) -> None:
+    body, headers = bamboo(
+        {
+            "type": "employee.updated",
+            "data": {
+                "employeeId": "W0042",
+                "changedFields": ["employmentStatus"],
+                "fields": {"employmentStatus": "Terminated", "terminationDate": "2026-11-30"},
+            },
+        }
+    )
+    event = parse_event(hr, "bamboohr", body, headers, NOW)
+    assert event.type is HrEventType.TERMINATION
+    assert event.effective_at == datetime(2026, 11, 30, tzinfo=UTC)
+    again = parse_event(hr, "bamboohr", body, headers, NOW)
+    assert again.event_id == event.event_id  # a re-delivery maps to the same event id
+
+
+def test_bamboohr_bad_signature_and_stale_timestamp(hr: HrSettings) -> None:
+    payload = {"type": "employee.deleted", "data": {"employeeId": "W0042"}}
+    body, headers = bamboo(payload, secret="wrong")
+    with pytest.raises(SignatureError, match="does not match"):
+        parse_event(hr, "bamboohr", body, headers, NOW)
+    body, headers = bamboo(payload, at=NOW - timedelta(minutes=6))
+    with pytest.raises(SignatureError, match="300 s"):
+        parse_event(hr, "bamboohr", body, headers, NOW)
+    with pytest.raises(SignatureError, match="required"):
+        parse_event(hr, "bamboohr", body, {}, NOW)
+
+
+def test_bamboohr_created_is_a_hire(hr: HrSettings) -> None:
+    body, headers = bamboo(
+        {
+            "type": "employee.created",
+            "data": {
+                "employeeId": "W0100",
+                "fields": {"workEmail": "n@example.org", "firstName": "Na"},
+            },
+        }
+    )
+    event = parse_event(hr, "bamboohr", body, headers, NOW)
+    assert event.type is HrEventType.HIRE
+    assert event.email == "n@example.org"
