@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifecycle.app import Service
-from lifecycle.auth import Principal, token_hash
+from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.engine import worker_of
 from lifecycle.exceptions import (
     AuthError,
@@ -37,7 +37,7 @@ from lifecycle.exceptions import (
     StoreError,
 )
 from lifecycle.hr import parse_event
-from lifecycle.models import Role, Run, Step
+from lifecycle.models import Run, Step
 
 log = logging.getLogger("lifecycle.api")
 PROBLEM = "application/problem+json"

@@ -5,8 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
-from lifecycle.models import Role
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
 
 TOKEN_PREFIX = "lct_"  # noqa: S105 - a prefix, not a secret
 

@@ -20,10 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from connectors.base import utcnow
-from lifecycle.auth import new_token, token_hash
+from lifecycle.auth import Role, new_token, token_hash
 from lifecycle.evidence.checkpoint import init_key
 from lifecycle.exceptions import ConfigError, LifecycleError
-from lifecycle.models import Role
 from lifecycle.secrets import resolve_secret
 from lifecycle.settings import Settings, load_settings
 

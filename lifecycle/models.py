@@ -10,6 +10,10 @@ from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from lifecycle.auth import Role
+
+__all__ = ["Role"]  # re-exported: tokens carry a role
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
@@ -67,11 +71,6 @@ class StepStatus(StrEnum):
     def settled(self) -> bool:
         """Settled steps are never executed again (a restarted run skips them)."""
         return self is not StepStatus.PENDING
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    AUDITOR = "auditor"
 
 
 class WorkerRow(SQLModel, table=True):

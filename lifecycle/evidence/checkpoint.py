@@ -168,7 +168,7 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
 
 def parse_verifier_key(text: str) -> VerifierKey:
     """Parse ``<name>+<hex key id>+<base64(0x01 || public key)>``; the id must match the key."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # the base64 key may itself contain "+"
     if len(parts) != 3:
         raise EvidenceError(
             "verifier key must look like <name>+<hex key id>+<base64 key> "

@@ -1,0 +1,72 @@
+"""Every kind of bad HR input gets a clear problem+json error and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.acceptance.service import Service
+
+pytestmark = pytest.mark.acceptance
+
+
+def oversized(svc: Service) -> httpx.Response:
+    body = json.dumps(
+        {
+            "type": "worker.terminated",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {"worker_id": "W0001", "reason": "x" * (1024 * 1024)},
+        }
+    ).encode()
+    return svc.send_event("W0001", body=body)
+
+
+def oversized_chunked(svc: Service) -> httpx.Response:
+    def chunks() -> object:
+        for _ in range(20):
+            yield b"x" * 65536  # 1.25 MiB, no Content-Length
+
+    return httpx.post(f"{svc.url}/v1/hr/demo/events", content=chunks(), timeout=10)
+
+
+CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
+    "bad signature": (
+        lambda s: s.send_event("W0001", secret="whsec_d3Jvbmctc2VjcmV0"),
+        401,
+        "signature",
+    ),
+    "stale timestamp": (
+        lambda s: s.send_event("W0001", at=datetime.now(UTC) - timedelta(minutes=10)),
+        401,
+        "timestamp",
+    ),
+    "unsigned": (
+        lambda s: httpx.post(f"{s.url}/v1/hr/demo/events", json={"type": "x"}),
+        401,
+        "headers",
+    ),
+    "unknown source": (lambda s: s.send_event("W0001", source="workday"), 404, "workday"),
+    "malformed json": (lambda s: s.send_event("W0001", body=b'{"type": "worker.term'), 422, "JSON"),
+    "wrong schema": (lambda s: s.send_event("W0001", event_type="worker.promoted"), 422, "schema"),
+    "hostile worker id": (lambda s: s.send_event("*)(uid=*"), 422, "worker id"),
+    "unknown worker": (lambda s: s.send_event("W9999"), 422, "W9999"),
+    "oversized body": (oversized, 413, "larger than"),
+    "oversized chunked body": (oversized_chunked, 413, "larger than"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_refused_and_stores_nothing(service: Service, case: str) -> None:
+    send, status, words = CASES[case]
+    before = (service.count("runs"), service.count("inbox"), service.count("workers"))
+    response = send(service)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    assert words.lower() in problem["detail"].lower()
+    assert (service.count("runs"), service.count("inbox"), service.count("workers")) == before
