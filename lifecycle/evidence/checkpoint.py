@@ -155,7 +155,8 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
         data = p.read_bytes()
     except OSError as exc:
         raise EvidenceError(
-            f"cannot read the evidence key {p}: {exc.strerror}; create it with `lifecycle keys init`"
+            f"cannot read the evidence key {p}: {exc.strerror}; "
+            "create it with `lifecycle keys init`"
         ) from exc
     try:
         key = serialization.load_pem_private_key(data, password=None)
