@@ -81,7 +81,9 @@ USER_FIELDS = (
     "id,userPrincipalName,employeeId,mail,accountEnabled,createdDateTime,"
     "signInSessionsValidFromDateTime,assignedLicenses,licenseAssignmentStates"
 )
-GROUP_FIELDS = "id,displayName,groupTypes,membershipRule,onPremisesSyncEnabled,mailEnabled,securityEnabled"
+GROUP_FIELDS = (
+    "id,displayName,groupTypes,membershipRule,onPremisesSyncEnabled,mailEnabled,securityEnabled"
+)
 
 #: authenticationMethod @odata.type -> the collection its DELETE goes to.
 METHOD_COLLECTIONS: Mapping[str, str] = {
@@ -91,10 +93,12 @@ METHOD_COLLECTIONS: Mapping[str, str] = {
     "#microsoft.graph.emailAuthenticationMethod": "emailMethods",
     "#microsoft.graph.softwareOathAuthenticationMethod": "softwareOathMethods",
     "#microsoft.graph.temporaryAccessPassAuthenticationMethod": "temporaryAccessPassMethods",
-    "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod": "windowsHelloForBusinessMethods",
+    "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod": (
+        "windowsHelloForBusinessMethods"
+    ),
     "#microsoft.graph.platformCredentialAuthenticationMethod": "platformCredentialMethods",
 }
-PASSWORD_METHOD = "#microsoft.graph.passwordAuthenticationMethod"
+PASSWORD_METHOD = "#microsoft.graph.passwordAuthenticationMethod"  # noqa: S105 - a type name
 #: Deletion order of phone methods: the mobile phone is Entra's default phone method and cannot
 #: go while an alternate mobile is registered, so it is removed last.
 PHONE_ORDER = {"alternateMobile": 0, "office": 1, "mobile": 2}
@@ -238,7 +242,8 @@ class EntraConnector(Connector):
             opts = EntraOptions.model_validate(dict(options))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}" for err in exc.errors()
+                f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
+                for err in exc.errors()
             )
             raise ConfigError(f"[connectors.{name}]: {problems}") from None
         secret = resolve_secret(
@@ -521,9 +526,7 @@ class EntraConnector(Connector):
             )
         direct, by_group = self._licences(access.user)
         for sku, group_id in sorted(by_group.items()):
-            skipped.append(
-                SkippedItem(LICENSE + sku, f"licence assigned through group {group_id}")
-            )
+            skipped.append(SkippedItem(LICENSE + sku, f"licence assigned through group {group_id}"))
         if direct:
             first_wave.append(
                 (
@@ -644,7 +647,9 @@ class EntraConnector(Connector):
                     "assign licences",
                     "LicenseAssignment.ReadWrite.All",
                     body={
-                        "addLicenses": [{"skuId": s, "disabledPlans": []} for s in sorted(licences)],
+                        "addLicenses": [
+                            {"skuId": s, "disabledPlans": []} for s in sorted(licences)
+                        ],
                         "removeLicenses": [],
                     },
                 )
@@ -670,9 +675,13 @@ class EntraConnector(Connector):
                 worker.worker_id,
             )
         if await self.find_account(worker) is not None:
-            raise self._permanent("an Entra account for this worker already exists", worker.worker_id)
+            raise self._permanent(
+                "an Entra account for this worker already exists", worker.worker_id
+            )
         upn = worker.upn or (
-            f"{worker.worker_id.lower()}@{self.options.upn_domain}" if self.options.upn_domain else None
+            f"{worker.worker_id.lower()}@{self.options.upn_domain}"
+            if self.options.upn_domain
+            else None
         )
         if not upn:
             raise self._permanent(
@@ -833,9 +842,7 @@ class EntraConnector(Connector):
             mfa: bool | str = False
             mfa_source = f"Conditional Access: no policy named {name!r}"
         else:
-            wanted = (
-                self._ca_wanted(PolicyBaseline()) if self.options.va_group_id else None
-            )
+            wanted = self._ca_wanted(PolicyBaseline()) if self.options.va_group_id else None
             diffs = ca_differences(policy, wanted) if wanted else []
             mfa_ok = "mfa" in ((policy.get("grantControls") or {}).get("builtInControls") or [])
             state = policy.get("state")
@@ -933,9 +940,7 @@ class EntraConnector(Connector):
                     permission="Directory.ReadWrite.All",
                 )
             else:
-                existing = next(
-                    s for s in all_settings if str(s.get("id")) == lockout.setting_id
-                )
+                existing = next(s for s in all_settings if str(s.get("id")) == lockout.setting_id)
                 response = await self.graph.request(
                     "PATCH",
                     f"/groupSettings/{lockout.setting_id}",

@@ -161,7 +161,7 @@ class GraphSettings:
     """Retry-After up to this many seconds is waited for here; longer goes to the engine."""
 
 
-class _HandOver(Exception):  # noqa: N818 - internal control flow, never escapes
+class _HandOver(Exception):
     """Carries a transient error past ``retry_transient`` when its wait is too long for us."""
 
     def __init__(self, error: TransientConnectorError) -> None:
@@ -245,8 +245,7 @@ class GraphClient:
             ) from exc
         except (httpx.HTTPError, msal.exceptions.MsalServiceError) as exc:
             raise TransientConnectorError(
-                f"tenant discovery at {self.settings.authority_host} failed: "
-                f"{type(exc).__name__}",
+                f"tenant discovery at {self.settings.authority_host} failed: {type(exc).__name__}",
                 connector=self.connector,
             ) from exc
 
@@ -328,7 +327,9 @@ class GraphClient:
         code, message = graph_error(body)
         what = f"{op}: Graph answered {status} {code}"
         if status in (429, 503):
-            retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+            retry_after = parse_retry_after(
+                headers.get("retry-after") or headers.get("Retry-After")
+            )
             return self._error(True, f"{what} (throttled)", account_id, retry_after)
         if status >= 500 or status == 408:
             return self._error(True, f"{what}: {message}", account_id, None)
@@ -342,7 +343,9 @@ class GraphClient:
             )
         if status == 404:
             return GraphNotFoundError(
-                f"{what}: the object does not exist", connector=self.connector, account_id=account_id
+                f"{what}: the object does not exist",
+                connector=self.connector,
+                account_id=account_id,
             )
         if status == 401:
             return PermanentConnectorError(

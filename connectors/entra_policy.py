@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-PASSWORD_RULE_TEMPLATE_ID = "5cf42378-d67d-4f36-ba46-e8b86229381d"
+PASSWORD_RULE_TEMPLATE_ID = "5cf42378-d67d-4f36-ba46-e8b86229381d"  # noqa: S105 - template id
 ENTRA_DEFAULT_LOCKOUT_THRESHOLD = 10
 ENTRA_DEFAULT_LOCKOUT_SECONDS = 60
 
@@ -91,10 +91,8 @@ def ca_body(policy: Mapping[str, Any] | None, wanted: CaWanted) -> dict[str, Any
     widen who the policy skips. An enforced policy stays enforced.
     """
     current_state = (policy or {}).get("state")
-    if current_state == ENABLED or wanted.state == "enforce":
-        state = ENABLED
-    else:
-        state = REPORT_ONLY
+    enforce = current_state == ENABLED or wanted.state == "enforce"
+    state = ENABLED if enforce else REPORT_ONLY
     users = dict((((policy or {}).get("conditions") or {}).get("users")) or {})
     include_groups = list(users.get("includeGroups") or [])
     if wanted.group_id not in include_groups:

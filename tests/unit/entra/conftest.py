@@ -12,7 +12,7 @@ from connectors.base import ConnectorContext
 from connectors.entra import EntraConnector
 from tests.unit.entra.fake_graph import CLIENT_ID, CLIENT_SECRET, TENANT, FakeEntra
 
-SECRET_ENV = "LIFECYCLE_TEST_GRAPH_SECRET"  # noqa: S105 - a variable name, not a secret
+SECRET_ENV = "LIFECYCLE_TEST_GRAPH_SECRET"
 
 
 @pytest.fixture
@@ -45,16 +45,16 @@ def entra_options(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def make_connector(
     graph: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., EntraConnector]]:
+) -> Callable[..., EntraConnector]:
     monkeypatch.setenv(SECRET_ENV, CLIENT_SECRET)
-    built: list[EntraConnector] = []
 
     def make(**overrides: Any) -> EntraConnector:
-        connector = EntraConnector.from_config("idp", entra_options(**overrides), ConnectorContext())
-        built.append(connector)
+        connector = EntraConnector.from_config(
+            "idp", entra_options(**overrides), ConnectorContext()
+        )
         return connector
 
-    yield make
+    return make
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import anyio
 import httpx
 import respx
 
@@ -35,10 +36,36 @@ GRAPH = "https://graph.microsoft.com/v1.0"
 TENANT = "contoso.onmicrosoft.com"
 TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "6731de76-14a6-49ae-97bc-6eba6914391e"
-CLIENT_SECRET = "JqQX2PNo9bpM0uEihUPzyrh-not-a-real-secret"  # noqa: S105 - test value
+CLIENT_SECRET = "JqQX2PNo9bpM0uEihUPzyrh-not-a-real-secret"
 META = f"{GRAPH}/$metadata"
 
 Result = tuple[int, Any, dict[str, str]]
+
+MOBILE_FIRST = (
+    "Cannot delete the mobile phone method while an alternate mobile phone method is registered."
+)
+INHERITED_LICENCE = (
+    "User license is inherited from a group membership and it cannot be removed directly "
+    "from the user."
+)
+ALREADY_MEMBER = (
+    "One or more added object references already exist for the following modified "
+    "properties: 'members'."
+)
+DYNAMIC_GROUP = (
+    "Insufficient privileges to complete the operation. The group has dynamic membership."
+)
+CONFLICT = (
+    "A conflicting object with one or more of the specified property values is present "
+    "in the directory."
+)
+
+
+def not_found(object_id: str) -> str:
+    return (
+        f"Resource '{object_id}' does not exist or one of its queried reference-property "
+        "objects are not present."
+    )
 
 
 def now_iso() -> str:
@@ -93,6 +120,10 @@ class FakeEntra:
     in_flight: int = 0
     max_in_flight: int = 0
     latency: float = 0.0
+    timeouts: int = 0
+    """The next this-many Graph calls time out (httpx.ReadTimeout)."""
+    reject_tokens: bool = False
+    """Graph answers 401 to every token, as when the app lives in another tenant."""
 
     # ----------------------------------------------------------------- seeding
 
@@ -322,13 +353,17 @@ class FakeEntra:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.latency:
-                import anyio
-
                 await anyio.sleep(self.latency)
+            if self.timeouts > 0:
+                self.timeouts -= 1
+                raise httpx.ReadTimeout("timed out", request=request)
             auth = request.headers.get("authorization", "")
-            if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            token_ok = auth.startswith("Bearer ") and auth[7:] in self.tokens
+            if self.reject_tokens or not token_ok:
                 status, body, headers = error(
-                    401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid."
+                    401,
+                    "InvalidAuthenticationToken",
+                    "Access token has expired or is not yet valid.",
                 )
             else:
                 path = request.url.raw_path.decode()[len(urlsplit(GRAPH).path) :]
@@ -353,7 +388,11 @@ class FakeEntra:
         query = {k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
         self.log.append((("B " if batched else "") + method, path))
         for fault in self.faults:
-            if fault.method == method and re.fullmatch(fault.path, path) and fault.hits < fault.times:
+            if (
+                fault.method == method
+                and re.fullmatch(fault.path, path)
+                and fault.hits < fault.times
+            ):
                 fault.hits += 1
                 status, err, headers = error(fault.status, fault.code, "Fault injected by the test")
                 if fault.retry_after is not None:
@@ -434,11 +473,13 @@ class FakeEntra:
         if flt:
             match = re.fullmatch(r"(employeeId|userPrincipalName|mail) eq '((?:[^']|'')*)'", flt)
             if not match:
-                return error(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property.")
+                return error(
+                    400,
+                    "Request_UnsupportedQuery",
+                    "Unsupported or invalid query filter clause specified for property.",
+                )
             attribute, literal = match.group(1), match.group(2).replace("''", "'")
-            users = [
-                u for u in users if (u.get(attribute) or "").casefold() == literal.casefold()
-            ]
+            users = [u for u in users if (u.get(attribute) or "").casefold() == literal.casefold()]
         select = query.get("$select")
         start = int(query.get("$skiptoken", "0"))
         page = users[start : start + self.page_size]
@@ -454,15 +495,38 @@ class FakeEntra:
         return 200, out, {}
 
     def _create_user(self, *, query: dict[str, str], body: Any) -> Result:
-        required = ("accountEnabled", "displayName", "mailNickname", "userPrincipalName", "passwordProfile")
+        required = (
+            "accountEnabled",
+            "displayName",
+            "mailNickname",
+            "userPrincipalName",
+            "passwordProfile",
+        )
         missing = [k for k in required if k not in body]
         if missing:
-            return error(400, "Request_BadRequest", f"Invalid value specified for property '{missing[0]}' of resource 'User'.")
+            return error(
+                400,
+                "Request_BadRequest",
+                f"Invalid value specified for property '{missing[0]}' of resource 'User'.",
+            )
         if any(u["userPrincipalName"] == body["userPrincipalName"] for u in self.users.values()):
-            return error(400, "Request_BadRequest", "Another object with the same value for property userPrincipalName already exists.")
-        uid = self.add_user(body.get("employeeId") or "", upn=body["userPrincipalName"], mail=body.get("mail"), signed_in=False)
+            return error(
+                400,
+                "Request_BadRequest",
+                "Another object with the same value for property userPrincipalName already exists.",
+            )
+        uid = self.add_user(
+            body.get("employeeId") or "",
+            upn=body["userPrincipalName"],
+            mail=body.get("mail"),
+            signed_in=False,
+        )
         user = self.users[uid]
-        user.update(displayName=body["displayName"], accountEnabled=body["accountEnabled"], createdDateTime=now_iso())
+        user.update(
+            displayName=body["displayName"],
+            accountEnabled=body["accountEnabled"],
+            createdDateTime=now_iso(),
+        )
         self.users[uid]["passwordProfile"] = body["passwordProfile"]
         out = {"@odata.context": f"{META}#users/$entity", **self._project(user, None)}
         out.pop("passwordProfile", None)
@@ -471,16 +535,27 @@ class FakeEntra:
     def _get_user(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
         user = self._user_or_404(uid)
         if user is None:
-            return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist or one of its queried reference-property objects are not present.")
+            return error(
+                404,
+                "Request_ResourceNotFound",
+                not_found(uid),
+            )
         select = query.get("$select")
-        out = {"@odata.context": f"{META}#users({select or ''})/$entity", **self._project(user, select)}
+        out = {
+            "@odata.context": f"{META}#users({select or ''})/$entity",
+            **self._project(user, select),
+        }
         out.pop("passwordProfile", None)
         return 200, out, {}
 
     def _patch_user(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
         user = self._user_or_404(uid)
         if user is None:
-            return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist or one of its queried reference-property objects are not present.")
+            return error(
+                404,
+                "Request_ResourceNotFound",
+                not_found(uid),
+            )
         user.update(body)
         return 204, None, {}
 
@@ -511,7 +586,14 @@ class FakeEntra:
     def _list_app_roles(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
         if uid not in self.users:
             return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist.")
-        return 200, {"@odata.context": f"{META}#users('{uid}')/appRoleAssignments", "value": copy.deepcopy(self.app_roles[uid])}, {}
+        return (
+            200,
+            {
+                "@odata.context": f"{META}#users('{uid}')/appRoleAssignments",
+                "value": copy.deepcopy(self.app_roles[uid]),
+            },
+            {},
+        )
 
     def _delete_app_role(self, uid: str, aid: str, *, query: dict[str, str], body: Any) -> Result:
         before = len(self.app_roles.get(uid, []))
@@ -523,15 +605,30 @@ class FakeEntra:
     def _list_methods(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
         if uid not in self.users:
             return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist.")
-        return 200, {"@odata.context": f"{META}#users('{uid}')/authentication/methods", "value": copy.deepcopy(self.methods[uid])}, {}
+        return (
+            200,
+            {
+                "@odata.context": f"{META}#users('{uid}')/authentication/methods",
+                "value": copy.deepcopy(self.methods[uid]),
+            },
+            {},
+        )
 
-    def _delete_method(self, uid: str, collection: str, mid: str, *, query: dict[str, str], body: Any) -> Result:
+    def _delete_method(
+        self, uid: str, collection: str, mid: str, *, query: dict[str, str], body: Any
+    ) -> Result:
         methods = self.methods.get(uid, [])
         target = next((m for m in methods if m["id"] == mid), None)
         if target is None:
             return error(404, "itemNotFound", "The specified authentication method was not found.")
-        if target.get("phoneType") == "mobile" and any(m.get("phoneType") == "alternateMobile" for m in methods):
-            return error(400, "badRequest", "Cannot delete the mobile phone method while an alternate mobile phone method is registered.")
+        if target.get("phoneType") == "mobile" and any(
+            m.get("phoneType") == "alternateMobile" for m in methods
+        ):
+            return error(
+                400,
+                "badRequest",
+                MOBILE_FIRST,
+            )
         self.methods[uid] = [m for m in methods if m["id"] != mid]
         return 204, None, {}
 
@@ -544,12 +641,24 @@ class FakeEntra:
             direct = [s for s in states if s["skuId"] == sku and s["assignedByGroup"] is None]
             if not direct:
                 if any(s["skuId"] == sku for s in states):
-                    return error(400, "Request_BadRequest", "User license is inherited from a group membership and it cannot be removed directly from the user.")
-                return error(400, "Request_BadRequest", f"License {sku} does not correspond to a valid company License.")
+                    return error(
+                        400,
+                        "Request_BadRequest",
+                        INHERITED_LICENCE,
+                    )
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    f"License {sku} does not correspond to a valid company License.",
+                )
             states.remove(direct[0])
         for lic in body.get("addLicenses", []):
             if not user.get("usageLocation"):
-                return error(400, "Request_BadRequest", "License assignment failed because service plans require usage location.")
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    "License assignment failed because service plans require usage location.",
+                )
             self.add_licence(uid, lic["skuId"])
         return 200, {"@odata.context": f"{META}#users/$entity", **self._project(user, None)}, {}
 
@@ -562,20 +671,34 @@ class FakeEntra:
         if uid not in self.users:
             return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist.")
         if uid in self.members[gid]:
-            return error(400, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.")
+            return error(
+                400,
+                "Request_BadRequest",
+                ALREADY_MEMBER,
+            )
         self.members[gid].add(uid)
         return 204, None, {}
 
     def _remove_member(self, gid: str, uid: str, *, query: dict[str, str], body: Any) -> Result:
         group = self.groups.get(gid)
         if group is None or uid not in self.members[gid]:
-            return error(404, "Request_ResourceNotFound", f"Resource '{uid}' does not exist or one of its queried reference-property objects are not present.")
+            return error(
+                404,
+                "Request_ResourceNotFound",
+                not_found(uid),
+            )
         if "DynamicMembership" in group["groupTypes"]:
-            return error(400, "Request_BadRequest", "Insufficient privileges to complete the operation. The group has dynamic membership.")
+            return error(
+                400,
+                "Request_BadRequest",
+                DYNAMIC_GROUP,
+            )
         self.members[gid].discard(uid)
         return 204, None, {}
 
-    def _delete_member_object(self, gid: str, uid: str, *, query: dict[str, str], body: Any) -> Result:
+    def _delete_member_object(
+        self, gid: str, uid: str, *, query: dict[str, str], body: Any
+    ) -> Result:
         """Without ``/$ref`` Graph addresses the member object itself: this deletes the user."""
         self.users.pop(uid, None)
         for members in self.members.values():
@@ -585,7 +708,14 @@ class FakeEntra:
     # ----------------------------------------------------------------- policy
 
     def _list_ca(self, *, query: dict[str, str], body: Any) -> Result:
-        return 200, {"@odata.context": f"{META}#identity/conditionalAccess/policies", "value": copy.deepcopy(list(self.ca_policies.values()))}, {}
+        return (
+            200,
+            {
+                "@odata.context": f"{META}#identity/conditionalAccess/policies",
+                "value": copy.deepcopy(list(self.ca_policies.values())),
+            },
+            {},
+        )
 
     def _create_ca(self, *, query: dict[str, str], body: Any) -> Result:
         pid = str(uuid.uuid4())
@@ -598,7 +728,11 @@ class FakeEntra:
             **copy.deepcopy(body),
         }
         self.ca_policies[pid] = policy
-        return 201, {"@odata.context": f"{META}#identity/conditionalAccess/policies/$entity", **policy}, {}
+        return (
+            201,
+            {"@odata.context": f"{META}#identity/conditionalAccess/policies/$entity", **policy},
+            {},
+        )
 
     def _patch_ca(self, pid: str, *, query: dict[str, str], body: Any) -> Result:
         if pid not in self.ca_policies:
@@ -608,13 +742,24 @@ class FakeEntra:
         return 204, None, {}
 
     def _list_settings(self, *, query: dict[str, str], body: Any) -> Result:
-        return 200, {"@odata.context": f"{META}#groupSettings", "value": copy.deepcopy(list(self.settings.values()))}, {}
+        return (
+            200,
+            {
+                "@odata.context": f"{META}#groupSettings",
+                "value": copy.deepcopy(list(self.settings.values())),
+            },
+            {},
+        )
 
     def _create_setting(self, *, query: dict[str, str], body: Any) -> Result:
         sid = str(uuid.uuid4())
         template = body["templateId"]
         if any(s["templateId"] == template for s in self.settings.values()):
-            return error(409, "Request_BadRequest", "A conflicting object with one or more of the specified property values is present in the directory.")
+            return error(
+                409,
+                "Request_BadRequest",
+                CONFLICT,
+            )
         defaults = {
             "BannedPasswordCheckOnPremisesMode": "Audit",
             "EnableBannedPasswordCheckOnPremises": "False",

@@ -1,0 +1,205 @@
+"""Termination on Entra: disable, revoke sessions, remove access, read back and verify."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from connectors.base import Account, AccountState, Outcome, Worker
+from connectors.entra import EntraConnector, odata_quote, session_revocation_status
+from lifecycle.exceptions import PermanentConnectorError
+from tests.unit.entra.fake_graph import FakeEntra
+
+pytestmark = pytest.mark.anyio
+
+SKU_E3 = "6fd2c87f-b296-42f0-b197-1e91e994b900"
+SKU_VISIO = "c5928f49-12ba-48f7-ada3-0d743a3601d5"
+
+
+def loaded_user(fake: FakeEntra) -> tuple[str, dict[str, str]]:
+    """A virtual assistant holding one of every kind of access Entra has."""
+    ids = {
+        "plain1": fake.add_group("VA Scheduling"),
+        "plain2": fake.add_group("EHR users"),
+        "dynamic": fake.add_group("All VAs (dynamic)", dynamic=True),
+        "synced": fake.add_group("Legacy share", synced=True),
+        "licensing": fake.add_group("E3 licensing"),
+    }
+    uid = fake.add_user("W0042", groups=list(ids.values()))
+    ids["app_role"] = fake.add_app_role(uid)
+    ids["authenticator"] = fake.add_authenticator(uid)
+    ids["mobile"] = fake.add_phone(uid, "mobile")
+    ids["alternate"] = fake.add_phone(uid, "alternateMobile")
+    fake.add_licence(uid, SKU_VISIO)
+    fake.add_licence(uid, SKU_E3, by_group=ids["licensing"])
+    return uid, ids
+
+
+async def test_full_termination_removes_everything_it_may_and_says_why_not(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid, ids = loaded_user(fake)
+    account = await connector.find_account(Worker("W0042"))
+    assert account == Account("idp", uid, login="w0042@contoso.com", worker_id="W0042")
+
+    before = await connector.read_state(account)
+    assert before.enabled and before.mfa_registered is True
+    assert f"license:{SKU_E3}" in before.entitlements
+
+    disabled = await connector.disable(account)
+    assert disabled.outcome == Outcome.DONE and disabled.vendor_request_id
+    assert fake.users[uid]["accountEnabled"] is False
+
+    revoked = await connector.revoke_sessions(account)
+    assert revoked.outcome == Outcome.DONE
+    assert revoked.detail["sessions"] == "requested"
+    assert revoked.detail["sessions_valid_from"] != "not yet reset in the read-back"
+
+    result = await connector.remove_access(account)
+    assert result.outcome == Outcome.PARTIAL
+    removed = set(result.removed)
+    assert {f"group:{ids['plain1']}", f"group:{ids['plain2']}", f"group:{ids['licensing']}"} <= (
+        removed
+    )
+    assert f"license:{SKU_VISIO}" in removed
+    assert any(r.startswith("appRole:") for r in removed)
+    assert f"authMethod:phoneAuthenticationMethod/{ids['mobile']}" in removed
+    assert f"authMethod:microsoftAuthenticatorAuthenticationMethod/{ids['authenticator']}" in (
+        removed
+    )
+    skipped = {s.item: s.reason for s in result.skipped}
+    assert "dynamic" in skipped[f"group:{ids['dynamic']}"]
+    assert "on-premises" in skipped[f"group:{ids['synced']}"]
+    assert ids["licensing"] in skipped[f"license:{SKU_E3}"]
+
+    # The read-back is a separate call, and what is left is exactly what was skipped.
+    after = await connector.read_state(account)
+    assert after.enabled is False
+    assert after.sessions_valid_from is not None
+    assert after.sessions_valid_from >= disabled.started_at - timedelta(seconds=5)
+    assert after.entitlements == frozenset(skipped)
+    assert after.mfa_registered is False  # only the password method is left
+    assert uid in fake.users, "membership removal must never delete the user"
+
+
+async def test_memberships_go_through_ref_and_phones_leave_last(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid, ids = loaded_user(fake)
+    await connector.remove_access(Account("idp", uid))
+    deletes = [path for method, path in fake.log if method.endswith("DELETE")]
+    member_deletes = [p for p in deletes if "/members/" in p]
+    assert member_deletes and all(p.endswith("/$ref") for p in member_deletes)
+    phone_deletes = [p for p in deletes if "/phoneMethods/" in p]
+    # The fake refuses the mobile (default) phone while an alternate is registered.
+    assert phone_deletes == [
+        f"/users/{uid}/authentication/phoneMethods/{ids['alternate']}",
+        f"/users/{uid}/authentication/phoneMethods/{ids['mobile']}",
+    ]
+    assert deletes.index(phone_deletes[0]) > max(
+        deletes.index(p) for p in deletes if "/phoneMethods/" not in p
+    )
+
+
+async def test_reads_and_deletions_of_one_user_are_batched(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid, _ = loaded_user(fake)
+    await connector.remove_access(Account("idp", uid))
+    direct = [(m, p) for m, p in fake.log if not m.startswith("B ")]
+    batched = [(m, p) for m, p in fake.log if m.startswith("B ")]
+    # two envelopes (reads, then deletions) plus the two ordered phone deletions
+    assert [p for _, p in direct].count("/$batch") == 2
+    assert len(direct) == 4
+    assert len(batched) >= 10
+
+
+async def test_many_memberships_are_split_into_batches_of_twenty(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    groups = [fake.add_group(f"g{n}") for n in range(45)]
+    uid = fake.add_user("W0100", groups=groups)
+    result = await connector.remove_access(Account("idp", uid))
+    assert len(result.removed) == 45 and result.outcome == Outcome.DONE
+    assert not any(uid in members for members in fake.members.values())
+
+
+async def test_disable_twice_is_already_and_does_not_patch(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid = fake.add_user("W0007")
+    account = Account("idp", uid)
+    assert (await connector.disable(account)).outcome == Outcome.DONE
+    fake.log.clear()
+    assert (await connector.disable(account)).outcome == Outcome.ALREADY
+    assert [m for m, _ in fake.log] == ["GET"]
+
+
+async def test_remove_access_on_a_bare_account_is_already(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid = fake.add_user("W0008")
+    result = await connector.remove_access(Account("idp", uid))
+    assert result.outcome == Outcome.ALREADY and result.removed == ()
+
+
+@pytest.mark.parametrize(
+    ("attribute", "worker"),
+    [
+        ("employeeId", Worker("O'Brien-7")),
+        ("userPrincipalName", Worker("x", upn="o'brien@contoso.com")),
+        ("mail", Worker("x", email="O'Brien@Contoso.com")),
+    ],
+)
+async def test_find_by_each_correlation_attribute_with_quotes_escaped(
+    fake: FakeEntra, make_connector, attribute: str, worker: Worker
+) -> None:
+    uid = fake.add_user("O'Brien-7", upn="o'brien@contoso.com", mail="o'brien@contoso.com")
+    fake.add_user("Other", upn="other@contoso.com")
+    async with make_connector(correlation_attribute=attribute) as connector:
+        account = await connector.find_account(worker)
+    assert account is not None and account.account_id == uid
+    query = [p for m, p in fake.log if m == "GET" and p == "/users"]
+    assert query
+
+
+def test_odata_quote_doubles_single_quotes() -> None:
+    assert odata_quote("a'b") == "'a''b'"
+    assert odata_quote("' or 1 eq 1 or '") == "''' or 1 eq 1 or '''"
+
+
+async def test_worker_without_the_correlation_value_is_not_looked_up(
+    fake: FakeEntra, make_connector
+) -> None:
+    async with make_connector(correlation_attribute="mail") as connector:
+        assert await connector.find_account(Worker("W1")) is None
+    assert fake.log == []
+
+
+async def test_ambiguous_correlation_is_permanent(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    fake.add_user("W0009", upn="a@contoso.com")
+    fake.add_user("W0009", upn="b@contoso.com")
+    with pytest.raises(PermanentConnectorError, match="2 Entra users"):
+        await connector.find_account(Worker("W0009"))
+
+
+def test_session_revocation_requested_then_effective() -> None:
+    requested = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    delay = timedelta(minutes=5)
+
+    def state(valid_from: datetime | None) -> AccountState:
+        return AccountState(
+            Account("idp", "u"), enabled=False, read_at=requested, sessions_valid_from=valid_from
+        )
+
+    old = requested - timedelta(days=3)
+    assert session_revocation_status(state(old), requested, requested, delay) == "not_reset"
+    assert session_revocation_status(state(None), requested, requested, delay) == "not_reset"
+    reset = requested + timedelta(seconds=1)
+    soon = requested + timedelta(minutes=1)
+    later = requested + timedelta(minutes=6)
+    assert session_revocation_status(state(reset), requested, soon, delay) == "requested"
+    assert session_revocation_status(state(reset), requested, later, delay) == "effective"
