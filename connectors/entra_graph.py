@@ -178,6 +178,24 @@ def graph_error(body: Any) -> tuple[str, str]:
     return "unknown", ""
 
 
+def first_connector_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to raise for concurrent calls that failed: permanent beats transient, so that
+    a missing permission is escalated rather than retried."""
+    errors: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            errors.append(current)
+    for kind in (PermanentConnectorError, TransientConnectorError):
+        for exc in errors:
+            if isinstance(exc, kind):
+                return exc
+    return errors[0] if errors else group
+
+
 def _json_or_none(content: bytes) -> Any:
     try:
         return json.loads(content) if content else None
@@ -235,6 +253,11 @@ class GraphClient:
                 client_credential=self.settings.client_secret.get_secret_value(),
                 http_client=self._msal_http,
                 token_cache=msal.TokenCache(),
+                # Client-credential tokens have no refresh tokens to look up under authority
+                # aliases, so msal's instance discovery (a call to the global endpoint on every
+                # token error) buys nothing; the tenant is still validated by its OpenID
+                # configuration, and national-cloud authority hosts work unchanged.
+                instance_discovery=False,
             )
         except ValueError as exc:
             # msal raises ValueError when the tenant's OpenID configuration is not found (4xx).
@@ -515,9 +538,15 @@ class GraphClient:
         async def run_chunk(chunk: Sequence[BatchRequest]) -> None:
             results.update(await self._batch_chunk(chunk, account_id))
 
-        async with anyio.create_task_group() as group:
-            for chunk in chunks:
-                group.start_soon(run_chunk, chunk)
+        if len(chunks) == 1:
+            await run_chunk(chunks[0])
+            return results
+        try:
+            async with anyio.create_task_group() as group:
+                for chunk in chunks:
+                    group.start_soon(run_chunk, chunk)
+        except BaseExceptionGroup as group_error:
+            raise first_connector_error(group_error) from None
         return results
 
     async def _batch_chunk(
