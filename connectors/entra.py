@@ -164,9 +164,30 @@ def odata_quote(value: str) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    if not value:
+    """A Graph timestamp; ``None`` for null and for Graph's "never" value 0001-01-01."""
+    if not value or str(value).startswith("0001-01-01"):
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def last_successful_sign_in(user: Mapping[str, Any]) -> datetime | None:
+    """The last *successful* sign-in; ``None`` when the user never signed in.
+
+    ``signInActivity`` is null for users who never signed in. ``lastSignInDateTime`` also
+    counts failed interactive attempts, so it is only a fallback for tenants whose answers
+    predate ``lastSuccessfulSignInDateTime``.
+    """
+    activity = user.get("signInActivity")
+    if not activity:
+        return None
+    if "lastSuccessfulSignInDateTime" in activity:
+        return parse_time(activity.get("lastSuccessfulSignInDateTime"))
+    candidates = [
+        parse_time(activity.get("lastSignInDateTime")),
+        parse_time(activity.get("lastNonInteractiveSignInDateTime")),
+    ]
+    present = [c for c in candidates if c is not None]
+    return max(present) if present else None
 
 
 def session_revocation_status(
@@ -207,6 +228,22 @@ def new_password(length: int = 24) -> str:
         ]
         if all(classes):
             return candidate
+
+
+SessionStatus = Literal["not_reset", "requested", "effective", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminationCheck:
+    """A read-back of a terminated account, judged: what still gives access, and sessions."""
+
+    state: AccountState
+    verified: bool
+    """The account is disabled and holds nothing that could have been removed."""
+    sessions: SessionStatus
+    """``requested`` until Microsoft's propagation window has passed, then ``effective``."""
+    problems: tuple[str, ...]
+    left_unremovable: tuple[SkippedItem, ...]
 
 
 class EntraConnector(Connector):
@@ -278,12 +315,21 @@ class EntraConnector(Connector):
         select = USER_FIELDS + (",signInActivity" if self.options.sign_in_activity else "")
         requests = [
             BatchRequest(
-                "user", "GET", f"/users/{uid}?$select={select}", "read user", "User.Read.All"
+                "user",
+                "GET",
+                f"/users/{uid}?$select={select}",
+                "read user",
+                "User.Read.All"
+                + (
+                    " and AuditLog.Read.All (or set sign_in_activity = false)"
+                    if self.options.sign_in_activity
+                    else ""
+                ),
             ),
             BatchRequest(
                 "groups",
                 "GET",
-                f"/users/{uid}/memberOf/microsoft.graph.group?$select={GROUP_FIELDS}&$top=999",
+                f"/users/{uid}/memberOf/microsoft.graph.group?$select={GROUP_FIELDS}",
                 "read group memberships",
                 "GroupMember.Read.All",
             ),
@@ -360,10 +406,7 @@ class EntraConnector(Connector):
 
     def _state(self, access: _Access) -> AccountState:
         user = access.user
-        activity = user.get("signInActivity") or {}
-        last = parse_time(
-            activity.get("lastSuccessfulSignInDateTime") or activity.get("lastSignInDateTime")
-        )
+        last = last_successful_sign_in(user)
         methods = [m for m in access.methods if m.get("@odata.type") != PASSWORD_METHOD]
         return AccountState(
             account=self._account(user),
@@ -606,6 +649,57 @@ class EntraConnector(Connector):
             skipped=tuple(skipped),
         )
 
+    async def verify_termination(
+        self, account: Account, *, sessions_requested_at: datetime | None = None
+    ) -> TerminationCheck:
+        """Read the account back and say whether the termination holds (for +5 min / +24 h).
+
+        Reads ``accountEnabled``, ``signInSessionsValidFromDateTime`` and what the user still
+        holds; leftovers that Entra will not let us remove per user (dynamic groups,
+        group-assigned licences) are listed, not counted as failures.
+        """
+        access = await self._read_access(account)
+        state = self._state(access)
+        problems: list[str] = []
+        unremovable: list[SkippedItem] = []
+        if state.enabled:
+            problems.append("accountEnabled is still true")
+        for group in access.groups:
+            reason = group_skip_reason(group)
+            if reason:
+                unremovable.append(SkippedItem(GROUP + str(group["id"]), reason))
+            else:
+                problems.append(f"still a member of group {group['id']}")
+        direct, by_group = self._licences(access.user)
+        problems += [f"licence {sku} still directly assigned" for sku in sorted(direct)]
+        unremovable += [
+            SkippedItem(LICENSE + sku, f"licence assigned through group {gid}")
+            for sku, gid in sorted(by_group.items())
+        ]
+        problems += [f"app role assignment {a.get('id')} remains" for a in access.app_roles]
+        problems += [
+            f"authentication method {m.get('@odata.type')} {m.get('id')} still registered"
+            for m in access.methods
+            if m.get("@odata.type") != PASSWORD_METHOD
+        ]
+        sessions: SessionStatus = "unknown"
+        if sessions_requested_at is not None:
+            sessions = session_revocation_status(
+                state,
+                sessions_requested_at,
+                utcnow(),
+                timedelta(seconds=self.options.session_revocation_delay_seconds),
+            )
+            if sessions == "not_reset":
+                problems.append("signInSessionsValidFromDateTime predates the revocation")
+        return TerminationCheck(
+            state=state,
+            verified=not problems,
+            sessions=sessions,
+            problems=tuple(problems),
+            left_unremovable=tuple(unremovable),
+        )
+
     # ------------------------------------------------------------------ joiner / mover
 
     def _split_desired(self, desired: DesiredAccess, account_id: str) -> tuple[set[str], set[str]]:
@@ -789,11 +883,14 @@ class EntraConnector(Connector):
         select += ",signInSessionsValidFromDateTime"
         if self.options.sign_in_activity:
             select += ",signInActivity"
+        # Graph serves at most 120 users per page when signInActivity is selected, 999 otherwise.
+        top = "120" if self.options.sign_in_activity else "999"
         async for user in self.graph.pages(
             "/users",
-            params={"$select": select, "$top": "999"},
+            params={"$select": select, "$top": top},
             op="list users",
-            permission="User.Read.All and AuditLog.Read.All",
+            permission="User.Read.All"
+            + (" and AuditLog.Read.All" if self.options.sign_in_activity else ""),
         ):
             yield self._state(_Access(user=user, groups=[], app_roles=[], methods=[]))
 

@@ -222,6 +222,8 @@ class GraphClient:
         self._msal_http = MsalHttpxClient(timeout)
         self._app: Any = None
         self._app_lock = anyio.Lock()
+        self._token_lock = anyio.Lock()
+        """One token acquisition at a time: a burst on a cold cache asks the IdP once."""
         base = urlsplit(settings.graph_base_url)
         self._origin = f"{base.scheme}://{base.netloc}"
         self.scope = f"{self._origin}{GRAPH_SCOPE_SUFFIX}"
@@ -288,7 +290,8 @@ class GraphClient:
             return result
 
         try:
-            result = await anyio.to_thread.run_sync(acquire)
+            async with self._token_lock:
+                result = await anyio.to_thread.run_sync(acquire)
         except httpx.HTTPError as exc:
             raise TransientConnectorError(
                 f"token endpoint unreachable or failing: {type(exc).__name__}",

@@ -203,3 +203,68 @@ def test_session_revocation_requested_then_effective() -> None:
     later = requested + timedelta(minutes=6)
     assert session_revocation_status(state(reset), requested, soon, delay) == "requested"
     assert session_revocation_status(state(reset), requested, later, delay) == "effective"
+
+
+async def test_verify_termination_distinguishes_requested_from_effective(
+    fake: FakeEntra, make_connector
+) -> None:
+    uid, ids = loaded_user(fake)
+    account = Account("idp", uid)
+    async with make_connector() as connector:
+        before = await connector.verify_termination(account)
+        assert not before.verified and before.sessions == "unknown"
+        assert "accountEnabled is still true" in before.problems
+        assert f"still a member of group {ids['plain1']}" in before.problems
+
+        await connector.disable(account)
+        revoked = await connector.revoke_sessions(account)
+        await connector.remove_access(account)
+        check = await connector.verify_termination(
+            account, sessions_requested_at=revoked.started_at
+        )
+        assert check.verified and check.problems == ()
+        assert check.sessions == "requested"  # Microsoft allows minutes for propagation
+        assert {s.item for s in check.left_unremovable} == {
+            f"group:{ids['dynamic']}",
+            f"group:{ids['synced']}",
+            f"license:{SKU_E3}",
+        }
+    async with make_connector(session_revocation_delay_seconds=0) as connector:
+        check = await connector.verify_termination(
+            account, sessions_requested_at=revoked.started_at
+        )
+        assert check.sessions == "effective"
+
+
+async def test_verify_termination_catches_a_revocation_that_did_not_happen(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid = fake.add_user("W0010", enabled=False)
+    check = await connector.verify_termination(
+        Account("idp", uid), sessions_requested_at=datetime.now(UTC)
+    )
+    assert check.sessions == "not_reset" and not check.verified
+
+
+async def test_never_signed_in_and_sentinel_dates_are_not_activity() -> None:
+    from connectors.entra import last_successful_sign_in
+
+    assert last_successful_sign_in({"signInActivity": None}) is None
+    assert (
+        last_successful_sign_in(
+            {
+                "signInActivity": {
+                    "lastSignInDateTime": "2026-01-01T00:00:00Z",
+                    "lastSuccessfulSignInDateTime": None,
+                }
+            }
+        )
+        is None
+    ), "a failed attempt is not a sign-in"
+    legacy = {
+        "signInActivity": {
+            "lastSignInDateTime": "2026-01-01T00:00:00Z",
+            "lastNonInteractiveSignInDateTime": "0001-01-01T00:00:00Z",
+        }
+    }
+    assert last_successful_sign_in(legacy) == datetime(2026, 1, 1, tzinfo=UTC)
