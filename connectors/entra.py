@@ -55,12 +55,15 @@ from connectors.base import (
 )
 from connectors.entra_graph import (
     BatchRequest,
+    GraphBadRequestError,
     GraphClient,
     GraphNotFoundError,
     GraphResponse,
     GraphSettings,
+    graph_error,
 )
 from connectors.entra_policy import (
+    ENABLED,
     PASSWORD_RULE_TEMPLATE_ID,
     CaState,
     CaWanted,
@@ -213,6 +216,12 @@ def group_skip_reason(group: Mapping[str, Any]) -> str | None:
     if group.get("mailEnabled") and "Unified" not in (group.get("groupTypes") or []):
         return "mail-enabled security group or distribution list: managed in Exchange Online"
     return None
+
+
+def refused(response: GraphResponse) -> str:
+    """The reason Graph gave for refusing a removal (400), for ``SkippedItem.reason``."""
+    code, message = graph_error(response.json())
+    return f"Graph refused: {code}: {message}"
 
 
 def new_password(length: int = 24) -> str:
@@ -619,6 +628,9 @@ class EntraConnector(Connector):
                 digests.append(response.sha256)
                 if response.status == 404:
                     continue  # gone already (a previous attempt, or someone else)
+                if response.status == 400:
+                    skipped += [SkippedItem(item, refused(response)) for item in name.split(",")]
+                    continue
                 self.graph.raise_for_item(request, response, account_id=uid)
                 removed.extend(name.split(","))
         # Phone methods one at a time, in order, the default (mobile) one last.
@@ -634,6 +646,9 @@ class EntraConnector(Connector):
                     account_id=uid,
                 )
             except GraphNotFoundError:
+                continue
+            except GraphBadRequestError as exc:
+                skipped.append(SkippedItem(name, f"Graph refused: {exc.graph_message}"))
                 continue
             digests.append(response.sha256)
             removed.append(name)
@@ -941,15 +956,22 @@ class EntraConnector(Connector):
         else:
             wanted = self._ca_wanted(PolicyBaseline()) if self.options.va_group_id else None
             diffs = ca_differences(policy, wanted) if wanted else []
-            mfa_ok = "mfa" in ((policy.get("grantControls") or {}).get("builtInControls") or [])
             state = policy.get("state")
-            mfa = (
-                "report-only"
-                if mfa_ok and state != "enabled" and state != "disabled"
-                else (mfa_ok and state == "enabled")
-            )
-            mfa_source = f"Conditional Access policy {name!r} ({policy.get('id')}) state={state}"
             relevant = [d for d in diffs if not d.startswith("sign-in frequency")]
+            # Coverage gaps make MFA not required for assistants; a missing break-glass
+            # exclusion or a pending "enforce" is a finding in the source, not a gap.
+            gaps = [
+                d
+                for d in relevant
+                if not d.startswith("break-glass") and "configuration says enforce" not in d
+            ]
+            if "mfa" not in ((policy.get("grantControls") or {}).get("builtInControls") or []):
+                gaps.append("no mfa grant")
+            if gaps or state == "disabled":
+                mfa = False
+            else:
+                mfa = True if state == ENABLED else "report-only"
+            mfa_source = f"Conditional Access policy {name!r} ({policy.get('id')}) state={state}"
             if relevant:
                 mfa_source += "; differs: " + "; ".join(relevant)
         setting_source = (

@@ -68,6 +68,33 @@ class GraphNotFoundError(PermanentConnectorError):
     """Microsoft Graph says the object does not exist (404)."""
 
 
+class GraphTokenError(PermanentConnectorError):
+    """msal could not get a Graph token; ``msal_error`` is msal's error code."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str,
+        account_id: str | None,
+        msal_error: str,
+        aadsts: tuple[str, ...],
+    ) -> None:
+        self.msal_error = msal_error
+        self.aadsts = aadsts
+        super().__init__(message, connector=connector, account_id=account_id)
+
+
+class GraphBadRequestError(PermanentConnectorError):
+    """Microsoft Graph refused the request as invalid (400); ``graph_message`` says why."""
+
+    def __init__(
+        self, message: str, *, connector: str, account_id: str | None, graph_message: str
+    ) -> None:
+        self.graph_message = graph_message
+        super().__init__(message, connector=connector, account_id=account_id)
+
+
 class MsalHttpxClient:
     """msal's ``http_client`` interface (``post``/``get`` returning a response) over httpx.
 
@@ -309,18 +336,25 @@ class GraphClient:
         if isinstance(token, str) and token:
             return token
         code = str(result.get("error") or "unknown_error")
-        aadsts = ",".join(
+        aadsts = tuple(
             f"AADSTS{n}" for n in result.get("error_codes") or () if isinstance(n, int)
-        ) or ",".join(sorted(set(re.findall(r"AADSTS\d+", str(result.get("error_description"))))))
+        ) or tuple(sorted(set(re.findall(r"AADSTS\d+", str(result.get("error_description"))))))
         correlation = result.get("correlation_id")
-        detail = code + (f" ({aadsts})" if aadsts else "")
+        detail = code + (f" ({', '.join(aadsts)})" if aadsts else "")
         detail += f", correlation id {correlation}" if correlation else ""
-        raise self._error(
-            code in _TRANSIENT_TOKEN_ERRORS,
-            f"msal could not get a Graph token: {detail}; check tenant_id, client_id and "
-            "client_secret (expired or wrong secret), and admin consent for the app",
-            account_id,
-            None,
+        message = f"msal could not get a Graph token: {detail}"
+        # msal's error_description is not copied: only codes and the correlation id leave here.
+        if code in _TRANSIENT_TOKEN_ERRORS:
+            raise TransientConnectorError(
+                message, connector=self.connector, account_id=account_id
+            ) from None
+        raise GraphTokenError(
+            message + "; check tenant_id, client_id and client_secret (expired or wrong secret) "
+            "and admin consent for the app",
+            connector=self.connector,
+            account_id=account_id,
+            msal_error=code,
+            aadsts=aadsts,
         ) from None
 
     # ------------------------------------------------------------------ single requests
@@ -379,6 +413,13 @@ class GraphClient:
                 f"belongs to tenant {self.settings.tenant_id} and has consented permissions",
                 connector=self.connector,
                 account_id=account_id,
+            )
+        if status == 400:
+            return GraphBadRequestError(
+                f"{what}: {message}",
+                connector=self.connector,
+                account_id=account_id,
+                graph_message=f"{code}: {message}",
             )
         return PermanentConnectorError(
             f"{what}: {message}", connector=self.connector, account_id=account_id

@@ -239,6 +239,23 @@ async def test_enforce_config_enables_and_repairs_an_existing_policy(
     assert len(fake.ca_policies) == 1
 
 
+async def test_mfa_is_not_required_when_the_policy_misses_the_va_group(
+    fake: FakeEntra, make_connector
+) -> None:
+    async with make_connector(**policy_options(ca_state="enforce")) as connector:
+        await connector.apply_policy(PolicyBaseline())
+        (policy,) = fake.ca_policies.values()
+        ok = {s.control: s for s in (await connector.read_policy()).settings}
+        assert ok[Control.MFA].value is True and "differs" not in ok[Control.MFA].source
+        policy["conditions"]["users"]["includeGroups"] = ["another-group"]
+        policy["conditions"]["users"]["excludeUsers"] = []
+        gap = {s.control: s for s in (await connector.read_policy()).settings}
+    assert gap[Control.MFA].value is False
+    source = gap[Control.MFA].source
+    assert "9c5b1c5e-0000-4000-8000-0000000000a1 is not in includeGroups" in source
+    assert f"break-glass accounts not excluded: {', '.join(BREAK_GLASS)}" in source
+
+
 async def test_an_enforced_policy_is_never_downgraded_to_report_only(
     fake: FakeEntra, make_connector
 ) -> None:

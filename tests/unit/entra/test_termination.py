@@ -268,3 +268,24 @@ async def test_never_signed_in_and_sentinel_dates_are_not_activity() -> None:
         }
     }
     assert last_successful_sign_in(legacy) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def test_a_removal_graph_refuses_is_skipped_with_its_reason(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    from tests.unit.entra.fake_graph import Fault
+
+    role_group = fake.add_group("Role-assignable admins")
+    plain = fake.add_group("Plain")
+    uid = fake.add_user("W0011", groups=[role_group, plain])
+    fake.add_phone(uid, "office")
+    fake.faults.append(
+        Fault("DELETE", rf"/groups/{role_group}/members/.*", 400, 1, code="Request_BadRequest")
+    )
+    fake.faults.append(Fault("DELETE", r"/users/.*/phoneMethods/.*", 400, 1, code="badRequest"))
+    result = await connector.remove_access(Account("idp", uid))
+    assert result.outcome == Outcome.PARTIAL
+    assert result.removed == (f"group:{plain}",)
+    reasons = {s.item: s.reason for s in result.skipped}
+    assert reasons[f"group:{role_group}"].startswith("Graph refused: Request_BadRequest")
+    assert any(item.startswith("authMethod:phone") for item in reasons)

@@ -11,6 +11,7 @@ import pytest
 
 from connectors.base import Account, Outcome
 from connectors.entra import EntraConnector
+from connectors.entra_graph import GraphTokenError
 from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
 from tests.unit.entra.fake_graph import AUTHORITY, CLIENT_SECRET, TENANT, FakeEntra, Fault
 
@@ -127,6 +128,8 @@ async def test_wrong_client_secret_is_permanent_with_msal_error_code(
             await connector.disable(Account("idp", uid))
     message = str(info.value)
     assert "invalid_client" in message and "AADSTS7000215" in message
+    assert isinstance(info.value, GraphTokenError)
+    assert info.value.msal_error == "invalid_client" and info.value.aadsts == ("AADSTS7000215",)
     assert "wrong-secret-value-123" not in message and CLIENT_SECRET not in message
     assert info.value.__cause__ is None, "msal's result (with its description) is not chained"
 
