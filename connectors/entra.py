@@ -19,16 +19,13 @@ Required application permissions (admin consent): User.Read.All, User.EnableDisa
 User.RevokeSessions.All, GroupMember.ReadWrite.All, AppRoleAssignment.ReadWrite.All,
 UserAuthenticationMethod.ReadWrite.All, LicenseAssignment.ReadWrite.All, AuditLog.Read.All
 (sign-in activity, needs Entra ID P1), User.ReadWrite.All (joiner), Policy.Read.All and
-Policy.ReadWrite.ConditionalAccess, Directory.ReadWrite.All (smart lockout directory setting).
+Policy.ReadWrite.ConditionalAccess, GroupSettings.ReadWrite.All (smart lockout directory setting).
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-import string
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
@@ -41,11 +38,9 @@ from connectors.base import (
     Capability,
     Connector,
     ConnectorContext,
-    Control,
     DesiredAccess,
     Outcome,
     PolicyBaseline,
-    PolicySetting,
     PolicyState,
     SkippedItem,
     Worker,
@@ -60,51 +55,35 @@ from connectors.entra_graph import (
     GraphNotFoundError,
     GraphResponse,
     GraphSettings,
-    graph_error,
 )
-from connectors.entra_policy import (
-    ENABLED,
-    PASSWORD_RULE_TEMPLATE_ID,
-    CaState,
-    CaWanted,
-    ca_body,
-    ca_differences,
-    lockout_values,
-    read_lockout,
-    sign_in_frequency_hours,
+from connectors.entra_model import (
+    GROUP,
+    GROUP_FIELDS,
+    LICENSE,
+    METHOD_COLLECTIONS,
+    PASSWORD_METHOD,
+    PHONE_ORDER,
+    USER_FIELDS,
+    SessionStatus,
+    TerminationCheck,
+    UserAccess,
+    app_role_name,
+    entitlements,
+    group_skip_reason,
+    last_successful_sign_in,
+    licences,
+    new_password,
+    odata_quote,
+    parse_time,
+    refused,
+    session_revocation_status,
 )
+from connectors.entra_policy import CaState, EntraPolicy, PolicyTarget
 from lifecycle.exceptions import ConfigError, PermanentConnectorError
 from lifecycle.retry import RetryPolicy
 from lifecycle.secrets import resolve_secret
 
-GROUP, LICENSE, APP_ROLE = "group:", "license:", "appRole:"
 CorrelationAttribute = Literal["employeeId", "userPrincipalName", "mail"]
-
-USER_FIELDS = (
-    "id,userPrincipalName,employeeId,mail,accountEnabled,createdDateTime,"
-    "signInSessionsValidFromDateTime,assignedLicenses,licenseAssignmentStates"
-)
-GROUP_FIELDS = (
-    "id,displayName,groupTypes,membershipRule,onPremisesSyncEnabled,mailEnabled,securityEnabled"
-)
-
-#: authenticationMethod @odata.type -> the collection its DELETE goes to.
-METHOD_COLLECTIONS: Mapping[str, str] = {
-    "#microsoft.graph.phoneAuthenticationMethod": "phoneMethods",
-    "#microsoft.graph.microsoftAuthenticatorAuthenticationMethod": "microsoftAuthenticatorMethods",
-    "#microsoft.graph.fido2AuthenticationMethod": "fido2Methods",
-    "#microsoft.graph.emailAuthenticationMethod": "emailMethods",
-    "#microsoft.graph.softwareOathAuthenticationMethod": "softwareOathMethods",
-    "#microsoft.graph.temporaryAccessPassAuthenticationMethod": "temporaryAccessPassMethods",
-    "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod": (
-        "windowsHelloForBusinessMethods"
-    ),
-    "#microsoft.graph.platformCredentialAuthenticationMethod": "platformCredentialMethods",
-}
-PASSWORD_METHOD = "#microsoft.graph.passwordAuthenticationMethod"  # noqa: S105 - a type name
-#: Deletion order of phone methods: the mobile phone is Entra's default phone method and cannot
-#: go while an alternate mobile is registered, so it is removed last.
-PHONE_ORDER = {"alternateMobile": 0, "office": 1, "mobile": 2}
 
 
 class EntraOptions(BaseModel):
@@ -150,111 +129,6 @@ class EntraOptions(BaseModel):
         return value.rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
-class _Access:
-    """What a user holds, as read from Graph (one ``$batch``)."""
-
-    user: Mapping[str, Any]
-    groups: list[Mapping[str, Any]]
-    app_roles: list[Mapping[str, Any]]
-    methods: list[Mapping[str, Any]]
-
-
-def odata_quote(value: str) -> str:
-    """An OData string literal: single quotes doubled (the only escape OData string literals
-    have); the whole query is percent-encoded by httpx."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A Graph timestamp; ``None`` for null and for Graph's "never" value 0001-01-01."""
-    if not value or str(value).startswith("0001-01-01"):
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def last_successful_sign_in(user: Mapping[str, Any]) -> datetime | None:
-    """The last *successful* sign-in; ``None`` when the user never signed in.
-
-    ``signInActivity`` is null for users who never signed in. ``lastSignInDateTime`` also
-    counts failed interactive attempts, so it is only a fallback for tenants whose answers
-    predate ``lastSuccessfulSignInDateTime``.
-    """
-    activity = user.get("signInActivity")
-    if not activity:
-        return None
-    if "lastSuccessfulSignInDateTime" in activity:
-        return parse_time(activity.get("lastSuccessfulSignInDateTime"))
-    candidates = [
-        parse_time(activity.get("lastSignInDateTime")),
-        parse_time(activity.get("lastNonInteractiveSignInDateTime")),
-    ]
-    present = [c for c in candidates if c is not None]
-    return max(present) if present else None
-
-
-def session_revocation_status(
-    state: AccountState, requested_at: datetime, now: datetime, delay: timedelta
-) -> Literal["not_reset", "requested", "effective"]:
-    """Where a session revocation stands, from a read-back: for re-verification at +5 min.
-
-    ``not_reset``: ``signInSessionsValidFromDateTime`` predates the request; ``requested``: it
-    was reset but Microsoft's propagation window has not passed; ``effective``: both.
-    """
-    valid_from = state.sessions_valid_from
-    if valid_from is None or valid_from < requested_at - timedelta(seconds=5):
-        return "not_reset"
-    return "effective" if now >= valid_from + delay else "requested"
-
-
-def group_skip_reason(group: Mapping[str, Any]) -> str | None:
-    """Why a membership cannot be removed per user, or ``None`` when it can."""
-    if "DynamicMembership" in (group.get("groupTypes") or []):
-        return "dynamic group: membership follows its rule; change the user's attributes or rule"
-    if group.get("onPremisesSyncEnabled"):
-        return "group synced from on-premises AD: remove the membership there"
-    if group.get("mailEnabled") and "Unified" not in (group.get("groupTypes") or []):
-        return "mail-enabled security group or distribution list: managed in Exchange Online"
-    return None
-
-
-def refused(response: GraphResponse) -> str:
-    """The reason Graph gave for refusing a removal (400), for ``SkippedItem.reason``."""
-    code, message = graph_error(response.json())
-    return f"Graph refused: {code}: {message}"
-
-
-def new_password(length: int = 24) -> str:
-    """A random initial password meeting Entra's complexity rules (never logged or kept)."""
-    alphabet = string.ascii_letters + string.digits + "!#%*+-=?@^_"
-    while True:
-        candidate = "".join(secrets.choice(alphabet) for _ in range(length))
-        classes = [
-            any(c.islower() for c in candidate),
-            any(c.isupper() for c in candidate),
-            any(c.isdigit() for c in candidate),
-            any(not c.isalnum() for c in candidate),
-        ]
-        if all(classes):
-            return candidate
-
-
-SessionStatus = Literal["not_reset", "requested", "effective", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class TerminationCheck:
-    """A read-back of a terminated account, judged: what still gives access, and sessions."""
-
-    state: AccountState
-    verified: bool
-    """The account is disabled and holds nothing that could have been removed."""
-    sessions: SessionStatus
-    """``requested`` until Microsoft's propagation window has passed, then ``effective``."""
-    problems: tuple[str, ...]
-    left_unremovable: tuple[SkippedItem, ...]
-
-
 class EntraConnector(Connector):
     """Microsoft Entra ID (Azure AD) through Microsoft Graph."""
 
@@ -279,6 +153,16 @@ class EntraConnector(Connector):
                     attempts=options.retry_attempts, initial_seconds=options.retry_initial_seconds
                 ),
                 inline_retry_after_max=options.inline_retry_after_max_seconds,
+            ),
+        )
+        self.policy = EntraPolicy(
+            self.graph,
+            name,
+            PolicyTarget(
+                policy_name=options.ca_policy_name,
+                va_group_id=options.va_group_id,
+                break_glass_ids=tuple(options.break_glass_ids),
+                ca_state=options.ca_state,
             ),
         )
 
@@ -318,7 +202,7 @@ class EntraConnector(Connector):
     def _directory_object(self, object_id: str) -> str:
         return f"{self.options.graph_base_url}/directoryObjects/{object_id}"
 
-    async def _read_access(self, account: Account, *, methods: bool = True) -> _Access:
+    async def _read_access(self, account: Account, *, methods: bool = True) -> UserAccess:
         """User, direct group memberships, app role assignments and auth methods in one batch."""
         uid = account.account_id
         select = USER_FIELDS + (",signInActivity" if self.options.sign_in_activity else "")
@@ -381,39 +265,14 @@ class EntraConnector(Connector):
                         first=response.json(),
                     )
                 ]
-        return _Access(
+        return UserAccess(
             user=user_response.json(),
             groups=collected["groups"],
             app_roles=collected["appRoles"],
             methods=collected.get("methods", []),
         )
 
-    @staticmethod
-    def _licences(user: Mapping[str, Any]) -> tuple[set[str], dict[str, str]]:
-        """(directly assigned skuIds, skuId -> group id for group-only assignments)."""
-        direct: set[str] = set()
-        by_group: dict[str, str] = {}
-        states = user.get("licenseAssignmentStates")
-        if states is None:  # not selected or not returned: every assignedLicense counts as direct
-            return {str(lic["skuId"]) for lic in user.get("assignedLicenses") or []}, {}
-        for state in states:
-            sku = str(state.get("skuId"))
-            group = state.get("assignedByGroup")
-            if group:
-                by_group.setdefault(sku, str(group))
-            else:
-                direct.add(sku)
-        return direct, {sku: g for sku, g in by_group.items() if sku not in direct}
-
-    def _entitlements(self, access: _Access) -> frozenset[str]:
-        direct, by_group = self._licences(access.user)
-        return frozenset(
-            [GROUP + str(g["id"]) for g in access.groups]
-            + [LICENSE + sku for sku in direct | set(by_group)]
-            + [APP_ROLE + f"{a.get('resourceId')}/{a.get('appRoleId')}" for a in access.app_roles]
-        )
-
-    def _state(self, access: _Access) -> AccountState:
+    def _state(self, access: UserAccess) -> AccountState:
         user = access.user
         last = last_successful_sign_in(user)
         methods = [m for m in access.methods if m.get("@odata.type") != PASSWORD_METHOD]
@@ -422,7 +281,7 @@ class EntraConnector(Connector):
             enabled=bool(user.get("accountEnabled")),
             read_at=utcnow(),
             locked=None,  # Graph exposes no lockout state per user
-            entitlements=self._entitlements(access),
+            entitlements=entitlements(access),
             mfa_registered=bool(methods) if access.methods else None,
             last_sign_in=last,
             sign_in_tracked=self.options.sign_in_activity,
@@ -573,10 +432,10 @@ class EntraConnector(Connector):
                         f"remove app role assignment {assignment['id']}",
                         "AppRoleAssignment.ReadWrite.All",
                     ),
-                    APP_ROLE + f"{assignment.get('resourceId')}/{assignment.get('appRoleId')}",
+                    app_role_name(assignment),
                 )
             )
-        direct, by_group = self._licences(access.user)
+        direct, by_group = licences(access.user)
         for sku, group_id in sorted(by_group.items()):
             skipped.append(SkippedItem(LICENSE + sku, f"licence assigned through group {group_id}"))
         if direct:
@@ -685,7 +544,7 @@ class EntraConnector(Connector):
                 unremovable.append(SkippedItem(GROUP + str(group["id"]), reason))
             else:
                 problems.append(f"still a member of group {group['id']}")
-        direct, by_group = self._licences(access.user)
+        direct, by_group = licences(access.user)
         problems += [f"licence {sku} still directly assigned" for sku in sorted(direct)]
         unremovable += [
             SkippedItem(LICENSE + sku, f"licence assigned through group {gid}")
@@ -850,7 +709,7 @@ class EntraConnector(Connector):
                     GROUP + gid,
                 )
             )
-        direct, by_group = self._licences(access.user)
+        direct, by_group = licences(access.user)
         drop = sorted(direct - want_licences)
         if drop:
             removals.append(
@@ -907,180 +766,12 @@ class EntraConnector(Connector):
             permission="User.Read.All"
             + (" and AuditLog.Read.All" if self.options.sign_in_activity else ""),
         ):
-            yield self._state(_Access(user=user, groups=[], app_roles=[], methods=[]))
+            yield self._state(UserAccess(user=user, groups=[], app_roles=[], methods=[]))
 
     # ------------------------------------------------------------------ policy
 
-    def _ca_wanted(self, baseline: PolicyBaseline) -> CaWanted:
-        if not self.options.va_group_id:
-            raise self._permanent(
-                "va_group_id is not configured: the MFA policy needs the virtual-assistant group",
-                None,
-            )
-        return CaWanted(
-            display_name=self.options.ca_policy_name,
-            group_id=self.options.va_group_id,
-            break_glass_ids=tuple(self.options.break_glass_ids),
-            state=self.options.ca_state,
-            mfa_required=baseline.mfa_required,
-            sign_in_frequency_hours=baseline.session_max_hours,
-        )
-
-    async def _ca_policy(self) -> Mapping[str, Any] | None:
-        async for policy in self.graph.pages(
-            "/identity/conditionalAccess/policies",
-            op="read Conditional Access policies",
-            permission="Policy.Read.All",
-        ):
-            if policy.get("displayName") == self.options.ca_policy_name:
-                return policy
-        return None
-
-    async def _settings(self) -> list[Mapping[str, Any]]:
-        return [
-            s
-            async for s in self.graph.pages(
-                "/groupSettings",
-                op="read directory settings",
-                permission="Directory.Read.All",
-            )
-        ]
-
     async def read_policy(self) -> PolicyState:
-        policy = await self._ca_policy()
-        lockout = read_lockout(await self._settings())
-        name = self.options.ca_policy_name
-        if policy is None:
-            mfa: bool | str = False
-            mfa_source = f"Conditional Access: no policy named {name!r}"
-        else:
-            wanted = self._ca_wanted(PolicyBaseline()) if self.options.va_group_id else None
-            diffs = ca_differences(policy, wanted) if wanted else []
-            state = policy.get("state")
-            relevant = [d for d in diffs if not d.startswith("sign-in frequency")]
-            # Coverage gaps make MFA not required for assistants; a missing break-glass
-            # exclusion or a pending "enforce" is a finding in the source, not a gap.
-            gaps = [
-                d
-                for d in relevant
-                if not d.startswith("break-glass") and "configuration says enforce" not in d
-            ]
-            if "mfa" not in ((policy.get("grantControls") or {}).get("builtInControls") or []):
-                gaps.append("no mfa grant")
-            if gaps or state == "disabled":
-                mfa = False
-            else:
-                mfa = True if state == ENABLED else "report-only"
-            mfa_source = f"Conditional Access policy {name!r} ({policy.get('id')}) state={state}"
-            if relevant:
-                mfa_source += "; differs: " + "; ".join(relevant)
-        setting_source = (
-            f"directory setting {lockout.setting_id} (Password Rule Settings)"
-            if lockout.setting_id
-            else "Entra default (no Password Rule Settings directory setting)"
-        )
-        settings = (
-            PolicySetting(Control.MFA, mfa, mfa_source),
-            PolicySetting(
-                Control.SESSION_MAX_HOURS,
-                sign_in_frequency_hours(policy) if policy else None,
-                f"Conditional Access policy {name!r} sessionControls.signInFrequency",
-            ),
-            PolicySetting(
-                Control.LOCKOUT_THRESHOLD,
-                lockout.threshold,
-                f"{setting_source}: LockoutThreshold",
-            ),
-            PolicySetting(
-                Control.LOCKOUT_DURATION_MINUTES,
-                lockout.duration_seconds // 60,
-                f"{setting_source}: LockoutDurationInSeconds={lockout.duration_seconds}",
-            ),
-            PolicySetting(
-                Control.LOCKOUT_WINDOW_MINUTES,
-                None,
-                "not configurable: Entra smart lockout has no observation window setting",
-            ),
-            PolicySetting(
-                Control.SESSION_IDLE_MINUTES,
-                None,
-                "not configurable in Entra ID: idle timeout belongs to each app / Microsoft 365",
-            ),
-        )
-        return PolicyState(system=self.name, settings=settings, read_at=utcnow())
+        return await self.policy.read()
 
     async def apply_policy(self, baseline: PolicyBaseline) -> ActionResult:
-        started = utcnow()
-        wanted = self._ca_wanted(baseline)
-        detail: dict[str, str] = {}
-        digests: list[str] = []
-        policy = await self._ca_policy()
-        diffs = ca_differences(policy, wanted)
-        if policy is None:
-            response = await self.graph.request(
-                "POST",
-                "/identity/conditionalAccess/policies",
-                json_body=ca_body(None, wanted),
-                op="create Conditional Access policy",
-                permission="Policy.ReadWrite.ConditionalAccess",
-            )
-            created = response.json() or {}
-            detail["conditional_access"] = (
-                f"created {created.get('id')} in state {created.get('state')}"
-            )
-            digests.append(response.sha256)
-        elif diffs:
-            body = ca_body(policy, wanted)
-            response = await self.graph.request(
-                "PATCH",
-                f"/identity/conditionalAccess/policies/{policy['id']}",
-                json_body=body,
-                op="update Conditional Access policy",
-                permission="Policy.ReadWrite.ConditionalAccess",
-            )
-            detail["conditional_access"] = "updated: " + "; ".join(diffs)
-            digests.append(response.sha256)
-        all_settings = await self._settings()
-        lockout = read_lockout(all_settings)
-        want_seconds = baseline.lockout_duration_minutes * 60
-        if (lockout.threshold, lockout.duration_seconds) != (
-            baseline.lockout_threshold,
-            want_seconds,
-        ):
-            if lockout.setting_id is None:
-                response = await self.graph.request(
-                    "POST",
-                    "/groupSettings",
-                    json_body={
-                        "templateId": PASSWORD_RULE_TEMPLATE_ID,
-                        "values": lockout_values([], baseline.lockout_threshold, want_seconds),
-                    },
-                    op="create Password Rule Settings",
-                    permission="Directory.ReadWrite.All",
-                )
-            else:
-                existing = next(s for s in all_settings if str(s.get("id")) == lockout.setting_id)
-                response = await self.graph.request(
-                    "PATCH",
-                    f"/groupSettings/{lockout.setting_id}",
-                    json_body={
-                        "values": lockout_values(
-                            existing.get("values") or [], baseline.lockout_threshold, want_seconds
-                        )
-                    },
-                    op="update Password Rule Settings",
-                    permission="Directory.ReadWrite.All",
-                )
-            digests.append(response.sha256)
-            if lockout.threshold != baseline.lockout_threshold:
-                detail["lockout_threshold"] = f"{lockout.threshold} -> {baseline.lockout_threshold}"
-            if lockout.duration_seconds != want_seconds:
-                detail["lockout_duration_seconds"] = f"{lockout.duration_seconds} -> {want_seconds}"
-        return action_result(
-            "apply_policy",
-            Account(self.name, "policy"),
-            started,
-            Outcome.DONE if detail else Outcome.ALREADY,
-            response_sha256=sha256_hex("\n".join(digests).encode()) if digests else None,
-            detail=detail,
-        )
+        return await self.policy.apply(baseline)

@@ -1,8 +1,8 @@
 """Entra ID policy: the Conditional Access policy for virtual assistants, and smart lockout.
 
-Kept apart from the connector because it is pure comparison logic over Graph's documented
-bodies: what the tenant has, what the baseline wants, and the exact differences, in words an
-administrator can act on. The connector does the I/O.
+Kept apart from the connector: the comparison logic over Graph's documented bodies (what the
+tenant has, what the baseline wants, and the exact differences, in words an administrator can
+act on) is pure and tested directly; ``EntraPolicy`` does the few Graph calls around it.
 
 - MFA and sign-in frequency: one Conditional Access policy (``conditionalAccessPolicy``) that
   targets the virtual-assistant group, grants with ``{"operator": "OR", "builtInControls":
@@ -19,6 +19,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from connectors.base import (
+    Account,
+    ActionResult,
+    Control,
+    Outcome,
+    PolicyBaseline,
+    PolicySetting,
+    PolicyState,
+    action_result,
+    sha256_hex,
+    utcnow,
+)
+from connectors.entra_graph import GraphClient
+from lifecycle.exceptions import PermanentConnectorError
 
 PASSWORD_RULE_TEMPLATE_ID = "5cf42378-d67d-4f36-ba46-e8b86229381d"  # noqa: S105 - template id
 ENTRA_DEFAULT_LOCKOUT_THRESHOLD = 10
@@ -166,3 +181,196 @@ def lockout_values(
     ]
     values += [{"name": k, "value": v} for k, v in wanted.items()]
     return values
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTarget:
+    """Where the connector's options say the policy lives and whom it covers."""
+
+    policy_name: str
+    va_group_id: str | None
+    break_glass_ids: tuple[str, ...]
+    ca_state: CaState
+
+
+class EntraPolicy:
+    """Reads and applies the tenant's MFA, sign-in frequency and smart lockout settings."""
+
+    def __init__(self, graph: GraphClient, system: str, target: PolicyTarget) -> None:
+        self.graph = graph
+        self.system = system
+        self.target = target
+
+    def _ca_wanted(self, baseline: PolicyBaseline) -> CaWanted:
+        if not self.target.va_group_id:
+            raise PermanentConnectorError(
+                "va_group_id is not configured: the MFA policy needs the virtual-assistant group",
+                connector=self.system,
+            )
+        return CaWanted(
+            display_name=self.target.policy_name,
+            group_id=self.target.va_group_id,
+            break_glass_ids=self.target.break_glass_ids,
+            state=self.target.ca_state,
+            mfa_required=baseline.mfa_required,
+            sign_in_frequency_hours=baseline.session_max_hours,
+        )
+
+    async def _ca_policy(self) -> Mapping[str, Any] | None:
+        async for policy in self.graph.pages(
+            "/identity/conditionalAccess/policies",
+            op="read Conditional Access policies",
+            permission="Policy.Read.All",
+        ):
+            if policy.get("displayName") == self.target.policy_name:
+                return policy
+        return None
+
+    async def _settings(self) -> list[Mapping[str, Any]]:
+        return [
+            s
+            async for s in self.graph.pages(
+                "/groupSettings",
+                op="read directory settings",
+                permission="GroupSettings.Read.All",
+            )
+        ]
+
+    async def read(self) -> PolicyState:
+        policy = await self._ca_policy()
+        lockout = read_lockout(await self._settings())
+        name = self.target.policy_name
+        if policy is None:
+            mfa: bool | str = False
+            mfa_source = f"Conditional Access: no policy named {name!r}"
+        else:
+            wanted = self._ca_wanted(PolicyBaseline()) if self.target.va_group_id else None
+            diffs = ca_differences(policy, wanted) if wanted else []
+            state = policy.get("state")
+            relevant = [d for d in diffs if not d.startswith("sign-in frequency")]
+            # Coverage gaps make MFA not required for assistants; a missing break-glass
+            # exclusion or a pending "enforce" is a finding in the source, not a gap.
+            gaps = [
+                d
+                for d in relevant
+                if not d.startswith("break-glass") and "configuration says enforce" not in d
+            ]
+            if "mfa" not in ((policy.get("grantControls") or {}).get("builtInControls") or []):
+                gaps.append("no mfa grant")
+            if gaps or state == "disabled":
+                mfa = False
+            else:
+                mfa = True if state == ENABLED else "report-only"
+            mfa_source = f"Conditional Access policy {name!r} ({policy.get('id')}) state={state}"
+            if relevant:
+                mfa_source += "; differs: " + "; ".join(relevant)
+        setting_source = (
+            f"directory setting {lockout.setting_id} (Password Rule Settings)"
+            if lockout.setting_id
+            else "Entra default (no Password Rule Settings directory setting)"
+        )
+        settings = (
+            PolicySetting(Control.MFA, mfa, mfa_source),
+            PolicySetting(
+                Control.SESSION_MAX_HOURS,
+                sign_in_frequency_hours(policy) if policy else None,
+                f"Conditional Access policy {name!r} sessionControls.signInFrequency",
+            ),
+            PolicySetting(
+                Control.LOCKOUT_THRESHOLD,
+                lockout.threshold,
+                f"{setting_source}: LockoutThreshold",
+            ),
+            PolicySetting(
+                Control.LOCKOUT_DURATION_MINUTES,
+                lockout.duration_seconds // 60,
+                f"{setting_source}: LockoutDurationInSeconds={lockout.duration_seconds}",
+            ),
+            PolicySetting(
+                Control.LOCKOUT_WINDOW_MINUTES,
+                None,
+                "not configurable: Entra smart lockout has no observation window setting",
+            ),
+            PolicySetting(
+                Control.SESSION_IDLE_MINUTES,
+                None,
+                "not configurable in Entra ID: idle timeout belongs to each app / Microsoft 365",
+            ),
+        )
+        return PolicyState(system=self.system, settings=settings, read_at=utcnow())
+
+    async def apply(self, baseline: PolicyBaseline) -> ActionResult:
+        started = utcnow()
+        wanted = self._ca_wanted(baseline)
+        detail: dict[str, str] = {}
+        digests: list[str] = []
+        policy = await self._ca_policy()
+        diffs = ca_differences(policy, wanted)
+        if policy is None:
+            response = await self.graph.request(
+                "POST",
+                "/identity/conditionalAccess/policies",
+                json_body=ca_body(None, wanted),
+                op="create Conditional Access policy",
+                permission="Policy.ReadWrite.ConditionalAccess",
+            )
+            created = response.json() or {}
+            detail["conditional_access"] = (
+                f"created {created.get('id')} in state {created.get('state')}"
+            )
+            digests.append(response.sha256)
+        elif diffs:
+            body = ca_body(policy, wanted)
+            response = await self.graph.request(
+                "PATCH",
+                f"/identity/conditionalAccess/policies/{policy['id']}",
+                json_body=body,
+                op="update Conditional Access policy",
+                permission="Policy.ReadWrite.ConditionalAccess",
+            )
+            detail["conditional_access"] = "updated: " + "; ".join(diffs)
+            digests.append(response.sha256)
+        all_settings = await self._settings()
+        lockout = read_lockout(all_settings)
+        want_seconds = baseline.lockout_duration_minutes * 60
+        if (lockout.threshold, lockout.duration_seconds) != (
+            baseline.lockout_threshold,
+            want_seconds,
+        ):
+            if lockout.setting_id is None:
+                response = await self.graph.request(
+                    "POST",
+                    "/groupSettings",
+                    json_body={
+                        "templateId": PASSWORD_RULE_TEMPLATE_ID,
+                        "values": lockout_values([], baseline.lockout_threshold, want_seconds),
+                    },
+                    op="create Password Rule Settings",
+                    permission="GroupSettings.ReadWrite.All",
+                )
+            else:
+                existing = next(s for s in all_settings if str(s.get("id")) == lockout.setting_id)
+                response = await self.graph.request(
+                    "PATCH",
+                    f"/groupSettings/{lockout.setting_id}",
+                    json_body={
+                        "values": lockout_values(
+                            existing.get("values") or [], baseline.lockout_threshold, want_seconds
+                        )
+                    },
+                    op="update Password Rule Settings",
+                    permission="GroupSettings.ReadWrite.All",
+                )
+            digests.append(response.sha256)
+            if lockout.threshold != baseline.lockout_threshold:
+                detail["lockout_threshold"] = f"{lockout.threshold} -> {baseline.lockout_threshold}"
+            if lockout.duration_seconds != want_seconds:
+                detail["lockout_duration_seconds"] = f"{lockout.duration_seconds} -> {want_seconds}"
+        return action_result(
+            "apply_policy",
+            Account(self.system, "policy"),
+            started,
+            Outcome.DONE if detail else Outcome.ALREADY,
+            response_sha256=sha256_hex("\n".join(digests).encode()) if digests else None,
+            detail=detail,
+        )
