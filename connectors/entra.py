@@ -84,6 +84,9 @@ from lifecycle.retry import RetryPolicy
 from lifecycle.secrets import resolve_secret
 
 CorrelationAttribute = Literal["employeeId", "userPrincipalName", "mail"]
+OBJECT_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 class EntraOptions(BaseModel):
@@ -120,6 +123,14 @@ class EntraOptions(BaseModel):
     retry_initial_seconds: float = Field(default=0.5, ge=0)
     inline_retry_after_max_seconds: float = Field(default=10.0, ge=0)
     """A Retry-After up to this is waited for in the connector; longer goes back to the engine."""
+
+    @field_validator("va_group_id", "break_glass_ids")
+    @classmethod
+    def _object_ids(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for item in [value] if isinstance(value, str) else value or []:
+            if not OBJECT_ID.fullmatch(item):
+                raise ValueError(f"{item!r} is not an Entra object id (a GUID)")
+        return value
 
     @field_validator("authority_host", "graph_base_url")
     @classmethod
@@ -199,12 +210,19 @@ class EntraConnector(Connector):
     def _permanent(self, message: str, account_id: str | None) -> PermanentConnectorError:
         return PermanentConnectorError(message, connector=self.name, account_id=account_id)
 
+    def _object_id(self, value: str, account_id: str | None) -> str:
+        """An Entra object id (a GUID) checked before it goes into a URL path, so that a bad
+        value from a database or playbook can never address another resource."""
+        if not OBJECT_ID.fullmatch(value):
+            raise self._permanent(f"{value!r} is not an Entra object id (a GUID)", account_id)
+        return value
+
     def _directory_object(self, object_id: str) -> str:
         return f"{self.options.graph_base_url}/directoryObjects/{object_id}"
 
     async def _read_access(self, account: Account, *, methods: bool = True) -> UserAccess:
         """User, direct group memberships, app role assignments and auth methods in one batch."""
-        uid = account.account_id
+        uid = self._object_id(account.account_id, account.account_id)
         select = USER_FIELDS + (",signInActivity" if self.options.sign_in_activity else "")
         requests = [
             BatchRequest(
@@ -331,7 +349,7 @@ class EntraConnector(Connector):
 
     async def disable(self, account: Account) -> ActionResult:
         started = utcnow()
-        uid = account.account_id
+        uid = self._object_id(account.account_id, account.account_id)
         user = await self.graph.get_json(
             f"/users/{uid}",
             params={"$select": "id,accountEnabled"},
@@ -360,7 +378,7 @@ class EntraConnector(Connector):
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
         started = utcnow()
-        uid = account.account_id
+        uid = self._object_id(account.account_id, account.account_id)
         response = await self.graph.request(
             "POST",
             f"/users/{uid}/revokeSignInSessions",
@@ -400,7 +418,7 @@ class EntraConnector(Connector):
 
     async def remove_access(self, account: Account) -> ActionResult:
         started = utcnow()
-        uid = account.account_id
+        uid = self._object_id(account.account_id, account.account_id)
         access = await self._read_access(account)
         skipped: list[SkippedItem] = []
         first_wave: list[tuple[BatchRequest, str]] = []
@@ -581,9 +599,9 @@ class EntraConnector(Connector):
         licences: set[str] = set()
         for item in desired.entitlements:
             if item.startswith(GROUP):
-                groups.add(item[len(GROUP) :])
+                groups.add(self._object_id(item[len(GROUP) :], account_id))
             elif item.startswith(LICENSE):
-                licences.add(item[len(LICENSE) :])
+                licences.add(self._object_id(item[len(LICENSE) :], account_id))
             else:
                 raise self._permanent(
                     f"entitlement {item!r} is not 'group:<id>' or 'license:<skuId>'; "
@@ -682,7 +700,7 @@ class EntraConnector(Connector):
 
     async def apply_entitlements(self, account: Account, desired: DesiredAccess) -> ActionResult:
         started = utcnow()
-        uid = account.account_id
+        uid = self._object_id(account.account_id, account.account_id)
         want_groups, want_licences = self._split_desired(desired, uid)
         access = await self._read_access(account, methods=False)
         skipped: list[SkippedItem] = []

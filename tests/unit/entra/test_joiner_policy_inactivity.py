@@ -323,3 +323,19 @@ def test_inline_secret_is_refused_outside_demo_mode() -> None:
             "idp", entra_options(client_secret="s3cr3t-inline"), ConnectorContext()
         )
     assert "s3cr3t-inline" not in str(info.value)
+
+
+def test_policy_object_ids_must_be_guids(monkeypatch) -> None:
+    monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
+    with pytest.raises(ConfigError, match=r"break_glass_ids.*not an Entra object id"):
+        EntraConnector.from_config(
+            "idp", entra_options(break_glass_ids=["admin@contoso.com"]), ConnectorContext()
+        )
+
+
+async def test_playbook_group_ids_must_be_guids(fake: FakeEntra, connector: EntraConnector) -> None:
+    uid = fake.add_user("W0702")
+    with pytest.raises(PermanentConnectorError, match="not an Entra object id"):
+        await connector.apply_entitlements(
+            Account("idp", uid), DesiredAccess(frozenset({"group:../../users/x"}))
+        )

@@ -290,3 +290,13 @@ async def test_a_removal_graph_refuses_is_skipped_with_its_reason(
     reasons = {s.item: s.reason for s in result.skipped}
     assert reasons[f"group:{role_group}"].startswith("Graph refused: Request_BadRequest")
     assert any(item.startswith("authMethod:phone") for item in reasons)
+
+
+@pytest.mark.parametrize("bad", ["../groups/x", "W0042", "0000?$select=x", ""])
+async def test_account_ids_that_are_not_object_ids_never_reach_a_url(
+    fake: FakeEntra, connector: EntraConnector, bad: str
+) -> None:
+    for call in (connector.disable, connector.read_state, connector.remove_access):
+        with pytest.raises(PermanentConnectorError, match="not an Entra object id"):
+            await call(Account("idp", bad))
+    assert fake.log == []

@@ -171,7 +171,7 @@ async def test_unknown_tenant_is_permanent(fake: FakeEntra, graph, connector) ->
         )
     )
     with pytest.raises(PermanentConnectorError, match="tenant_id"):
-        await connector.disable(Account("idp", "u"))
+        await connector.disable(Account("idp", "5f3c9d1e-0000-4000-8000-000000000001"))
 
 
 async def test_batch_with_mixed_item_statuses(fake: FakeEntra, connector: EntraConnector) -> None:
