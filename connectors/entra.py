@@ -416,10 +416,11 @@ class EntraConnector(Connector):
             detail=detail,
         )
 
-    async def remove_access(self, account: Account) -> ActionResult:
-        started = utcnow()
-        uid = self._object_id(account.account_id, account.account_id)
-        access = await self._read_access(account)
+    def _removal_plan(
+        self, uid: str, access: UserAccess
+    ) -> tuple[list[tuple[BatchRequest, str]], list[Mapping[str, Any]], list[SkippedItem]]:
+        """What to remove: (independent requests for one ``$batch`` with the entitlement each
+        removes, phone methods for the ordered second wave, what cannot be removed and why)."""
         skipped: list[SkippedItem] = []
         first_wave: list[tuple[BatchRequest, str]] = []
         for group in access.groups:
@@ -494,6 +495,12 @@ class EntraConnector(Connector):
                         name,
                     )
                 )
+        return first_wave, phones, skipped
+
+    async def remove_access(self, account: Account) -> ActionResult:
+        started = utcnow()
+        uid = self._object_id(account.account_id, account.account_id)
+        first_wave, phones, skipped = self._removal_plan(uid, await self._read_access(account))
         removed: list[str] = []
         digests: list[str] = []
         request_id: str | None = None
