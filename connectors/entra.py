@@ -55,6 +55,7 @@ from connectors.entra_graph import (
     GraphNotFoundError,
     GraphResponse,
     GraphSettings,
+    graph_error,
 )
 from connectors.entra_model import (
     GROUP,
@@ -652,9 +653,9 @@ class EntraConnector(Connector):
         results = await self.graph.batch(requests, account_id=uid)
         for request in requests:
             response = results[request.id]
-            if request.id.startswith("add") and response.status == 400:
-                code = (response.json() or {}).get("error", {}).get("message", "")
-                if "already exist" in code:
+            if request.url.endswith("/members/$ref") and response.status == 400:
+                _, message = graph_error(response.json())
+                if "already exist" in message:
                     continue  # already a member: the desired state holds
             self.graph.raise_for_item(request, response, account_id=uid)
         added = [GROUP + g for g in sorted(groups)] + [LICENSE + s for s in sorted(licences)]
@@ -700,6 +701,7 @@ class EntraConnector(Connector):
             op="create user",
             permission="User.ReadWrite.All",
             account_id=worker.worker_id,
+            idempotent=False,
         )
         account = self._account(response.json())
         await self._grant(account.account_id, groups, licences)

@@ -85,6 +85,10 @@ class GraphTokenError(PermanentConnectorError):
         super().__init__(message, connector=connector, account_id=account_id)
 
 
+class GraphThrottledError(TransientConnectorError):
+    """Microsoft Graph throttled the request (429, or 503 with Retry-After); it was not run."""
+
+
 class GraphBadRequestError(PermanentConnectorError):
     """Microsoft Graph refused the request as invalid (400); ``graph_message`` says why."""
 
@@ -390,7 +394,12 @@ class GraphClient:
             retry_after = parse_retry_after(
                 headers.get("retry-after") or headers.get("Retry-After")
             )
-            return self._error(True, f"{what} (throttled)", account_id, retry_after)
+            return GraphThrottledError(
+                f"{what} (throttled)",
+                connector=self.connector,
+                account_id=account_id,
+                retry_after=retry_after,
+            )
         if status >= 500 or status == 408:
             return self._error(True, f"{what}: {message}", account_id, None)
         if status == 403:
@@ -483,8 +492,14 @@ class GraphClient:
                 account_id=account_id,
             )
 
-    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call`` under the retry policy; waits longer than our cap are the engine's job."""
+    async def retrying(self, call: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        """``call`` under the retry policy; waits longer than our cap are the engine's job.
+
+        A request that is not idempotent (creating a user or a policy) is retried here only
+        when Graph throttled it, because a throttled request was not executed; after a timeout
+        or a 5xx it may have been, so the error goes to the engine, whose next attempt starts
+        by looking for what the first one may have created.
+        """
         cap = self.settings.inline_retry_after_max
 
         async def guarded() -> T:
@@ -492,6 +507,8 @@ class GraphClient:
                 return await call()
             except TransientConnectorError as exc:
                 if exc.retry_after is not None and exc.retry_after > cap:
+                    raise _HandOver(exc) from exc
+                if not idempotent and not isinstance(exc, GraphThrottledError):
                     raise _HandOver(exc) from exc
                 raise
 
@@ -511,6 +528,7 @@ class GraphClient:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> GraphResponse:
         """One Graph call with retries; raises ConnectorError subclasses only."""
         url = self.url(path)
@@ -527,7 +545,7 @@ class GraphClient:
                 headers=headers,
             )
 
-        return await self.retrying(once)
+        return await self.retrying(once, idempotent=idempotent)
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return (await self.request("GET", path, **kwargs)).json()

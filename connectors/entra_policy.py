@@ -312,6 +312,7 @@ class EntraPolicy:
                 "/identity/conditionalAccess/policies",
                 json_body=ca_body(None, wanted),
                 op="create Conditional Access policy",
+                idempotent=False,
                 permission="Policy.ReadWrite.ConditionalAccess",
             )
             created = response.json() or {}
@@ -346,6 +347,7 @@ class EntraPolicy:
                         "values": lockout_values([], baseline.lockout_threshold, want_seconds),
                     },
                     op="create Password Rule Settings",
+                    idempotent=False,
                     permission="GroupSettings.ReadWrite.All",
                 )
             else:

@@ -311,3 +311,19 @@ async def test_secret_and_access_token_never_reach_the_logs(
     for token in fake.tokens:
         assert token not in text
         assert token[-20:] not in text
+
+
+async def test_creating_a_user_is_retried_when_throttled_but_not_after_a_5xx(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    from connectors.base import DesiredAccess, Worker
+
+    fake.faults.append(Fault("POST", "/users", 429, times=1, retry_after="0"))
+    account = await connector.create_account(Worker("W0800"), DesiredAccess())
+    assert account.account_id in fake.users
+    assert graph_calls(fake, "POST", "/users") == 2
+
+    fake.faults.append(Fault("POST", "/users", 502, times=1, code="BadGateway"))
+    with pytest.raises(TransientConnectorError, match="502"):
+        await connector.create_account(Worker("W0801"), DesiredAccess())
+    assert graph_calls(fake, "POST", "/users") == 3, "a 5xx create is left to the engine"
