@@ -271,11 +271,7 @@ class EntraPolicy:
         )
         settings = (
             PolicySetting(Control.MFA, mfa, mfa_source),
-            PolicySetting(
-                Control.SESSION_MAX_HOURS,
-                sign_in_frequency_hours(policy) if policy else None,
-                f"Conditional Access policy {name!r} sessionControls.signInFrequency",
-            ),
+            self._sign_in_frequency(policy),
             PolicySetting(
                 Control.LOCKOUT_THRESHOLD,
                 lockout.threshold,
@@ -298,6 +294,21 @@ class EntraPolicy:
             ),
         )
         return PolicyState(system=self.system, settings=settings, read_at=utcnow())
+
+    def _sign_in_frequency(self, policy: Mapping[str, Any] | None) -> PolicySetting:
+        """Hours between forced sign-ins, counted only when the policy is enforced."""
+        source = f"Conditional Access policy {self.target.policy_name!r} signInFrequency"
+        if policy is None:
+            return PolicySetting(Control.SESSION_MAX_HOURS, None, source + ": no such policy")
+        hours = sign_in_frequency_hours(policy)
+        state = policy.get("state")
+        if hours is not None and state != ENABLED:
+            return PolicySetting(
+                Control.SESSION_MAX_HOURS,
+                None,
+                f"{source}: {hours} h configured but not enforced (state {state})",
+            )
+        return PolicySetting(Control.SESSION_MAX_HOURS, hours, source)
 
     async def apply(self, baseline: PolicyBaseline) -> ActionResult:
         started = utcnow()

@@ -192,7 +192,8 @@ async def test_apply_policy_creates_report_only_policy_and_lockout_setting(
 
         state = {s.control: s for s in (await connector.read_policy()).settings}
         assert state[Control.MFA].value == "report-only"
-        assert state[Control.SESSION_MAX_HOURS].value == 12
+        assert state[Control.SESSION_MAX_HOURS].value is None
+        assert "12 h configured but not enforced" in state[Control.SESSION_MAX_HOURS].source
         assert state[Control.LOCKOUT_THRESHOLD].value == 5
         assert state[Control.LOCKOUT_DURATION_MINUTES].value == 30
 
@@ -222,7 +223,7 @@ async def test_enforce_config_enables_and_repairs_an_existing_policy(
     }
     async with make_connector(**policy_options(ca_state="enforce")) as connector:
         before = {s.control: s for s in (await connector.read_policy()).settings}
-        assert before[Control.SESSION_MAX_HOURS].value == 24
+        assert "24 h configured but not enforced" in before[Control.SESSION_MAX_HOURS].source
         assert "break-glass accounts not excluded" in before[Control.MFA].source
         assert "configuration says enforce" in before[Control.MFA].source
         result = await connector.apply_policy(PolicyBaseline())
@@ -247,6 +248,7 @@ async def test_mfa_is_not_required_when_the_policy_misses_the_va_group(
         (policy,) = fake.ca_policies.values()
         ok = {s.control: s for s in (await connector.read_policy()).settings}
         assert ok[Control.MFA].value is True and "differs" not in ok[Control.MFA].source
+        assert ok[Control.SESSION_MAX_HOURS].value == 12
         policy["conditions"]["users"]["includeGroups"] = ["another-group"]
         policy["conditions"]["users"]["excludeUsers"] = []
         gap = {s.control: s for s in (await connector.read_policy()).settings}
