@@ -22,6 +22,15 @@ refresh and error translation live in one place and every Graph call gets them:
 - ``$batch`` sends at most 20 requests per envelope, checks each item's status and re-sends only
   the throttled items.
 
+Errors raised here, all ``lifecycle.exceptions`` classes or local subclasses of them::
+
+    TransientConnectorError
+     └── GraphThrottledError      429 / 503 (``retry_after`` from Retry-After); not executed
+    PermanentConnectorError
+     ├── GraphNotFoundError       404
+     ├── GraphBadRequestError     400 (``graph_message`` is Graph's code and message)
+     └── GraphTokenError          msal returned an error (``msal_error``, ``aadsts``)
+
 Secrets: the client secret lives in a ``SecretStr`` until it is handed to msal; access tokens live
 only in msal's cache and in the Authorization header of outgoing requests. Neither is logged nor
 put in an exception message (msal's ``error_description`` is not copied either: only the error
@@ -102,9 +111,15 @@ class GraphBadRequestError(PermanentConnectorError):
 class MsalHttpxClient:
     """msal's ``http_client`` interface (``post``/``get`` returning a response) over httpx.
 
-    msal calls it from the worker thread it runs in, so it is a *sync* ``httpx.Client``. It sends
-    no credentials of its own; msal puts the client secret into the form body of the token
-    request, which is never logged by httpx.
+    Why: ``ClientApplication(http_client=...)`` is msal's documented way to bring your own HTTP
+    stack (``msal.oauth2cli.http.HttpClient``: ``post``/``get`` returning an object with
+    ``status_code``, ``text``, ``headers`` and ``raise_for_status``, which ``httpx.Response``
+    has). Going through it, rather than letting msal use ``requests``, means one HTTP library
+    for Graph and for the token endpoint, the same timeouts, and one test seam: respx intercepts
+    the token endpoint exactly as it intercepts Graph, so tests run msal unmodified and nothing
+    of ours (or msal's) is patched. msal calls it from the worker thread it runs in, hence a
+    *sync* ``httpx.Client``. It sends no credentials of its own; msal puts the client secret in
+    the form body of the token request, which httpx never logs.
     """
 
     def __init__(self, timeout: httpx.Timeout) -> None:
