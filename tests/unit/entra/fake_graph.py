@@ -581,7 +581,17 @@ class FakeEntra:
                 group = self.groups[gid]
                 item = {k: group.get(k) for k in select.split(",")} if select else dict(group)
                 value.append({"@odata.type": "#microsoft.graph.group", **item})
-        return 200, {"@odata.context": f"{META}#groups", "value": value}, {}
+        start = int(query.get("$skiptoken", "0"))
+        out: dict[str, Any] = {
+            "@odata.context": f"{META}#groups",
+            "value": value[start : start + self.page_size],
+        }
+        if start + self.page_size < len(value):
+            out["@odata.nextLink"] = (
+                f"{GRAPH}/users/{uid}/memberOf/microsoft.graph.group?$select={select}"
+                f"&$skiptoken={start + self.page_size}"
+            )
+        return 200, out, {}
 
     def _list_app_roles(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
         if uid not in self.users:

@@ -300,3 +300,19 @@ async def test_account_ids_that_are_not_object_ids_never_reach_a_url(
         with pytest.raises(PermanentConnectorError, match="not an Entra object id"):
             await call(Account("idp", bad))
     assert fake.log == []
+
+
+async def test_memberships_beyond_the_first_page_are_followed_from_the_batch(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    fake.page_size = 2
+    groups = [fake.add_group(f"g{n}") for n in range(5)]
+    uid = fake.add_user("W0012", groups=groups)
+    account = Account("idp", uid)
+    state = await connector.read_state(account)
+    assert state.entitlements == {f"group:{g}" for g in groups}
+    follow_ups = [p for m, p in fake.log if m == "GET" and "/memberOf/" in p]
+    assert len(follow_ups) == 2, "two next links after the batched first page"
+    result = await connector.remove_access(account)
+    assert len(result.removed) == 5
+    assert (await connector.read_state(account)).entitlements == frozenset()
