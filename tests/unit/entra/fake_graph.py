@@ -115,6 +115,8 @@ class FakeEntra:
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every Graph call, batch items included (batch items marked 'B ')."""
+    queries: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """(path, decoded query parameters) of every Graph call, in order."""
     token_requests: int = 0
     token_failure: tuple[int, dict[str, Any]] | None = None
     in_flight: int = 0
@@ -387,6 +389,7 @@ class FakeEntra:
         path = unquote(path)
         query = {k: v[0] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
         self.log.append((("B " if batched else "") + method, path))
+        self.queries.append((path, query))
         for fault in self.faults:
             if (
                 fault.method == method

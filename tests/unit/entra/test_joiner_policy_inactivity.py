@@ -341,3 +341,16 @@ async def test_playbook_group_ids_must_be_guids(fake: FakeEntra, connector: Entr
         await connector.apply_entitlements(
             Account("idp", uid), DesiredAccess(frozenset({"group:../../users/x"}))
         )
+
+
+async def test_the_registry_builds_it_and_it_closes_twice(
+    fake: FakeEntra, graph, monkeypatch
+) -> None:
+    from connectors import build_connector
+
+    monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
+    connector = build_connector("idp", entra_options(), ConnectorContext())
+    assert isinstance(connector, EntraConnector) and connector.kind == "entra"
+    await connector.aclose()
+    await connector.aclose()
+    assert connector.graph.http.is_closed

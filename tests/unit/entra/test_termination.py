@@ -161,8 +161,11 @@ async def test_find_by_each_correlation_attribute_with_quotes_escaped(
     async with make_connector(correlation_attribute=attribute) as connector:
         account = await connector.find_account(worker)
     assert account is not None and account.account_id == uid
-    query = [p for m, p in fake.log if m == "GET" and p == "/users"]
-    assert query
+    filters = [q["$filter"] for p, q in fake.queries if p == "/users"]
+    value = {"employeeId": "O''Brien-7", "userPrincipalName": "o''brien@contoso.com"}.get(
+        attribute, "O''Brien@Contoso.com"
+    )
+    assert filters == [f"{attribute} eq '{value}'"]
 
 
 def test_odata_quote_doubles_single_quotes() -> None:
