@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from connectors.base import (
@@ -147,7 +148,16 @@ class EntraConnector(Connector):
     kind = "entra"
     capabilities = frozenset(Capability)
 
-    def __init__(self, name: str, options: EntraOptions, client_secret: SecretStr) -> None:
+    def __init__(
+        self,
+        name: str,
+        options: EntraOptions,
+        client_secret: SecretStr,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``http``: a shared client to use (the caller then closes it); by default the
+        connector owns one, shared by all its calls."""
         super().__init__(name)
         self.options = options
         self.graph = GraphClient(
@@ -166,6 +176,7 @@ class EntraConnector(Connector):
                 ),
                 inline_retry_after_max=options.inline_retry_after_max_seconds,
             ),
+            http=http,
         )
         self.policy = EntraPolicy(
             self.graph,
@@ -187,6 +198,8 @@ class EntraConnector(Connector):
                 f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
                 for err in exc.errors()
             )
+            # Only locations and messages: pydantic's own text echoes input values, and a
+            # secret typed under a misspelt key would otherwise end up in the logs.
             raise ConfigError(f"[connectors.{name}]: {problems}") from None
         secret = resolve_secret(
             opts.client_secret,
