@@ -354,3 +354,13 @@ async def test_the_registry_builds_it_and_it_closes_twice(
     await connector.aclose()
     await connector.aclose()
     assert connector.graph.http.is_closed
+
+
+def test_a_secret_under_a_misspelt_key_stays_out_of_the_error(monkeypatch) -> None:
+    monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
+    with pytest.raises(ConfigError) as info:
+        EntraConnector.from_config(
+            "idp", entra_options(client_secert="hunter2-value"), ConnectorContext()
+        )
+    assert "client_secert" in str(info.value) and "hunter2" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
