@@ -103,7 +103,8 @@ def ca_body(policy: Mapping[str, Any] | None, wanted: CaWanted) -> dict[str, Any
     """The body to POST (``policy`` is None) or PATCH so that the policy conforms.
 
     Existing exclusions and extra included groups are kept: we add what is missing and never
-    widen who the policy skips. An enforced policy stays enforced.
+    widen who the policy skips. An enforced policy stays enforced, and a stricter sign-in
+    frequency already set is kept: applying the baseline never loosens the tenant.
     """
     current_state = (policy or {}).get("state")
     enforce = current_state == ENABLED or wanted.state == "enforce"
@@ -129,6 +130,10 @@ def ca_body(policy: Mapping[str, Any] | None, wanted: CaWanted) -> dict[str, Any
         "applications": apps,
         "users": users,
     }
+    current_hours = sign_in_frequency_hours(policy) if policy else None
+    hours = wanted.sign_in_frequency_hours
+    if current_hours is not None and current_hours < hours:
+        hours = current_hours  # a stricter frequency already set is kept
     body: dict[str, Any] = {
         "displayName": wanted.display_name,
         "state": state,
@@ -136,7 +141,7 @@ def ca_body(policy: Mapping[str, Any] | None, wanted: CaWanted) -> dict[str, Any
         "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
         "sessionControls": {
             "signInFrequency": {
-                "value": wanted.sign_in_frequency_hours,
+                "value": hours,
                 "type": "hours",
                 "isEnabled": True,
                 "authenticationType": "primaryAndSecondaryAuthentication",
@@ -167,6 +172,17 @@ def read_lockout(settings: Sequence[Mapping[str, Any]]) -> Lockout:
                 setting_id=str(setting.get("id")),
             )
     return Lockout(ENTRA_DEFAULT_LOCKOUT_THRESHOLD, ENTRA_DEFAULT_LOCKOUT_SECONDS, None)
+
+
+def lockout_target(current: Lockout, baseline: PolicyBaseline) -> tuple[int, int]:
+    """(threshold, duration in seconds) to set: the baseline, unless the tenant has explicitly
+    set something stricter (fewer attempts, longer lockout), which is kept."""
+    threshold = baseline.lockout_threshold
+    seconds = baseline.lockout_duration_minutes * 60
+    if current.setting_id is not None:
+        threshold = min(threshold, current.threshold)
+        seconds = max(seconds, current.duration_seconds)
+    return threshold, seconds
 
 
 def lockout_values(
@@ -344,18 +360,15 @@ class EntraPolicy:
             digests.append(response.sha256)
         all_settings = await self._settings()
         lockout = read_lockout(all_settings)
-        want_seconds = baseline.lockout_duration_minutes * 60
-        if (lockout.threshold, lockout.duration_seconds) != (
-            baseline.lockout_threshold,
-            want_seconds,
-        ):
+        threshold, seconds = lockout_target(lockout, baseline)
+        if (lockout.threshold, lockout.duration_seconds) != (threshold, seconds):
             if lockout.setting_id is None:
                 response = await self.graph.request(
                     "POST",
                     "/groupSettings",
                     json_body={
                         "templateId": PASSWORD_RULE_TEMPLATE_ID,
-                        "values": lockout_values([], baseline.lockout_threshold, want_seconds),
+                        "values": lockout_values([], threshold, seconds),
                     },
                     op="create Password Rule Settings",
                     idempotent=False,
@@ -367,18 +380,16 @@ class EntraPolicy:
                     "PATCH",
                     f"/groupSettings/{lockout.setting_id}",
                     json_body={
-                        "values": lockout_values(
-                            existing.get("values") or [], baseline.lockout_threshold, want_seconds
-                        )
+                        "values": lockout_values(existing.get("values") or [], threshold, seconds)
                     },
                     op="update Password Rule Settings",
                     permission="GroupSettings.ReadWrite.All",
                 )
             digests.append(response.sha256)
-            if lockout.threshold != baseline.lockout_threshold:
-                detail["lockout_threshold"] = f"{lockout.threshold} -> {baseline.lockout_threshold}"
-            if lockout.duration_seconds != want_seconds:
-                detail["lockout_duration_seconds"] = f"{lockout.duration_seconds} -> {want_seconds}"
+            if lockout.threshold != threshold:
+                detail["lockout_threshold"] = f"{lockout.threshold} -> {threshold}"
+            if lockout.duration_seconds != seconds:
+                detail["lockout_duration_seconds"] = f"{lockout.duration_seconds} -> {seconds}"
         return action_result(
             "apply_policy",
             Account(self.system, "policy"),

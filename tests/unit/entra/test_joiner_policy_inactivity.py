@@ -364,3 +364,30 @@ def test_a_secret_under_a_misspelt_key_stays_out_of_the_error(monkeypatch) -> No
         )
     assert "client_secert" in str(info.value) and "hunter2" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_applying_the_baseline_never_loosens_stricter_tenant_settings(
+    fake: FakeEntra, make_connector
+) -> None:
+    fake.settings["s1"] = {
+        "id": "s1",
+        "displayName": "Password Rule Settings",
+        "templateId": PASSWORD_RULE_TEMPLATE_ID,
+        "values": [
+            {"name": "LockoutThreshold", "value": "3"},
+            {"name": "LockoutDurationInSeconds", "value": "600"},
+        ],
+    }
+    async with make_connector(**policy_options(ca_state="enforce")) as connector:
+        await connector.apply_policy(PolicyBaseline())
+        (policy,) = fake.ca_policies.values()
+        policy["sessionControls"]["signInFrequency"]["value"] = 4
+        policy["conditions"]["users"]["includeGroups"] = []
+        result = await connector.apply_policy(PolicyBaseline())
+    values = {v["name"]: v["value"] for v in fake.settings["s1"]["values"]}
+    assert values == {"LockoutThreshold": "3", "LockoutDurationInSeconds": "1800"}
+    assert policy["sessionControls"]["signInFrequency"]["value"] == 4
+    assert policy["conditions"]["users"]["includeGroups"] == [
+        "9c5b1c5e-0000-4000-8000-0000000000a1"
+    ]
+    assert "not in includeGroups" in result.detail["conditional_access"]
