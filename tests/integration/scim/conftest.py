@@ -150,9 +150,7 @@ def scim_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     try:
         servers["ehr"] = _start("ehr", tmp)
         servers["phone"] = _start("phone", tmp)
-        servers["legacy"] = _start(
-            "legacy", tmp, ["--service-provider-config", str(legacy_config)]
-        )
+        servers["legacy"] = _start("legacy", tmp, ["--service-provider-config", str(legacy_config)])
         servers["legacy"].supports_patch = False
         yield servers
     finally:
@@ -203,9 +201,7 @@ async def seed_user(
         return user_id
 
 
-async def add_member(
-    server: ScimServer, http: httpx.AsyncClient, group: str, user_id: str
-) -> None:
+async def add_member(server: ScimServer, http: httpx.AsyncClient, group: str, user_id: str) -> None:
     listing = (await http.get("/Groups", params={"count": 100})).json()
     matches = [g for g in listing.get("Resources", []) if g.get("displayName") == group]
     assert matches, f"group {group} missing on {server.name}"
