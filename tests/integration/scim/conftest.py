@@ -25,8 +25,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from connectors.scim import ScimConnector
 from connectors.base import Worker
+from connectors.scim import ScimConnector
 
 SCIM_JSON = "application/scim+json"
 GROUPS = ("ehr-scheduling", "ehr-billing", "all-staff")
@@ -93,9 +93,17 @@ def _start(name: str, tmp: Path, extra: Sequence[str] = ()) -> ScimServer:
     port = _free_port()
     token = f"{name}-token-{port}"
     log = (tmp / f"{name}.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - fixed argv, our own test server
-        [_executable(), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token]
-        + list(extra),
+    process = subprocess.Popen(
+        [
+            _executable(),
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--bearer-token",
+            token,
+            *list(extra),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -207,7 +215,7 @@ async def add_member(server: ScimServer, http: httpx.AsyncClient, group: str, us
     assert matches, f"group {group} missing on {server.name}"
     gid = matches[0]["id"]
     current = (await http.get(f"/Groups/{gid}")).json()
-    members = list(current.get("members") or []) + [{"value": user_id, "type": "User"}]
+    members = [*list(current.get("members") or []), {"value": user_id, "type": "User"}]
     replacement = {k: v for k, v in current.items() if k != "meta"}
     replacement["members"] = members
     response = await http.put(

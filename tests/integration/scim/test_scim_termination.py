@@ -12,11 +12,13 @@ import uuid
 import anyio
 import pytest
 
-from connectors.base import AccountState, Outcome, Worker
+from connectors.base import AccountState, ActionResult, Outcome, Worker
 from connectors.scim import ScimConnector
 from tests.integration.scim.conftest import ScimServer, seed_user
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+Chain = tuple[ActionResult, ActionResult, ActionResult, AccountState]
 
 
 def _worker() -> Worker:
@@ -29,7 +31,7 @@ def _worker() -> Worker:
     )
 
 
-async def _terminate(connector: ScimConnector, worker: Worker, out: dict[str, object]) -> None:
+async def _terminate(connector: ScimConnector, worker: Worker, out: dict[str, Chain]) -> None:
     account = await connector.find_account(worker)
     assert account is not None, f"{connector.name}: worker not found"
     disabled = await connector.disable(account)
@@ -45,22 +47,25 @@ async def test_termination_fans_out_to_ehr_and_phone(
     worker = _worker()
     await seed_user(ehr_server, worker, ["ehr-scheduling", "ehr-billing"], roles=["scheduler"])
     await seed_user(phone_server, worker, ["all-staff"])
-    results: dict[str, object] = {}
-    async with ehr_server.connector("ehr") as ehr, phone_server.connector("phone") as phone:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_terminate, ehr, worker, results)
-            tg.start_soon(_terminate, phone, worker, results)
+    results: dict[str, Chain] = {}
+    async with (
+        ehr_server.connector("ehr") as ehr,
+        phone_server.connector("phone") as phone,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_terminate, ehr, worker, results)
+        tg.start_soon(_terminate, phone, worker, results)
 
     assert set(results) == {"ehr", "phone"}
-    ehr_disabled, ehr_revoked, ehr_removed, ehr_state = results["ehr"]  # type: ignore[misc]
+    ehr_disabled, ehr_revoked, ehr_removed, _ = results["ehr"]
     assert ehr_disabled.outcome == Outcome.DONE
     assert ehr_revoked.outcome == Outcome.NOT_APPLICABLE
     assert set(ehr_removed.removed) == {"ehr-scheduling", "ehr-billing", "role:scheduler"}
     assert ehr_removed.outcome == Outcome.DONE
-    phone_removed = results["phone"][2]  # type: ignore[index]
+    phone_removed = results["phone"][2]
     assert phone_removed.removed == ("all-staff",)
     for name in ("ehr", "phone"):
-        state = results[name][3]  # type: ignore[index]
+        state = results[name][3]
         assert isinstance(state, AccountState)
         assert state.account.system == name
         assert state.enabled is False
@@ -83,11 +88,11 @@ async def test_terminating_twice_is_idempotent(ehr_server: ScimServer) -> None:
     worker = _worker()
     await seed_user(ehr_server, worker, ["ehr-billing"])
     async with ehr_server.connector("ehr") as ehr:
-        first: dict[str, object] = {}
+        first: dict[str, Chain] = {}
         await _terminate(ehr, worker, first)
-        again: dict[str, object] = {}
+        again: dict[str, Chain] = {}
         await _terminate(ehr, worker, again)
-    disabled, _, removed, state = again["ehr"]  # type: ignore[misc]
+    disabled, _, removed, state = again["ehr"]
     assert disabled.outcome == Outcome.ALREADY
     assert removed.outcome == Outcome.ALREADY and removed.removed == ()
     assert state.enabled is False
