@@ -9,13 +9,14 @@ and passed in as ``detail``; this module never puts a secret or a response body 
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from lifecycle.exceptions import (
     ConnectorError,
@@ -27,6 +28,15 @@ from lifecycle.retry import parse_retry_after
 #: How much of a vendor's error detail goes into an exception message.
 DETAIL_LIMIT = 200
 
+#: Headers vendors put their request id in, most specific first.
+REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "rcrequestid",
+    "x-correlation-id",
+    "x-ms-request-id",
+)
+
 #: Refresh a cached token this many seconds before the server says it expires.
 TOKEN_SKEW_SECONDS = 60.0
 
@@ -37,6 +47,33 @@ def short(text: str | None) -> str:
         return ""
     text = " ".join(text.split())
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
+
+
+def pydantic_summary(exc: ValidationError) -> str:
+    """``option: problem; ...`` for a ConfigError naming what to fix (values are not echoed)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "options"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def request_id(response: httpx.Response) -> str | None:
+    """The vendor's id for this request, for the evidence record."""
+    for header in REQUEST_ID_HEADERS:
+        if value := response.headers.get(header):
+            return str(value)
+    return None
+
+
+def digest(bodies: Sequence[bytes]) -> str:
+    """SHA-256 of one response body, or of the per-body hashes when an action made several."""
+    if len(bodies) == 1:
+        return hashlib.sha256(bodies[0]).hexdigest()
+    combined = hashlib.sha256()
+    for body in bodies:
+        combined.update(hashlib.sha256(body).digest())
+    return combined.hexdigest()
 
 
 def transport_error(

@@ -25,7 +25,6 @@ the precondition: see ``ScimConnector._raise_for``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -51,7 +50,15 @@ from scim2_models import (
 )
 from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode
 
-from connectors._http import OAuthTokenSource, short, status_error, transport_error
+from connectors._http import (
+    OAuthTokenSource,
+    digest,
+    pydantic_summary,
+    request_id,
+    short,
+    status_error,
+    transport_error,
+)
 from connectors.base import (
     Account,
     AccountState,
@@ -79,7 +86,6 @@ log = logging.getLogger("lifecycle.connectors.scim")
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 SCIM_JSON = "application/scim+json"
-REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-correlation-id", "x-ms-request-id")
 ROLE_PREFIX = "role:"
 ENTITLEMENT_PREFIX = "entitlement:"
 MAX_PAGES = 10_000
@@ -218,7 +224,7 @@ class ScimConnector(Connector):
         try:
             opts = ScimOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(f"[connectors.{name}]: {_pydantic_summary(exc)}") from exc
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
         )
@@ -705,8 +711,8 @@ class ScimConnector(Connector):
             account,
             started,
             Outcome.DONE,
-            vendor_request_id=_request_id(response),
-            response_sha256=_digest([response.content]),
+            vendor_request_id=request_id(response),
+            response_sha256=digest([response.content]),
             detail={"method": response.request.method},
         )
 
@@ -729,13 +735,13 @@ class ScimConnector(Connector):
         _, user = await self._get_user(account.account_id, "reading access to remove")
         groups = await self._memberships(account.account_id, user)
         bodies: list[bytes] = []
-        request_id: str | None = None
+        vendor_id: str | None = None
         removed: list[str] = []
         for group_id, name in sorted(groups.items(), key=lambda kv: kv[1]):
             response = await self._change_membership(group_id, account.account_id, add=False)
             if response is not None:
                 bodies.append(response.content)
-                request_id = request_id or _request_id(response)
+                vendor_id = vendor_id or request_id(response)
             removed.append(name)
         attributes = _attribute_entitlements(user)
         if attributes:
@@ -764,8 +770,8 @@ class ScimConnector(Connector):
             account,
             started,
             outcome,
-            vendor_request_id=request_id,
-            response_sha256=_digest(bodies) if bodies else None,
+            vendor_request_id=vendor_id,
+            response_sha256=digest(bodies) if bodies else None,
             removed=tuple(sorted(set(removed) - {s.item for s in skipped})),
             skipped=skipped,
         )
@@ -814,7 +820,7 @@ class ScimConnector(Connector):
             account,
             started,
             outcome,
-            response_sha256=_digest(bodies) if bodies else None,
+            response_sha256=digest(bodies) if bodies else None,
             removed=tuple(sorted(removed)),
             added=tuple(sorted(added)),
             skipped=tuple(skipped),
@@ -961,14 +967,6 @@ class ScimConnector(Connector):
 # --------------------------------------------------------------------------- helpers
 
 
-def _pydantic_summary(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "options"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def _asdict(features: ScimFeatures) -> dict[str, Any]:
     return {f"scim_{k}": getattr(features, k) for k in features.__slots__}
 
@@ -1078,21 +1076,6 @@ def _attribute_entitlements(user: User[Any]) -> frozenset[str]:
     roles = {ROLE_PREFIX + r.value for r in user.roles or [] if r.value}
     ents = {ENTITLEMENT_PREFIX + e.value for e in user.entitlements or [] if e.value}
     return frozenset(roles | ents)
-
-
-def _request_id(response: httpx.Response) -> str | None:
-    for header in REQUEST_ID_HEADERS:
-        if value := response.headers.get(header):
-            return str(value)
-    return None
-
-
-def _digest(bodies: Sequence[bytes]) -> str:
-    """SHA-256 over the raw response bodies of one action, in order."""
-    digest = hashlib.sha256()
-    for body in bodies:
-        digest.update(hashlib.sha256(body).digest())
-    return digest.hexdigest() if len(bodies) != 1 else hashlib.sha256(bodies[0]).hexdigest()
 
 
 def _str_or_none(value: Any) -> str | None:
