@@ -173,6 +173,10 @@ class _NotFound(PermanentConnectorError):
     """The service answered 404 for the resource."""
 
 
+class _Unimplemented(PermanentConnectorError):
+    """The service answered 501: it does not implement the endpoint or operation."""
+
+
 # --------------------------------------------------------------------------- the connector
 
 
@@ -376,7 +380,7 @@ class ScimConnector(Connector):
             what=what,
             detail=label,
             hints=hints,
-            classes={404: _NotFound},
+            classes={404: _NotFound, 501: _Unimplemented},
         )
 
     # ----------------------------------------------------------------- discovery
@@ -398,8 +402,9 @@ class ScimConnector(Connector):
             config = ServiceProviderConfig.model_validate(
                 response.json(), scim_ctx=Context.RESOURCE_QUERY_RESPONSE
             )
-        except PermanentConnectorError as exc:
+        except (_NotFound, _Unimplemented) as exc:
             # RFC 7644 §4 requires the endpoint, but some services omit it: assume the least.
+            # Any other refusal (401, 403, ...) is raised: it would fail every later call too.
             log.warning(
                 "no usable ServiceProviderConfig, assuming no PATCH/filter/ETag",
                 extra={"connector": self.name, "error": exc.message},
@@ -437,8 +442,8 @@ class ScimConnector(Connector):
                 for attr in response.json().get("attributes", [])
                 if isinstance(attr, dict)
             }
-        except (PermanentConnectorError, ValueError, AttributeError):
-            return False, False
+        except (_NotFound, _Unimplemented, ValueError, AttributeError):
+            return False, False  # no schema discovery: use no optional attribute
         return "roles" in names, "entitlements" in names
 
     # ----------------------------------------------------------------- resources

@@ -301,3 +301,23 @@ def test_inline_token_is_refused_outside_demo_mode() -> None:
             "ehr", {"kind": "scim", "base_url": BASE, "token": TOKEN}, ConnectorContext()
         )
     assert TOKEN not in str(info.value)
+
+
+async def test_service_without_discovery_endpoints_gets_the_safe_defaults() -> None:
+    with respx.mock(base_url=BASE, assert_all_called=False) as api:
+        api.get("/ServiceProviderConfig").mock(return_value=scim_error(404, "no such endpoint"))
+        api.get("/Schemas/urn:ietf:params:scim:schemas:core:2.0:User").mock(
+            return_value=scim_error(501, "not implemented")
+        )
+        async with connector() as scim:
+            features = await scim.features()
+    assert (features.patch, features.filter, features.etag) == (False, False, False)
+    assert (features.roles, features.entitlements) == (False, False)
+
+
+async def test_refused_discovery_is_not_mistaken_for_a_bare_service() -> None:
+    with respx.mock(base_url=BASE) as api:
+        api.get("/ServiceProviderConfig").mock(return_value=scim_error(403, "forbidden"))
+        async with connector() as scim:
+            with pytest.raises(PermanentConnectorError, match="HTTP 403"):
+                await scim.find_account(Worker(worker_id="W1"))
