@@ -10,6 +10,7 @@ by scim2-server; they are tested with respx in tests/unit/scim/.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -228,3 +229,25 @@ async def test_stale_etag_is_transient_with_immediate_retry(legacy_server: ScimS
             )
     assert info.value.retry_after == 0.0
     assert "HTTP 412" in info.value.message and "re-read" in info.value.message
+
+
+async def test_built_from_configuration_through_the_registry(
+    ehr_server: ScimServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from connectors import build_connector
+    from connectors.base import ConnectorContext
+
+    token_file = tmp_path / "ehr.token"
+    token_file.write_text(ehr_server.token + "\n")
+    worker = _worker()
+    await seed_user(ehr_server, worker, ["ehr-scheduling"])
+    connector = build_connector(
+        "ehr",
+        {"kind": "scim", "base_url": ehr_server.base_url, "token": f"file:{token_file}"},
+        ConnectorContext(),
+    )
+    assert isinstance(connector, ScimConnector)
+    async with connector:
+        account = await connector.find_account(worker)
+        assert account is not None
+        assert (await connector.read_state(account)).entitlements == {"ehr-scheduling"}
