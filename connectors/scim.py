@@ -221,7 +221,6 @@ class ScimConnector(Connector):
         self.match = tuple(match)
         self._features: ScimFeatures | None = None
         self._discover_lock = anyio.Lock()
-        self._group_ids: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
@@ -480,6 +479,7 @@ class ScimConnector(Connector):
         features = await self.features()
         count = features.page_size(self.page_size)
         start = 1
+        seen: set[str] = set()
         for _ in range(MAX_PAGES):
             query: dict[str, str | int] = {**(params or {}), "startIndex": start, "count": count}
             response = await self._request("GET", endpoint, what=what, params=query)
@@ -489,9 +489,17 @@ class ScimConnector(Connector):
                 raise PermanentConnectorError(
                     f"{what}: ListResponse 'Resources' is not a list", connector=self.name
                 )
-            for item in resources:
-                if isinstance(item, dict):
-                    yield item
+            page = [item for item in resources if isinstance(item, dict) and "id" in item]
+            fresh = [item for item in page if str(item["id"]) not in seen]
+            if page and not fresh:
+                raise PermanentConnectorError(
+                    f"{what}: the service returned the same page again for startIndex={start}; "
+                    "it does not honour startIndex paging",
+                    connector=self.name,
+                )
+            for item in fresh:
+                seen.add(str(item["id"]))
+                yield item
             total = body.get("totalResults")
             start += len(resources)
             if not resources or (isinstance(total, int) and start > total):
@@ -570,12 +578,10 @@ class ScimConnector(Connector):
         for membership in (user.groups if user else None) or []:
             if membership.value and membership.value not in found:
                 found[membership.value] = membership.display or membership.value
-        self._group_ids.update({name: gid for gid, name in found.items()})
         return found
 
     async def _group_id(self, name: str, account_id: str) -> str | None:
-        if name in self._group_ids:
-            return self._group_ids[name]
+        """Look the group up each time: joiners are rare, and a cached id could be stale."""
         features = await self.features()
         if features.filter:
             node = Comparison(AttrPath("displayName"), CompareOperator.eq, name)
@@ -584,8 +590,7 @@ class ScimConnector(Connector):
             params = {"attributes": "displayName"}
         async for item in self._pages("/Groups", what="looking up a group", params=params):
             if str(item.get("displayName", "")).casefold() == name.casefold():
-                self._group_ids[name] = str(item["id"])
-                return self._group_ids[name]
+                return str(item["id"])
         return None
 
     async def _change_membership(

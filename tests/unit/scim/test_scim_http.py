@@ -321,3 +321,23 @@ async def test_refused_discovery_is_not_mistaken_for_a_bare_service() -> None:
         async with connector() as scim:
             with pytest.raises(PermanentConnectorError, match="HTTP 403"):
                 await scim.find_account(Worker(worker_id="W1"))
+
+
+async def test_a_service_ignoring_start_index_does_not_loop(api: respx.MockRouter) -> None:
+    api.get("/Users").respond(
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": 500,
+            "startIndex": 1,
+            "itemsPerPage": 1,
+            "Resources": [USER],
+        }
+    )
+    async with connector() as scim:
+        with pytest.raises(PermanentConnectorError, match="does not honour startIndex"):
+            _ = [state async for state in _users(scim)]
+
+
+async def _users(scim: ScimConnector) -> Any:
+    async for item in scim._pages("/Users", what="listing users"):
+        yield item
