@@ -7,6 +7,11 @@ false`` on each of its roles (``remove_access``); both are a read, then a ``PUT`
 resource with ``If-Match: W/"<versionId>"`` so a concurrent edit is never overwritten, then a
 read back. Nothing is deleted. FHIR has no sessions: ``revoke_sessions`` is not applicable.
 
+OpenEMR (``/apis/default/fhir``) accepts ``PUT /fhir/Practitioner/:uuid`` but serves
+PractitionerRole read-only: set ``update_roles = false`` there, and its roles are reported as
+skipped (with the reason) rather than failing the step; ``Practitioner.active=false`` is what
+ends the access. A server that answers 405/501 to a role update is treated the same way.
+
 Entitlements are the codes of the practitioner's *active* roles (``PractitionerRole.code``,
 first coding's ``code``; ``PractitionerRole/<id>`` when a role has no code).
 
@@ -79,6 +84,8 @@ class FhirOptions(BaseModel):
     identifier_system: str
     """The ``Identifier.system`` under which the worker's id is recorded."""
     identifier_from: Literal["worker_id", "email", "upn"] = "worker_id"
+    update_roles: bool = True
+    """False for servers whose PractitionerRole is read-only (OpenEMR)."""
     timeout_seconds: float = Field(default=15.0, gt=0)
     page_size: int = Field(default=50, ge=1, le=500)
 
@@ -93,6 +100,10 @@ class FhirOptions(BaseModel):
 
 class _NotFound(PermanentConnectorError):
     """The FHIR server answered 404 or 410 for the resource."""
+
+
+class _ReadOnly(PermanentConnectorError):
+    """The FHIR server does not allow this update (405 or 501)."""
 
 
 class FhirConnector(Connector):
@@ -120,6 +131,7 @@ class FhirConnector(Connector):
         token: SecretStr | None = None,
         oauth: OAuthTokenSource | None = None,
         page_size: int = 50,
+        update_roles: bool = True,
         owns_client: bool = True,
     ) -> None:
         super().__init__(name)
@@ -133,6 +145,7 @@ class FhirConnector(Connector):
         self.identifier_system = identifier_system
         self.identifier_from = identifier_from
         self.page_size = page_size
+        self.update_roles = update_roles
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
@@ -173,6 +186,7 @@ class FhirConnector(Connector):
             token=token,
             oauth=oauth,
             page_size=opts.page_size,
+            update_roles=opts.update_roles,
         )
 
     async def aclose(self) -> None:
@@ -254,7 +268,7 @@ class FhirConnector(Connector):
                 410: "the resource was deleted on the FHIR server; unlink the account",
                 422: "the FHIR server refused the resource as invalid (profile rules)",
             },
-            classes={404: _NotFound, 410: _NotFound},
+            classes={404: _NotFound, 410: _NotFound, 405: _ReadOnly, 501: _ReadOnly},
         )
 
     async def _read(self, path: str, *, what: str, account_id: str | None) -> dict[str, Any]:
@@ -466,8 +480,15 @@ class FhirConnector(Connector):
         bodies: list[bytes] = []
         vendor_id: str | None = None
         removed: list[str] = []
+        read_only: dict[str, str] = {}
         for role in await self._roles(account.account_id):
             if role.get("active") is False:
+                continue
+            if not self.update_roles:
+                read_only[_role_name(role)] = (
+                    "PractitionerRole is read-only on this server (update_roles = false); "
+                    "Practitioner.active=false ends the access"
+                )
                 continue
             role["active"] = False
             try:
@@ -477,13 +498,20 @@ class FhirConnector(Connector):
                     account_id=account.account_id,
                 )
             except _NotFound:
-                continue  # deleted meanwhile: the role is gone either way
+                continue  # deleted meanwhile: the read-back below tells the truth either way
+            except _ReadOnly:
+                read_only[_role_name(role)] = (
+                    "the server refuses PractitionerRole updates (HTTP 405/501); set "
+                    f"update_roles = false in [connectors.{self.name}]; Practitioner.active=false "
+                    "ends the access"
+                )
+                continue
             bodies.append(response.content)
             vendor_id = vendor_id or request_id(response)
             removed.append(_role_name(role))
         state = await self.read_state(account)
         skipped = tuple(
-            SkippedItem(item, "still active when read back after deactivation")
+            SkippedItem(item, read_only.get(item, "still active when read back after deactivation"))
             for item in sorted(state.entitlements)
         )
         gone = sorted(set(removed) - state.entitlements)

@@ -55,8 +55,9 @@ class FakeFhir:
     requests: list[httpx.Request] = field(default_factory=list)
     fail_next: list[httpx.Response | Exception] = field(default_factory=list)
     """Answers (or exceptions) for the next calls, before the fake's own logic."""
-    before_put: Callable[[], None] | None = None
-    """Runs before each PUT is applied: simulates someone else saving in between."""
+    before_put: Callable[[], httpx.Response | None] | None = None
+    """Runs before each PUT is applied (someone else saving in between); a response it returns
+    is answered instead of applying the PUT."""
 
     def add_practitioner(
         self, identifier: str, *, email: str | None = None, roles: tuple[str, ...] = ()
@@ -135,8 +136,8 @@ class FakeFhir:
             if request.method == "GET":
                 return self._resource(store[rid])
             if request.method == "PUT":
-                if self.before_put is not None:
-                    self.before_put()
+                if self.before_put is not None and (answer := self.before_put()) is not None:
+                    return answer
                 return self._update(request, store, rid)
         return outcome(404, "not-supported", f"Unknown endpoint {request.method} {path}")
 

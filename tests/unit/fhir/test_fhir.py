@@ -94,7 +94,7 @@ async def test_a_concurrent_edit_is_transient_and_never_overwritten(
     pid = fake.add_practitioner("W11")
     account = await _found(fhir, "W11")
 
-    def edit_meanwhile() -> None:
+    def edit_meanwhile() -> None:  # returns nothing: the PUT then meets a newer version
         fake.practitioners[pid]["meta"]["versionId"] = "2"  # someone else saved in between
         fake.practitioners[pid]["name"][0]["family"] = "Lee-Smith"
         fake.before_put = None
@@ -175,3 +175,46 @@ def test_bad_options_are_config_errors(options: dict[str, Any], words: str) -> N
     with pytest.raises(ConfigError) as info:
         FhirConnector.from_config("ehr", {"kind": "fhir", **options}, ConnectorContext())
     assert words in str(info.value) and "[connectors.ehr]" in str(info.value)
+
+
+async def test_read_only_roles_are_skipped_with_the_reason(
+    fake: FakeFhir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.fhir.fake import BASE, TOKEN
+
+    monkeypatch.setenv("EHR_FHIR_TOKEN", TOKEN)
+    pid = fake.add_practitioner("W20", roles=("scheduler",))
+    connector = FhirConnector.from_config(
+        "ehr",
+        {
+            "kind": "fhir",
+            "base_url": BASE,
+            "token": "env:EHR_FHIR_TOKEN",
+            "identifier_system": SYSTEM,
+            "update_roles": False,
+        },
+        ConnectorContext(),
+    )
+    async with connector:
+        account = await _found(connector, "W20")
+        result = await connector.remove_access(account)
+    assert result.outcome == Outcome.PARTIAL and result.removed == ()
+    assert [s.item for s in result.skipped] == ["scheduler"]
+    assert "read-only" in result.skipped[0].reason
+    assert not any(r.method == "PUT" for r in fake.requests)
+    assert fake.active_roles(pid) == {"scheduler"}
+
+
+async def test_a_server_refusing_role_updates_is_reported_not_fatal(
+    fake: FakeFhir, fhir: FhirConnector
+) -> None:
+    fake.add_practitioner("W21", roles=("billing",))
+    account = await _found(fhir, "W21")
+
+    def refuse() -> httpx.Response:
+        return outcome(405, "not-supported", "PUT is not supported")
+
+    fake.before_put = refuse
+    result = await fhir.remove_access(account)
+    assert result.outcome == Outcome.PARTIAL
+    assert "update_roles = false" in result.skipped[0].reason
