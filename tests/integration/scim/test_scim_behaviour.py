@@ -159,7 +159,7 @@ async def test_joiner_and_mover_with_groups_and_roles(
 
 async def test_invalid_filter_is_permanent_and_says_so(ehr: ScimConnector) -> None:
     with pytest.raises(PermanentConnectorError) as info:
-        await ehr._request(
+        await ehr.api.request(
             "GET", "/Users", what="searching users", params={"filter": "userName eq"}
         )
     assert "HTTP 400" in info.value.message
@@ -218,7 +218,7 @@ async def test_stale_etag_is_transient_with_immediate_retry(legacy_server: ScimS
         ).raise_for_status()
     async with legacy_server.connector() as legacy:
         with pytest.raises(TransientConnectorError) as info:
-            await legacy._request(
+            await legacy.api.request(
                 "PUT",
                 f"/Users/{user_id}",
                 what="disabling the user",

@@ -339,5 +339,5 @@ async def test_a_service_ignoring_start_index_does_not_loop(api: respx.MockRoute
 
 
 async def _users(scim: ScimConnector) -> Any:
-    async for item in scim._pages("/Users", what="listing users"):
+    async for item in scim.api.pages("/Users", what="listing users"):
         yield item
