@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -93,8 +93,11 @@ class FhirOptions(BaseModel):
     def _one_auth(self) -> Self:
         if (self.token is None) == (self.oauth is None):
             raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
-        if not self.base_url.startswith(("https://", "http://")):
-            raise ValueError("'base_url' must be an http(s) URL")
+        if not _secure_url(self.base_url):
+            raise ValueError(
+                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
+                "since the bearer token would travel in clear)"
+            )
         return self
 
 
@@ -565,3 +568,11 @@ def _outcome_text(response: httpx.Response) -> str:
             code = issue.get("code")
             texts.append(f"{code}: {text}" if code and text else str(text or code or ""))
     return short("; ".join(t for t in texts if t)) or response.reason_phrase
+
+
+def _secure_url(url: str) -> bool:
+    """https anywhere; http only on loopback (tests, a local sidecar)."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")

@@ -282,7 +282,8 @@ def test_config_reads_bearer_token_from_file(tmp_path: Any) -> None:
         ({"kind": "scim", "token": "env:X"}, "base_url"),
         ({"kind": "scim", "base_url": BASE}, "exactly one of 'token'"),
         ({"kind": "scim", "base_url": BASE, "token": "env:X", "tokne": "x"}, "tokne"),
-        ({"kind": "scim", "base_url": "ftp://x", "token": "env:X"}, "http(s)"),
+        ({"kind": "scim", "base_url": "ftp://x", "token": "env:X"}, "https://"),
+        ({"kind": "scim", "base_url": "http://ehr.example.org/v2", "token": "env:X"}, "in clear"),
         ({"kind": "scim", "base_url": BASE, "token": "env:X", "page_size": 0}, "page_size"),
     ],
 )
