@@ -311,6 +311,7 @@ class FhirConnector(Connector):
                 if (
                     isinstance(resource, dict)
                     and resource.get("resourceType") == resource_type
+                    and resource.get("id")
                     and (entry.get("search") or {}).get("mode", "match") == "match"
                 ):
                     yield resource

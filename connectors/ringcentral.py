@@ -252,8 +252,8 @@ class RingCentralConnector(Connector):
             body = await self._json(response, what, account_id)
             records = body.get("records") or []
             for record in records:
-                if isinstance(record, dict):
-                    yield record
+                if isinstance(record, dict) and record.get("id") is not None:
+                    yield record  # every list we read is of identified objects
             paging = body.get("paging") or {}
             total_pages = paging.get("totalPages")
             has_next = bool((body.get("navigation") or {}).get("nextPage"))
@@ -324,8 +324,8 @@ class RingCentralConnector(Connector):
         for record in (await self._json(response, "reading call queues", account_id)).get(
             "records"
         ) or []:
-            queue = record.get("callQueue") or {}
-            if queue.get("id"):
+            queue = record.get("callQueue") if isinstance(record, dict) else None
+            if isinstance(queue, dict) and queue.get("id"):
                 held[f"call-queue:{queue['id']}"] = str(queue.get("name") or "")
         async for device in self._records(
             f"{base}/device", what="reading devices", account_id=account_id

@@ -529,6 +529,13 @@ class ScimConnector(Connector):
         raw = json_object(
             response, connector=self.name, account_id=worker.worker_id, what="creating the user"
         )
+        if not raw.get("id"):
+            raise PermanentConnectorError(
+                "the service created the user but returned no id; find it by externalId and "
+                "link it by hand",
+                connector=self.name,
+                account_id=worker.worker_id,
+            )
         account = self._account(raw, str(raw["id"]))
         for group_id in group_ids.values():
             await self.api.change_membership(group_id, account.account_id, add=True)
