@@ -156,8 +156,8 @@ class FhirConnector(Connector):
             opts = FhirOptions.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
-        client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
-        token = oauth = None
+        # Secrets first: a missing one must fail before any client is opened.
+        token = oauth = secret = None
         if opts.token is not None:
             token = resolve_secret(
                 opts.token,
@@ -165,6 +165,13 @@ class FhirConnector(Connector):
                 what=f"[connectors.{name}] token",
             )
         elif opts.oauth is not None:
+            secret = resolve_secret(
+                opts.oauth.client_secret,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}.oauth] client_secret",
+            )
+        client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
+        if opts.oauth is not None and secret is not None:
             form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
             if opts.oauth.scope:
                 form["scope"] = opts.oauth.scope
@@ -173,11 +180,7 @@ class FhirConnector(Connector):
                 connector=name,
                 token_url=opts.oauth.token_url,
                 client_id=opts.oauth.client_id,
-                client_secret=resolve_secret(
-                    opts.oauth.client_secret,
-                    allow_inline=context.allow_inline_secrets,
-                    what=f"[connectors.{name}.oauth] client_secret",
-                ),
+                client_secret=secret,
                 form=form,
             )
         return cls(

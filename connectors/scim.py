@@ -177,10 +177,8 @@ class ScimConnector(Connector):
             opts = ScimOptions.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
-        )
-        token = oauth = None
+        # Secrets first: a missing one must fail before any client is opened.
+        token = oauth = secret = None
         if opts.token is not None:
             token = resolve_secret(
                 opts.token,
@@ -193,6 +191,10 @@ class ScimConnector(Connector):
                 allow_inline=context.allow_inline_secrets,
                 what=f"[connectors.{name}.oauth] client_secret",
             )
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
+        )
+        if opts.oauth is not None and secret is not None:
             form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
             if opts.oauth.scope:
                 form["scope"] = opts.oauth.scope

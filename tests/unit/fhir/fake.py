@@ -53,6 +53,7 @@ class FakeFhir:
     practitioners: dict[str, dict[str, Any]] = field(default_factory=dict)
     roles: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
+    token_requests: list[httpx.Request] = field(default_factory=list)
     fail_next: list[httpx.Response | Exception] = field(default_factory=list)
     """Answers (or exceptions) for the next calls, before the fake's own logic."""
     before_put: Callable[[], httpx.Response | None] | None = None
@@ -116,6 +117,22 @@ class FakeFhir:
         return router
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/default/token":  # OpenEMR's token endpoint
+            self.token_requests.append(request)
+            form = request.content.decode()
+            if "grant_type=client_credentials" not in form or not request.headers.get(
+                "Authorization", ""
+            ).startswith("Basic "):
+                return httpx.Response(400, json={"error": "invalid_request"})
+            return httpx.Response(
+                200,
+                json={
+                    "token_type": "Bearer",
+                    "expires_in": 3599,
+                    "access_token": TOKEN,
+                    "scope": "system/Practitioner.write system/PractitionerRole.write",
+                },
+            )
         self.requests.append(request)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return outcome(401, "login", "Invalid or expired access token")

@@ -218,3 +218,29 @@ async def test_a_server_refusing_role_updates_is_reported_not_fatal(
     result = await fhir.remove_access(account)
     assert result.outcome == Outcome.PARTIAL
     assert "update_roles = false" in result.skipped[0].reason
+
+
+async def test_oauth_client_credentials(fake: FakeFhir, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.fhir.fake import BASE
+
+    monkeypatch.setenv("EHR_FHIR_SECRET", "fhir-client-secret")
+    fake.add_practitioner("W30")
+    connector = FhirConnector.from_config(
+        "ehr",
+        {
+            "kind": "fhir",
+            "base_url": BASE,
+            "identifier_system": SYSTEM,
+            "oauth": {
+                "token_url": "https://emr.example.org/oauth2/default/token",
+                "client_id": "lifecycle",
+                "client_secret": "env:EHR_FHIR_SECRET",
+            },
+        },
+        ConnectorContext(),
+    )
+    async with connector:
+        account = await _found(connector, "W30")
+        await connector.disable(account)
+    assert len(fake.token_requests) == 1
+    assert b"scope=system%2FPractitioner.write" in fake.token_requests[0].content
