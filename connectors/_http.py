@@ -1,0 +1,235 @@
+"""HTTP plumbing shared by the REST connectors (SCIM, RingCentral, FHIR).
+
+Three things every REST connector needs and should not copy: turning an httpx transport failure
+into a ``TransientConnectorError``, mapping an HTTP status to transient or permanent with a
+message that says what to fix, and caching an OAuth access token (client credentials or JWT
+bearer) until shortly before it expires. Vendor-specific error bodies are decoded by the caller
+and passed in as ``detail``; this module never puts a secret or a response body in a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from lifecycle.exceptions import (
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
+from lifecycle.retry import parse_retry_after
+
+#: How much of a vendor's error detail goes into an exception message.
+DETAIL_LIMIT = 200
+
+#: Headers vendors put their request id in, most specific first.
+REQUEST_ID_HEADERS = (
+    "x-request-id",
+    "request-id",
+    "rcrequestid",
+    "x-correlation-id",
+    "x-ms-request-id",
+)
+
+#: Refresh a cached token this many seconds before the server says it expires.
+TOKEN_SKEW_SECONDS = 60.0
+
+
+def short(text: str | None) -> str:
+    """A vendor detail, trimmed so that an error message stays one readable line."""
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
+
+
+def pydantic_summary(exc: ValidationError) -> str:
+    """``option: problem; ...`` for a ConfigError naming what to fix (values are not echoed)."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "options"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def request_id(response: httpx.Response) -> str | None:
+    """The vendor's id for this request, for the evidence record."""
+    for header in REQUEST_ID_HEADERS:
+        if value := response.headers.get(header):
+            return str(value)
+    return None
+
+
+def digest(bodies: Sequence[bytes]) -> str:
+    """SHA-256 of one response body, or of the per-body hashes when an action made several."""
+    if len(bodies) == 1:
+        return hashlib.sha256(bodies[0]).hexdigest()
+    combined = hashlib.sha256()
+    for body in bodies:
+        combined.update(hashlib.sha256(body).digest())
+    return combined.hexdigest()
+
+
+def transport_error(
+    exc: httpx.HTTPError, *, connector: str, account_id: str | None, what: str
+) -> TransientConnectorError:
+    """A timeout or connection failure: the system may answer next time."""
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    return TransientConnectorError(
+        f"{what} {kind} ({type(exc).__name__}); the service is unreachable or slow, will retry",
+        connector=connector,
+        account_id=account_id,
+    )
+
+
+def status_error(
+    response: httpx.Response,
+    *,
+    connector: str,
+    account_id: str | None,
+    what: str,
+    detail: str = "",
+    hints: Mapping[int, str] | None = None,
+    classes: Mapping[int, type[PermanentConnectorError]] | None = None,
+) -> ConnectorError:
+    """Map an unsuccessful HTTP response to the error the engine should act on.
+
+    429 and 5xx (except 501) are transient (429 carries ``retry_after`` from the header);
+    everything else is permanent, with ``hints[status]`` (or a default) saying what to fix,
+    raised as ``classes[status]`` when the caller wants to tell one status apart (e.g. 404).
+    """
+    status = response.status_code
+    suffix = f": {short(detail)}" if detail else ""
+    if status == 429:
+        return TransientConnectorError(
+            f"{what} was rate limited (HTTP 429){suffix}; retry after the server's Retry-After",
+            connector=connector,
+            account_id=account_id,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500 and status != 501:
+        return TransientConnectorError(
+            f"{what} failed with HTTP {status}{suffix}; the service reported an internal "
+            "error, will retry",
+            connector=connector,
+            account_id=account_id,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    defaults = {
+        400: "the request was rejected as invalid; check the connector options",
+        401: f"authentication failed; check the credentials of [connectors.{connector}]",
+        403: "the credentials lack permission for this call; grant the integration write access",
+        404: "the object does not exist (deleted or renamed in the system?)",
+        409: "the change conflicts with an existing object",
+        412: "a precondition failed",
+        501: "the service does not implement this operation",
+    }
+    hint = (hints or {}).get(status) or defaults.get(status, "the service refused the call")
+    cls = (classes or {}).get(status, PermanentConnectorError)
+    return cls(
+        f"{what} failed with HTTP {status}{suffix}; {hint}",
+        connector=connector,
+        account_id=account_id,
+    )
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class OAuthTokenSource:
+    """Fetch and cache an OAuth 2.0 access token from a token endpoint (RFC 6749 §4.4, RFC 7523).
+
+    The grant form (client credentials, or JWT bearer with an ``assertion``) is given by the
+    caller; client authentication is HTTP Basic (``client_secret_basic``). One fetch at a time:
+    concurrent callers wait on a lock instead of stampeding the token endpoint.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        connector: str,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        form: Mapping[str, SecretStr | str],
+    ) -> None:
+        self._client = client
+        self._connector = connector
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._form = form
+        self._token: _Token | None = None
+        self._lock = anyio.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the cached token (after the API answered 401 to it)."""
+        self._token = None
+
+    async def token(self) -> str:
+        async with self._lock:
+            now = time.monotonic()
+            if self._token is not None and now < self._token.expires_at:
+                return self._token.value
+            self._token = await self._fetch(now)
+            return self._token.value
+
+    async def _fetch(self, now: float) -> _Token:
+        what = "OAuth token request"
+        data = {
+            key: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for key, value in self._form.items()
+        }
+        try:
+            response = await self._client.post(
+                self._token_url,
+                data=data,
+                auth=(self._client_id, self._client_secret.get_secret_value()),
+                headers={"Accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(
+                exc, connector=self._connector, account_id=None, what=what
+            ) from exc
+        if response.status_code != 200:
+            error = ""
+            try:
+                body = response.json()
+                if isinstance(body, dict):
+                    error = str(body.get("error") or body.get("errorCode") or "")
+            except ValueError:
+                pass
+            raise status_error(
+                response,
+                connector=self._connector,
+                account_id=None,
+                what=what,
+                detail=error,
+                hints={
+                    400: f"the token endpoint refused the grant; check client_id, the secret "
+                    f"and the grant of [connectors.{self._connector}]",
+                    401: f"the token endpoint refused the client credentials; check client_id "
+                    f"and the secret of [connectors.{self._connector}]",
+                },
+            )
+        try:
+            body = response.json()
+            value = str(body["access_token"])
+            lifetime = float(body.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentConnectorError(
+                f"{what} answered 200 without an access_token; check token_url of "
+                f"[connectors.{self._connector}]",
+                connector=self._connector,
+            ) from exc
+        return _Token(value, now + max(lifetime - TOKEN_SKEW_SECONDS, lifetime / 2))

@@ -1,0 +1,582 @@
+"""EHRs that expose workforce accounts as FHIR R4 Practitioner / PractitionerRole (e.g. OpenEMR).
+
+A worker is found by ``Practitioner.identifier`` (``GET [base]/Practitioner?identifier=
+<system>|<value>``, the value escaped per FHIR search rules and every hit re-checked locally).
+Terminating means ``Practitioner.active = false`` (``disable``) and ``PractitionerRole.active =
+false`` on each of its roles (``remove_access``); both are a read, then a ``PUT`` of the whole
+resource with ``If-Match: W/"<versionId>"`` so a concurrent edit is never overwritten, then a
+read back. Nothing is deleted. FHIR has no sessions: ``revoke_sessions`` is not applicable.
+
+OpenEMR (``/apis/default/fhir``) accepts ``PUT /fhir/Practitioner/:uuid`` but serves
+PractitionerRole read-only: set ``update_roles = false`` there, and its roles are reported as
+skipped (with the reason) rather than failing the step; ``Practitioner.active=false`` is what
+ends the access. A server that answers 405/501 to a role update is treated the same way.
+
+Entitlements are the codes of the practitioner's *active* roles (``PractitionerRole.code``,
+first coding's ``code``; ``PractitionerRole/<id>`` when a role has no code).
+
+Errors: 429 (with Retry-After) and 5xx are transient; 412 to our ``If-Match``, and 409 (which
+HAPI-style servers answer to a version conflict) mean a concurrent writer won: transient with
+``retry_after=0``, the engine's retry re-reads. 400/401/403/404/410/422 are permanent, with the
+server's OperationOutcome diagnostics in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal, Self
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from connectors._http import (
+    OAuthTokenSource,
+    digest,
+    pydantic_summary,
+    request_id,
+    short,
+    status_error,
+    transport_error,
+)
+from connectors.base import (
+    Account,
+    AccountState,
+    ActionResult,
+    Capability,
+    Connector,
+    ConnectorContext,
+    Outcome,
+    SkippedItem,
+    Worker,
+    action_result,
+    utcnow,
+)
+from lifecycle.exceptions import (
+    ConfigError,
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
+from lifecycle.secrets import resolve_secret
+
+FHIR_JSON = "application/fhir+json"
+MAX_PAGES = 1000
+
+
+class FhirOAuthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = "system/Practitioner.write system/PractitionerRole.write"
+
+
+class FhirOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["fhir"] = "fhir"
+    base_url: str
+    """FHIR base, e.g. ``https://emr.example.org/apis/default/fhir`` for OpenEMR."""
+    token: str | None = None
+    oauth: FhirOAuthOptions | None = None
+    identifier_system: str
+    """The ``Identifier.system`` under which the worker's id is recorded."""
+    identifier_from: Literal["worker_id", "email", "upn"] = "worker_id"
+    update_roles: bool = True
+    """False for servers whose PractitionerRole is read-only (OpenEMR)."""
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    page_size: int = Field(default=50, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> Self:
+        if (self.token is None) == (self.oauth is None):
+            raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
+        if not _secure_url(self.base_url):
+            raise ValueError(
+                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
+                "since the bearer token would travel in clear)"
+            )
+        return self
+
+
+class _NotFound(PermanentConnectorError):
+    """The FHIR server answered 404 or 410 for the resource."""
+
+
+class _ReadOnly(PermanentConnectorError):
+    """The FHIR server does not allow this update (405 or 501)."""
+
+
+class FhirConnector(Connector):
+    """Practitioner accounts of a FHIR R4 server."""
+
+    kind = "fhir"
+    capabilities = frozenset(
+        {
+            Capability.FIND_ACCOUNT,
+            Capability.READ_STATE,
+            Capability.DISABLE,
+            Capability.REVOKE_SESSIONS,
+            Capability.REMOVE_ACCESS,
+        }
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        client: httpx.AsyncClient,
+        identifier_system: str,
+        identifier_from: Literal["worker_id", "email", "upn"] = "worker_id",
+        token: SecretStr | None = None,
+        oauth: OAuthTokenSource | None = None,
+        page_size: int = 50,
+        update_roles: bool = True,
+        owns_client: bool = True,
+    ) -> None:
+        super().__init__(name)
+        if (token is None) == (oauth is None):
+            raise ConfigError(f"[connectors.{name}]: give exactly one of token or oauth")
+        self.base_url = base_url.rstrip("/")
+        self._client = client
+        self._owns_client = owns_client
+        self._token = token
+        self._oauth = oauth
+        self.identifier_system = identifier_system
+        self.identifier_from = identifier_from
+        self.page_size = page_size
+        self.update_roles = update_roles
+
+    @classmethod
+    def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
+        try:
+            opts = FhirOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
+        # Secrets first: a missing one must fail before any client is opened.
+        token = oauth = secret = None
+        if opts.token is not None:
+            token = resolve_secret(
+                opts.token,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}] token",
+            )
+        elif opts.oauth is not None:
+            secret = resolve_secret(
+                opts.oauth.client_secret,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}.oauth] client_secret",
+            )
+        client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
+        if opts.oauth is not None and secret is not None:
+            form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
+            if opts.oauth.scope:
+                form["scope"] = opts.oauth.scope
+            oauth = OAuthTokenSource(
+                client,
+                connector=name,
+                token_url=opts.oauth.token_url,
+                client_id=opts.oauth.client_id,
+                client_secret=secret,
+                form=form,
+            )
+        return cls(
+            name,
+            base_url=opts.base_url,
+            client=client,
+            identifier_system=opts.identifier_system,
+            identifier_from=opts.identifier_from,
+            token=token,
+            oauth=oauth,
+            page_size=opts.page_size,
+            update_roles=opts.update_roles,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client and not self._client.is_closed:
+            await self._client.aclose()
+
+    # ----------------------------------------------------------------- HTTP
+
+    async def _auth(self) -> str:
+        if self._oauth is not None:
+            return f"Bearer {await self._oauth.token()}"
+        assert self._token is not None
+        return f"Bearer {self._token.get_secret_value()}"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        account_id: str | None,
+        params: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+        if_match: str | None = None,
+    ) -> httpx.Response:
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        for attempt in (1, 2):
+            headers = {"Accept": FHIR_JSON, "Authorization": await self._auth()}
+            if body is not None:
+                headers["Content-Type"] = FHIR_JSON
+            if if_match:
+                headers["If-Match"] = if_match
+            try:
+                response = await self._client.request(
+                    method, url, headers=headers, params=params, json=body
+                )
+            except httpx.HTTPError as exc:
+                raise transport_error(
+                    exc, connector=self.name, account_id=account_id, what=what
+                ) from exc
+            if response.status_code == 401 and self._oauth is not None and attempt == 1:
+                self._oauth.invalidate()
+                continue
+            if response.is_success:
+                return response
+            raise self._error(
+                response, what=what, account_id=account_id, conditional=bool(if_match)
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(
+        self, response: httpx.Response, *, what: str, account_id: str | None, conditional: bool
+    ) -> ConnectorError:
+        detail = _outcome_text(response)
+        status = response.status_code
+        if (status == 412 and conditional) or status == 409:
+            return TransientConnectorError(
+                f"{what}: the resource changed since it was read (HTTP {status}, version "
+                f"conflict{': ' + detail if detail else ''}); it will be re-read and re-applied",
+                connector=self.name,
+                account_id=account_id,
+                retry_after=0.0,
+            )
+        return status_error(
+            response,
+            connector=self.name,
+            account_id=account_id,
+            what=what,
+            detail=detail,
+            hints={
+                400: "the FHIR server rejected the request; check identifier_system and that "
+                "the server supports updates of this resource",
+                401: f"the FHIR server refused the credentials; renew 'token' (or [oauth]) of "
+                f"[connectors.{self.name}]",
+                403: "the credentials lack write scope (system/Practitioner.write, "
+                "system/PractitionerRole.write); grant it to the client",
+                404: "the resource does not exist on the FHIR server (deleted there?); re-run "
+                "correlation or unlink the account",
+                410: "the resource was deleted on the FHIR server; unlink the account",
+                422: "the FHIR server refused the resource as invalid (profile rules)",
+            },
+            classes={404: _NotFound, 410: _NotFound, 405: _ReadOnly, 501: _ReadOnly},
+        )
+
+    async def _read(self, path: str, *, what: str, account_id: str | None) -> dict[str, Any]:
+        response = await self._call("GET", path, what=what, account_id=account_id)
+        return self._body(response, what=what, account_id=account_id)
+
+    def _body(
+        self, response: httpx.Response, *, what: str, account_id: str | None
+    ) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise PermanentConnectorError(
+                f"{what}: the server answered without JSON; check base_url",
+                connector=self.name,
+                account_id=account_id,
+            ) from exc
+        if not isinstance(body, dict):
+            raise PermanentConnectorError(
+                f"{what}: expected a FHIR resource", connector=self.name, account_id=account_id
+            )
+        return body
+
+    async def _search(
+        self, resource_type: str, params: Mapping[str, str], *, what: str, account_id: str | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every match of a search, following the Bundle's ``next`` links."""
+        url: str | None = f"/{resource_type}"
+        query: Mapping[str, str | int] | None = {**params, "_count": self.page_size}
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return
+            response = await self._call("GET", url, what=what, account_id=account_id, params=query)
+            bundle = self._body(response, what=what, account_id=account_id)
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if (
+                    isinstance(resource, dict)
+                    and resource.get("resourceType") == resource_type
+                    and resource.get("id")
+                    and (entry.get("search") or {}).get("mode", "match") == "match"
+                ):
+                    yield resource
+            url = next(
+                (
+                    str(link["url"])
+                    for link in bundle.get("link") or []
+                    if isinstance(link, dict) and link.get("relation") == "next"
+                ),
+                None,
+            )
+            query = None  # the next link carries the query
+        raise PermanentConnectorError(
+            f"{what}: more than {MAX_PAGES} pages", connector=self.name, account_id=account_id
+        )
+
+    async def _update(
+        self, resource: dict[str, Any], *, what: str, account_id: str
+    ) -> httpx.Response:
+        """PUT the whole resource back, conditional on the version it was read at."""
+        version = (resource.get("meta") or {}).get("versionId")
+        path = f"/{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
+        return await self._call(
+            "PUT",
+            path,
+            what=what,
+            account_id=account_id,
+            body=resource,
+            if_match=f'W/"{version}"' if version else None,
+        )
+
+    # ----------------------------------------------------------------- correlation
+
+    def _identifier_value(self, worker: Worker) -> str | None:
+        value = {"worker_id": worker.worker_id, "email": worker.email, "upn": worker.upn}[
+            self.identifier_from
+        ]
+        return value or None
+
+    async def find_account(self, worker: Worker) -> Account | None:
+        value = self._identifier_value(worker)
+        if value is None:
+            return None
+        token = f"{_escape(self.identifier_system)}|{_escape(value)}"
+        hits = {
+            str(p["id"]): p
+            async for p in self._search(
+                "Practitioner",
+                {"identifier": token},
+                what="searching practitioners",
+                account_id=worker.worker_id,
+            )
+            if self._has_identifier(p, value)
+        }
+        if not hits:
+            return None
+        if len(hits) > 1:
+            raise PermanentConnectorError(
+                f"{len(hits)} Practitioners carry identifier {self.identifier_system}|<worker> "
+                f"({', '.join(sorted(hits))}); merge or retire the duplicate",
+                connector=self.name,
+                account_id=worker.worker_id,
+            )
+        practitioner_id, practitioner = next(iter(hits.items()))
+        return self._account(practitioner_id, practitioner, worker.worker_id)
+
+    def _has_identifier(self, practitioner: Mapping[str, Any], value: str) -> bool:
+        return any(
+            isinstance(i, dict)
+            and i.get("system") == self.identifier_system
+            and i.get("value") == value
+            for i in practitioner.get("identifier") or []
+        )
+
+    def _account(
+        self, practitioner_id: str, practitioner: Mapping[str, Any], worker_id: str | None
+    ) -> Account:
+        own = next(
+            (
+                str(i.get("value"))
+                for i in practitioner.get("identifier") or []
+                if isinstance(i, dict) and i.get("system") == self.identifier_system
+            ),
+            None,
+        )
+        return Account(
+            self.name,
+            practitioner_id,
+            login=_telecom_email(practitioner),
+            worker_id=worker_id or own,
+        )
+
+    # ----------------------------------------------------------------- roles
+
+    async def _roles(self, practitioner_id: str) -> list[dict[str, Any]]:
+        return [
+            role
+            async for role in self._search(
+                "PractitionerRole",
+                {"practitioner": f"Practitioner/{practitioner_id}"},
+                what="searching practitioner roles",
+                account_id=practitioner_id,
+            )
+            if ((role.get("practitioner") or {}).get("reference") or "").endswith(
+                f"Practitioner/{practitioner_id}"
+            )
+        ]
+
+    # ----------------------------------------------------------------- the contract
+
+    async def read_state(self, account: Account) -> AccountState:
+        practitioner = await self._practitioner(account, "reading the practitioner back")
+        roles = await self._roles(account.account_id)
+        return AccountState(
+            account=self._account(account.account_id, practitioner, account.worker_id),
+            enabled=practitioner.get("active") is not False,
+            read_at=utcnow(),
+            entitlements=frozenset(_role_name(r) for r in roles if r.get("active") is not False),
+            sign_in_tracked=False,
+        )
+
+    async def _practitioner(self, account: Account, what: str) -> dict[str, Any]:
+        return await self._read(
+            f"/Practitioner/{quote(account.account_id, safe='')}",
+            what=what,
+            account_id=account.account_id,
+        )
+
+    async def disable(self, account: Account) -> ActionResult:
+        started = utcnow()
+        what = "setting Practitioner.active=false"
+        practitioner = await self._practitioner(account, what)
+        if practitioner.get("active") is False:
+            return action_result("disable", account, started, Outcome.ALREADY)
+        practitioner["active"] = False
+        response = await self._update(practitioner, what=what, account_id=account.account_id)
+        after = await self._practitioner(account, "verifying the disable")
+        if after.get("active") is not False:
+            raise PermanentConnectorError(
+                "the server accepted active=false but the Practitioner still reads active; "
+                "check the server stores Practitioner.active",
+                connector=self.name,
+                account_id=account.account_id,
+            )
+        return action_result(
+            "disable",
+            account,
+            started,
+            Outcome.DONE,
+            vendor_request_id=request_id(response),
+            response_sha256=digest([response.content]),
+        )
+
+    async def revoke_sessions(self, account: Account) -> ActionResult:
+        """FHIR defines no sessions; the practitioner is still read so a vanished one shows."""
+        started = utcnow()
+        await self._practitioner(account, "checking the practitioner for session revocation")
+        return action_result(
+            "revoke_sessions",
+            account,
+            started,
+            Outcome.NOT_APPLICABLE,
+            detail={"reason": "FHIR defines no sessions; the EHR's own login is not exposed"},
+        )
+
+    async def remove_access(self, account: Account) -> ActionResult:
+        """Set ``active=false`` on every active PractitionerRole, then read back."""
+        started = utcnow()
+        await self._practitioner(account, "reading the practitioner")
+        bodies: list[bytes] = []
+        vendor_id: str | None = None
+        removed: list[str] = []
+        read_only: dict[str, str] = {}
+        for role in await self._roles(account.account_id):
+            if role.get("active") is False:
+                continue
+            if not self.update_roles:
+                read_only[_role_name(role)] = (
+                    "PractitionerRole is read-only on this server (update_roles = false); "
+                    "Practitioner.active=false ends the access"
+                )
+                continue
+            role["active"] = False
+            try:
+                response = await self._update(
+                    role,
+                    what=f"deactivating PractitionerRole/{role['id']}",
+                    account_id=account.account_id,
+                )
+            except _NotFound:
+                continue  # deleted meanwhile: the read-back below tells the truth either way
+            except _ReadOnly:
+                read_only[_role_name(role)] = (
+                    "the server refuses PractitionerRole updates (HTTP 405/501); set "
+                    f"update_roles = false in [connectors.{self.name}]; Practitioner.active=false "
+                    "ends the access"
+                )
+                continue
+            bodies.append(response.content)
+            vendor_id = vendor_id or request_id(response)
+            removed.append(_role_name(role))
+        state = await self.read_state(account)
+        skipped = tuple(
+            SkippedItem(item, read_only.get(item, "still active when read back after deactivation"))
+            for item in sorted(state.entitlements)
+        )
+        gone = sorted(set(removed) - state.entitlements)
+        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if gone else Outcome.ALREADY)
+        return action_result(
+            "remove_access",
+            account,
+            started,
+            outcome,
+            vendor_request_id=vendor_id,
+            response_sha256=digest(bodies) if bodies else None,
+            removed=tuple(gone),
+            skipped=skipped,
+        )
+
+
+def _escape(value: str) -> str:
+    """Escape a token search value (FHIR R4 search §2.1.1.0: ``\\``, ``,``, ``|``, ``$``)."""
+    for char in ("\\", ",", "|", "$"):
+        value = value.replace(char, "\\" + char)
+    return value
+
+
+def _role_name(role: Mapping[str, Any]) -> str:
+    for concept in role.get("code") or []:
+        for coding in (concept or {}).get("coding") or []:
+            if isinstance(coding, dict) and coding.get("code"):
+                return str(coding["code"])
+    return f"PractitionerRole/{role.get('id')}"
+
+
+def _telecom_email(resource: Mapping[str, Any]) -> str | None:
+    for telecom in resource.get("telecom") or []:
+        if isinstance(telecom, dict) and telecom.get("system") == "email" and telecom.get("value"):
+            return str(telecom["value"])
+    return None
+
+
+def _outcome_text(response: httpx.Response) -> str:
+    """The diagnostics of an OperationOutcome body, if the server sent one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return response.reason_phrase
+    texts = []
+    for issue in body.get("issue") or []:
+        if isinstance(issue, dict):
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+            code = issue.get("code")
+            texts.append(f"{code}: {text}" if code and text else str(text or code or ""))
+    return short("; ".join(t for t in texts if t)) or response.reason_phrase
+
+
+def _secure_url(url: str) -> bool:
+    """https anywhere; http only on loopback (tests, a local sidecar)."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")

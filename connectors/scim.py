@@ -1,0 +1,577 @@
+"""Any SCIM 2.0 service (RFC 7643/7644): EHR or phone SaaS.
+
+Payloads are scim2-models objects (``User``, ``Group``, ``PatchOp``, ``Error``,
+``ServiceProviderConfig``); transport is our own ``httpx.AsyncClient`` (scim2-client would pull in
+a second HTTP stack). The connector reads ``/ServiceProviderConfig`` once and adapts:
+
+- PATCH ``active=false`` when ``patch.supported``; otherwise GET + PUT of the full resource,
+  conditional on the ETag (``If-Match``) when ``etag.supported``, so a concurrent edit is never
+  silently overwritten.
+- Server-side filters when ``filter.supported`` (every value quoted by scim2-models, so a
+  ``userName`` holding ``"`` or `` or `` cannot widen the filter, and every hit is re-checked
+  locally); otherwise a paged scan matched on our side.
+- Paging with ``startIndex``/``count``, bounded by ``filter.maxResults`` and
+  ``pagination.maxPageSize``; a server may return fewer than asked, so paging follows what came.
+
+Entitlements, as playbooks and read-backs name them: a plain name is a SCIM Group
+``displayName``; ``role:<value>`` and ``entitlement:<value>`` are values of the User's ``roles``
+and ``entitlements`` attributes, used only when the service's User schema declares them.
+
+Error mapping (RFC 7644 §3.12): 429 is transient with ``retry_after``; 5xx, timeouts and
+connection failures are transient; 400 (``invalidFilter`` and others), 401, 403, 404, 409
+(``uniqueness``) and 501 are permanent with a message saying what to fix. 412 depends on who set
+the precondition: see ``connectors._scim_api.ScimApi._raise_for``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from scim2_models import (
+    Context,
+    Email,
+    Entitlement,
+    PatchOperation,
+    Role,
+    ScimFilter,
+    User,
+)
+
+from connectors._http import (
+    OAuthTokenSource,
+    digest,
+    pydantic_summary,
+    request_id,
+)
+from connectors._scim_api import (
+    DEFAULT_MATCH,
+    ENTITLEMENT_PREFIX,
+    ROLE_PREFIX,
+    USER_OP,
+    MatchAttribute,
+    ScimApi,
+    ScimFeatures,
+    any_of,
+    attribute_entitlements,
+    is_attribute,
+    json_object,
+    matches,
+    replace_or_remove,
+    str_or_none,
+)
+from connectors.base import (
+    Account,
+    AccountState,
+    ActionResult,
+    Capability,
+    Connector,
+    ConnectorContext,
+    DesiredAccess,
+    Outcome,
+    SkippedItem,
+    Worker,
+    action_result,
+    utcnow,
+)
+from lifecycle.exceptions import (
+    ConfigError,
+    PermanentConnectorError,
+)
+from lifecycle.secrets import resolve_secret
+
+# --------------------------------------------------------------------------- options
+
+
+class ScimOAuthOptions(BaseModel):
+    """OAuth 2.0 client credentials (RFC 6749 §4.4) instead of a static bearer token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    """``env:NAME`` or ``file:/path``."""
+    scope: str | None = None
+
+
+class ScimOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["scim"] = "scim"
+    base_url: str
+    """The SCIM root, e.g. ``https://ehr.example.org/scim/v2`` (``/Users`` is appended)."""
+    token: str | None = None
+    """Static bearer token reference, ``env:NAME`` or ``file:/path``."""
+    oauth: ScimOAuthOptions | None = None
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    page_size: int = Field(default=100, ge=1, le=1000)
+    match: list[MatchAttribute] = Field(default_factory=lambda: list(DEFAULT_MATCH), min_length=1)
+    """Which User attributes correlate a worker: externalId = worker id, userName = UPN (or
+    email), emails = email."""
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> Self:
+        if (self.token is None) == (self.oauth is None):
+            raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
+        if not _secure_url(self.base_url):
+            raise ValueError(
+                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
+                "since the bearer token would travel in clear)"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- the connector
+
+
+class ScimConnector(Connector):
+    """A SCIM 2.0 service provider, adapted to what its ServiceProviderConfig declares."""
+
+    kind = "scim"
+    capabilities = frozenset(
+        {
+            Capability.FIND_ACCOUNT,
+            Capability.READ_STATE,
+            Capability.DISABLE,
+            Capability.REVOKE_SESSIONS,
+            Capability.REMOVE_ACCESS,
+            Capability.APPLY_ENTITLEMENTS,
+            Capability.CREATE_ACCOUNT,
+            Capability.LIST_ACCOUNTS,
+        }
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        client: httpx.AsyncClient,
+        token: SecretStr | None = None,
+        oauth: OAuthTokenSource | None = None,
+        page_size: int = 100,
+        match: Sequence[MatchAttribute] = DEFAULT_MATCH,
+        owns_client: bool = True,
+    ) -> None:
+        super().__init__(name)
+        self.api = ScimApi(
+            name,
+            base_url=base_url,
+            client=client,
+            token=token,
+            oauth=oauth,
+            page_size=page_size,
+            owns_client=owns_client,
+        )
+        self.base_url = self.api.base_url
+        self.match = tuple(match)
+
+    @classmethod
+    def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
+        try:
+            opts = ScimOptions.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
+        # Secrets first: a missing one must fail before any client is opened.
+        token = oauth = secret = None
+        if opts.token is not None:
+            token = resolve_secret(
+                opts.token,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}] token",
+            )
+        elif opts.oauth is not None:
+            secret = resolve_secret(
+                opts.oauth.client_secret,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}.oauth] client_secret",
+            )
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
+        )
+        if opts.oauth is not None and secret is not None:
+            form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
+            if opts.oauth.scope:
+                form["scope"] = opts.oauth.scope
+            oauth = OAuthTokenSource(
+                client,
+                connector=name,
+                token_url=opts.oauth.token_url,
+                client_id=opts.oauth.client_id,
+                client_secret=secret,
+                form=form,
+            )
+        return cls(
+            name,
+            base_url=opts.base_url,
+            client=client,
+            token=token,
+            oauth=oauth,
+            page_size=opts.page_size,
+            match=opts.match,
+        )
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+
+    async def features(self) -> ScimFeatures:
+        """What the service supports (read once from ServiceProviderConfig and the schema)."""
+        return await self.api.features()
+
+    def _wanted(self, worker: Worker) -> list[tuple[MatchAttribute, str]]:
+        values: dict[MatchAttribute, str | None] = {
+            "externalId": worker.worker_id,
+            "userName": worker.upn or worker.email,
+            "emails": worker.email,
+        }
+        return [(attr, v) for attr in self.match if (v := values[attr])]
+
+    async def find_account(self, worker: Worker) -> Account | None:
+        wanted = self._wanted(worker)
+        if not wanted:
+            return None
+        features = await self.api.features()
+        if features.filter:
+            node = any_of(wanted)
+            candidates = [
+                item
+                async for item in self.api.pages(
+                    "/Users", what="searching users", params={"filter": str(ScimFilter(node))}
+                )
+            ]
+        else:
+            candidates = [item async for item in self.api.pages("/Users", what="listing users")]
+        # Re-check every hit ourselves: a lenient filter parser must not widen the match.
+        hits = {str(item["id"]): item for item in candidates if matches(item, wanted)}
+        if not hits:
+            return None
+        if len(hits) > 1:
+            raise PermanentConnectorError(
+                f"{len(hits)} SCIM users match worker {worker.worker_id} "
+                f"({', '.join(sorted(hits))}); remove the duplicate or narrow 'match'",
+                connector=self.name,
+                account_id=worker.worker_id,
+            )
+        account_id, raw = next(iter(hits.items()))
+        return self._account(raw, account_id)
+
+    def _account(self, raw: Mapping[str, Any], account_id: str) -> Account:
+        return Account(
+            self.name,
+            account_id,
+            login=str_or_none(raw.get("userName")),
+            worker_id=str_or_none(raw.get("externalId")),
+        )
+
+    # ----------------------------------------------------------------- groups
+
+    async def read_state(self, account: Account) -> AccountState:
+        fetched, user = await self.api.get_user(account.account_id, "reading the user back")
+        groups = await self.api.memberships(account.account_id, user)
+        return AccountState(
+            account=self._account(fetched.raw, account.account_id),
+            enabled=user.active is not False,
+            read_at=utcnow(),
+            entitlements=frozenset(groups.values()) | attribute_entitlements(user),
+            sign_in_tracked=False,
+            created_at=user.meta.created if user.meta else None,
+        )
+
+    async def disable(self, account: Account) -> ActionResult:
+        started = utcnow()
+        what = "disabling the user"
+        _, user = await self.api.get_user(account.account_id, what)
+        if user.active is False:
+            return action_result("disable", account, started, Outcome.ALREADY)
+        response = await self.api.write_user(
+            account.account_id,
+            what=what,
+            operations=[USER_OP(op=PatchOperation.Op.replace_, path="active", value=False)],
+            replace={"active": False},
+        )
+        _, after = await self.api.get_user(account.account_id, "verifying the disable")
+        if after.active is not False:
+            raise PermanentConnectorError(
+                "the service accepted active=false but the user still reads active; check that "
+                "the service honours 'active' (some map it to a custom attribute)",
+                connector=self.name,
+                account_id=account.account_id,
+            )
+        return action_result(
+            "disable",
+            account,
+            started,
+            Outcome.DONE,
+            vendor_request_id=request_id(response),
+            response_sha256=digest([response.content]),
+            detail={"method": response.request.method},
+        )
+
+    async def revoke_sessions(self, account: Account) -> ActionResult:
+        """SCIM has no session resource; ``active=false`` is what makes the service refuse
+        sign-ins. The user is still read so that a vanished account is reported."""
+        started = utcnow()
+        await self.api.get_user(account.account_id, "checking the user for session revocation")
+        return action_result(
+            "revoke_sessions",
+            account,
+            started,
+            Outcome.NOT_APPLICABLE,
+            detail={"reason": "SCIM defines no sessions; active=false blocks sign-in"},
+        )
+
+    async def remove_access(self, account: Account) -> ActionResult:
+        """Leave every group and clear ``roles``/``entitlements``, then read back to verify."""
+        started = utcnow()
+        _, user = await self.api.get_user(account.account_id, "reading access to remove")
+        groups = await self.api.memberships(account.account_id, user)
+        bodies: list[bytes] = []
+        vendor_id: str | None = None
+        removed: list[str] = []
+        for group_id, name in sorted(groups.items(), key=lambda kv: kv[1]):
+            response = await self.api.change_membership(group_id, account.account_id, add=False)
+            if response is not None:
+                bodies.append(response.content)
+                vendor_id = vendor_id or request_id(response)
+            removed.append(name)
+        attributes = attribute_entitlements(user)
+        if attributes:
+            ops = [
+                USER_OP(op=PatchOperation.Op.remove, path=attr)
+                for attr, present in (("roles", user.roles), ("entitlements", user.entitlements))
+                if present
+            ]
+            response = await self.api.write_user(
+                account.account_id,
+                what="clearing roles and entitlements",
+                operations=ops,
+                replace={"roles": None, "entitlements": None},
+            )
+            bodies.append(response.content)
+            removed.extend(sorted(attributes))
+        # Verify: read the user and its groups again rather than trusting the 2xx answers.
+        state = await self.read_state(account)
+        skipped = tuple(
+            SkippedItem(item, "still present when read back after removal")
+            for item in sorted(state.entitlements)
+        )
+        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if removed else Outcome.ALREADY)
+        return action_result(
+            "remove_access",
+            account,
+            started,
+            outcome,
+            vendor_request_id=vendor_id,
+            response_sha256=digest(bodies) if bodies else None,
+            removed=tuple(sorted(set(removed) - {s.item for s in skipped})),
+            skipped=skipped,
+        )
+
+    async def apply_entitlements(self, account: Account, desired: DesiredAccess) -> ActionResult:
+        started = utcnow()
+        features = await self.api.features()
+        _, user = await self.api.get_user(account.account_id, "reading entitlements")
+        groups = await self.api.memberships(account.account_id, user)
+        current = frozenset(groups.values()) | attribute_entitlements(user)
+        to_remove = sorted(current - desired.entitlements)
+        to_add = sorted(desired.entitlements - current)
+        removed: list[str] = []
+        added: list[str] = []
+        skipped: list[SkippedItem] = []
+        bodies: list[bytes] = []
+        by_name = {name: gid for gid, name in groups.items()}
+        for item in to_remove:
+            if is_attribute(item):
+                continue
+            response = await self.api.change_membership(
+                by_name[item], account.account_id, add=False
+            )
+            bodies.append(response.content if response is not None else b"")
+            removed.append(item)
+        for item in to_add:
+            if is_attribute(item):
+                continue
+            group_id = await self.api.group_id(item, account.account_id)
+            if group_id is None:
+                skipped.append(SkippedItem(item, "no SCIM group with this displayName exists"))
+                continue
+            response = await self.api.change_membership(group_id, account.account_id, add=True)
+            bodies.append(response.content if response is not None else b"")
+            added.append(item)
+        attr_change = await self._apply_attribute_entitlements(
+            account.account_id, user, desired.entitlements, features, skipped
+        )
+        if attr_change is not None:
+            response, attr_removed, attr_added = attr_change
+            bodies.append(response.content)
+            removed.extend(attr_removed)
+            added.extend(attr_added)
+        changed = bool(removed or added)
+        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if changed else Outcome.ALREADY)
+        return action_result(
+            "apply_entitlements",
+            account,
+            started,
+            outcome,
+            response_sha256=digest(bodies) if bodies else None,
+            removed=tuple(sorted(removed)),
+            added=tuple(sorted(added)),
+            skipped=tuple(skipped),
+        )
+
+    async def _apply_attribute_entitlements(
+        self,
+        account_id: str,
+        user: User[Any],
+        desired: frozenset[str],
+        features: ScimFeatures,
+        skipped: list[SkippedItem],
+    ) -> tuple[httpx.Response, list[str], list[str]] | None:
+        """Make ``roles``/``entitlements`` equal the ``role:``/``entitlement:`` items wanted."""
+        wanted_roles = sorted(i[len(ROLE_PREFIX) :] for i in desired if i.startswith(ROLE_PREFIX))
+        wanted_ents = sorted(
+            i[len(ENTITLEMENT_PREFIX) :] for i in desired if i.startswith(ENTITLEMENT_PREFIX)
+        )
+        have_roles = sorted(r.value for r in user.roles or [] if r.value)
+        have_ents = sorted(e.value for e in user.entitlements or [] if e.value)
+        if wanted_roles and not features.roles:
+            skipped.extend(
+                SkippedItem(ROLE_PREFIX + r, "the service's User schema has no 'roles'")
+                for r in wanted_roles
+            )
+            wanted_roles = have_roles
+        if wanted_ents and not features.entitlements:
+            skipped.extend(
+                SkippedItem(
+                    ENTITLEMENT_PREFIX + e, "the service's User schema has no 'entitlements'"
+                )
+                for e in wanted_ents
+            )
+            wanted_ents = have_ents
+        if wanted_roles == have_roles and wanted_ents == have_ents:
+            return None
+        ops: list[PatchOperation[Any]] = []
+        replace: dict[str, Any] = {}
+        if wanted_roles != have_roles:
+            roles = [
+                Role(value=v).model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+                for v in wanted_roles
+            ]
+            ops.append(replace_or_remove("roles", roles))
+            replace["roles"] = roles or None
+        if wanted_ents != have_ents:
+            ents = [
+                Entitlement(value=v).model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+                for v in wanted_ents
+            ]
+            ops.append(replace_or_remove("entitlements", ents))
+            replace["entitlements"] = ents or None
+        response = await self.api.write_user(
+            account_id, what="setting roles and entitlements", operations=ops, replace=replace
+        )
+        removed = [ROLE_PREFIX + r for r in set(have_roles) - set(wanted_roles)]
+        removed += [ENTITLEMENT_PREFIX + e for e in set(have_ents) - set(wanted_ents)]
+        added = [ROLE_PREFIX + r for r in set(wanted_roles) - set(have_roles)]
+        added += [ENTITLEMENT_PREFIX + e for e in set(wanted_ents) - set(have_ents)]
+        return response, removed, added
+
+    async def create_account(self, worker: Worker, desired: DesiredAccess) -> Account:
+        features = await self.api.features()
+        login = worker.upn or worker.email or worker.worker_id
+        roles = [
+            i[len(ROLE_PREFIX) :] for i in sorted(desired.entitlements) if i.startswith(ROLE_PREFIX)
+        ]
+        ents = [
+            i[len(ENTITLEMENT_PREFIX) :]
+            for i in sorted(desired.entitlements)
+            if i.startswith(ENTITLEMENT_PREFIX)
+        ]
+        unsupported = [ROLE_PREFIX + r for r in roles if not features.roles]
+        unsupported += [ENTITLEMENT_PREFIX + e for e in ents if not features.entitlements]
+        if unsupported:
+            raise PermanentConnectorError(
+                f"the service's User schema cannot hold {', '.join(unsupported)}; remove them "
+                "from the playbook for this system",
+                connector=self.name,
+                account_id=worker.worker_id,
+            )
+        group_ids: dict[str, str] = {}
+        for name in sorted(i for i in desired.entitlements if not is_attribute(i)):
+            group_id = await self.api.group_id(name, worker.worker_id)
+            if group_id is None:
+                raise PermanentConnectorError(
+                    f"no SCIM group named {name!r} exists; create it in the service or fix "
+                    "the playbook",
+                    connector=self.name,
+                    account_id=worker.worker_id,
+                )
+            group_ids[name] = group_id
+        user: User[Any] = User(
+            user_name=login,
+            external_id=worker.worker_id,
+            display_name=worker.name,
+            active=True,
+            emails=[Email(value=worker.email, primary=True)] if worker.email else None,
+            roles=[Role(value=r) for r in roles] or None,
+            entitlements=[Entitlement(value=e) for e in ents] or None,
+        )
+        response = await self.api.request(
+            "POST",
+            "/Users",
+            what="creating the user",
+            account_id=worker.worker_id,
+            json_body=user.model_dump(scim_ctx=Context.RESOURCE_CREATION_REQUEST),
+            resource="user",
+        )
+        raw = json_object(
+            response, connector=self.name, account_id=worker.worker_id, what="creating the user"
+        )
+        if not raw.get("id"):
+            raise PermanentConnectorError(
+                "the service created the user but returned no id; find it by externalId and "
+                "link it by hand",
+                connector=self.name,
+                account_id=worker.worker_id,
+            )
+        account = self._account(raw, str(raw["id"]))
+        for group_id in group_ids.values():
+            await self.api.change_membership(group_id, account.account_id, add=True)
+        return account
+
+    async def list_accounts(self) -> AsyncIterator[AccountState]:
+        """Every user with its groups; group memberships are read in one pass over Groups."""
+        members: dict[str, set[str]] = {}
+        async for group in self.api.pages(
+            "/Groups", what="listing groups", params={"attributes": "displayName,members"}
+        ):
+            name = str(group.get("displayName") or group["id"])
+            for member in group.get("members") or []:
+                if isinstance(member, dict) and member.get("value"):
+                    members.setdefault(str(member["value"]), set()).add(name)
+        async for raw in self.api.pages("/Users", what="listing users"):
+            account_id = str(raw["id"])
+            user = self.api.user(raw, account_id)
+            groups = members.get(account_id, set()) | {
+                g.display or g.value for g in user.groups or [] if g.value
+            }
+            yield AccountState(
+                account=self._account(raw, account_id),
+                enabled=user.active is not False,
+                read_at=utcnow(),
+                entitlements=frozenset(groups) | attribute_entitlements(user),
+                sign_in_tracked=False,
+                created_at=user.meta.created if user.meta else None,
+            )
+
+
+def _secure_url(url: str) -> bool:
+    """https anywhere; http only on loopback (tests, a local sidecar)."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
