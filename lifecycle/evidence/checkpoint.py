@@ -155,7 +155,8 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
         data = p.read_bytes()
     except OSError as exc:
         raise EvidenceError(
-            f"cannot read the evidence key {p}: {exc.strerror}; create it with `lifecycle keys init`"
+            f"cannot read the evidence key {p}: {exc.strerror}; "
+            "create it with `lifecycle keys init`"
         ) from exc
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -168,7 +169,8 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
 
 def parse_verifier_key(text: str) -> VerifierKey:
     """Parse ``<name>+<hex key id>+<base64(0x01 || public key)>``; the id must match the key."""
-    parts = text.strip().split("+")
+    # The name and the hex id hold no "+"; the base64 key may.
+    parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise EvidenceError(
             "verifier key must look like <name>+<hex key id>+<base64 key> "
@@ -220,7 +222,9 @@ def sign_checkpoint(key: SigningKey, origin: str, tree_size: int, root_hash: byt
 
 
 def _as_verifier(verifier_key: str | VerifierKey) -> VerifierKey:
-    return verifier_key if isinstance(verifier_key, VerifierKey) else parse_verifier_key(verifier_key)
+    return (
+        verifier_key if isinstance(verifier_key, VerifierKey) else parse_verifier_key(verifier_key)
+    )
 
 
 def verify_note(note: str, verifier_key: str | VerifierKey) -> str:
@@ -288,8 +292,10 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     origin, size_line, hash_line = lines[0], lines[1], lines[2]
     if not origin:
         raise EvidenceError("malformed checkpoint: empty origin line")
-    if not size_line.isascii() or not size_line.isdigit() or (
-        size_line != "0" and size_line.startswith("0")
+    if (
+        not size_line.isascii()
+        or not size_line.isdigit()
+        or (size_line != "0" and size_line.startswith("0"))
     ):
         raise EvidenceError(f"malformed checkpoint: tree size {size_line[:40]!r} is not decimal")
     try:
@@ -313,7 +319,5 @@ def verify_checkpoint(
     """
     cp = parse_checkpoint_text(verify_note(note, verifier_key))
     if origin is not None and cp.origin != origin:
-        raise EvidenceError(
-            f"checkpoint origin {cp.origin!r} is not the expected log {origin!r}"
-        )
+        raise EvidenceError(f"checkpoint origin {cp.origin!r} is not the expected log {origin!r}")
     return cp

@@ -155,9 +155,7 @@ def verify_consistency(
     # 6.
     for c in path[1:]:
         if sn == 0:
-            raise EvidenceError(
-                f"consistency proof from {old_size} to {new_size} is too long"
-            )
+            raise EvidenceError(f"consistency proof from {old_size} to {new_size} is too long")
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -322,9 +320,7 @@ class ProofTree:
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """PROOF(old_size, D[tree_size]) = SUBPROOF(old_size, D[tree_size], true)."""
         if old_size < 0 or old_size > self.tree_size:
-            raise EvidenceError(
-                f"old tree size {old_size} is outside 0..{self.tree_size}"
-            )
+            raise EvidenceError(f"old tree size {old_size} is outside 0..{self.tree_size}")
         if old_size in (0, self.tree_size):
             return []
         path: list[bytes] = []
