@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from lifecycle.evidence import zipindex
 from lifecycle.evidence.checkpoint import (
     SigningKey,
     VerifierKey,
@@ -94,10 +95,11 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _zinfo(name: str) -> zipfile.ZipInfo:
-    # A fixed timestamp keeps the zip a function of its contents.
+def _zinfo(name: str, *, compress: bool = True) -> zipfile.ZipInfo:
+    # A fixed timestamp keeps the zip a function of its contents. Proofs are base64 hashes,
+    # which do not compress, so they are stored and the deflate cost is not paid twice a record.
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
     return info
 
@@ -141,9 +143,10 @@ def write_bundle(
         zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf,
         TerminationsTable() as table,
     ):
+        zipindex.install(zf, _zinfo)
 
-        def put(name: str, data: bytes) -> bytes:
-            zf.writestr(_zinfo(name), data)
+        def put(name: str, data: bytes, *, compress: bool = True) -> bytes:
+            zf.writestr(_zinfo(name, compress=compress), data)
             return hashlib.sha256(data).digest()
 
         other_digests.append(("checkpoint", put("checkpoint", checkpoint.encode()).hex()))
@@ -151,12 +154,18 @@ def write_bundle(
         other_digests.append((key_name, put(key_name, (verifier.text() + "\n").encode()).hex()))
 
         count = 0
+        highest = -1
         for seq, data in records:
             if not 0 <= seq < cp.tree_size:
                 raise EvidenceError(
                     f"record seq {seq} is not covered by the checkpoint (tree size "
                     f"{cp.tree_size}); sign a new checkpoint before exporting"
                 )
+            # Out-of-order seqs are written as they come (the verifier reports them), but a
+            # seq twice cannot be written at all: a zip holds one records/<seq>.json.
+            if seq <= highest and any(a <= seq <= b for a, b in ranges.runs):
+                raise EvidenceError(f"the store yielded record seq {seq} twice")
+            highest = max(highest, seq)
             proof = {
                 "leaf_index": seq,
                 "tree_size": cp.tree_size,
@@ -164,7 +173,9 @@ def write_bundle(
             }
             record_digests += put(f"records/{seq}.json", data)
             record_digests += put(
-                f"proofs/{seq}.json", json.dumps(proof, separators=(",", ":")).encode()
+                f"proofs/{seq}.json",
+                json.dumps(proof, separators=(",", ":")).encode(),
+                compress=False,
             )
             ranges.add(seq)
             count += 1

@@ -274,6 +274,8 @@ class ProofTree:
                 raise EvidenceError(f"leaf hash {i} is {len(h)} bytes, not {HASH_SIZE}")
             level += h
         self._levels: list[bytearray] = [level]
+        # Incomplete subtrees all end at tree_size: O(log n) of them, cached once computed.
+        self._partial: dict[int, bytes] = {}
         while len(level) >= 2 * HASH_SIZE:
             nxt = bytearray()
             view = memoryview(level)
@@ -294,8 +296,13 @@ class ProofTree:
             return EMPTY_ROOT
         if n & (n - 1) == 0 and lo % n == 0:
             return self._complete(n.bit_length() - 1, lo // n)
+        if hi == self.tree_size and lo in self._partial:
+            return self._partial[lo]
         k = _split(n)
-        return node_hash(self.subtree_hash(lo, lo + k), self.subtree_hash(lo + k, hi))
+        h = node_hash(self.subtree_hash(lo, lo + k), self.subtree_hash(lo + k, hi))
+        if hi == self.tree_size:
+            self._partial[lo] = h
+        return h
 
     def root(self) -> bytes:
         return self.subtree_hash(0, self.tree_size)

@@ -117,12 +117,17 @@ def _parse_runs(manifest: dict[str, Any]) -> tuple[int, list[list[int]]]:
 
 
 def _check_order(runs: list[list[int]], cp: Checkpoint, full_log: bool) -> None:
+    # Order first: a record moved elsewhere also leaves a hole, and "reordered" is the
+    # more precise diagnosis of the two.
     previous: int | None = None
     for first, last in runs:
         if previous is not None and first <= previous:
             raise EvidenceError(
                 f"records are reordered: seq {first} comes after seq {previous} in the bundle"
             )
+        previous = last
+    previous = None
+    for first, last in runs:
         if previous is not None and full_log and first != previous + 1:
             raise EvidenceError(
                 f"sequence gap: seqs {previous + 1}..{first - 1} are missing from an export of "
@@ -163,6 +168,39 @@ def _decode_path(values: Any, what: str) -> list[bytes]:
     return out
 
 
+def _parse_canonical(data: bytes) -> tuple[Any, bool]:
+    """Parse a record and tell whether its bytes are its RFC 8785 canonical form.
+
+    For ASCII keys, integers within 2**53 and no floats, RFC 8785 output equals
+    ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` (same escapes, same
+    order), which is about twenty times faster than the ``rfc8785`` package; anything else is
+    decided by the package itself.
+    """
+    exotic = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal exotic
+        exotic = exotic or not all(k.isascii() for k, _ in items)
+        return dict(items)
+
+    def number(text: str) -> float:
+        nonlocal exotic
+        exotic = True
+        return float(text)
+
+    def integer(text: str) -> int:
+        nonlocal exotic
+        value = int(text)
+        exotic = exotic or abs(value) > 2**53
+        return value
+
+    record = json.loads(data, object_pairs_hook=pairs, parse_float=number, parse_int=integer)
+    if exotic:
+        return record, rfc8785.dumps(record) == data
+    fast = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return record, fast.encode() == data
+
+
 def _check_record(
     bundle: _Bundle, seq: int, expected: dict[str, str], cp: Checkpoint
 ) -> dict[str, Any]:
@@ -173,9 +211,9 @@ def _check_record(
         )
     data = bundle.read(name)
     try:
-        record = json.loads(data)
+        record, canonical = _parse_canonical(data)
     except ValueError:
-        record = None
+        record, canonical = None, False
     held = record.get("seq") if isinstance(record, dict) else None
     if isinstance(held, int) and held != seq:
         raise EvidenceError(f"records are reordered: {name} holds the record with seq {held}")
@@ -189,7 +227,7 @@ def _check_record(
         raise EvidenceError(f"record seq {seq} ({name}) is not a {RECORD_SCHEMA} record")
     if held != seq:
         raise EvidenceError(f"record {name} has no seq field equal to {seq}")
-    if rfc8785.dumps(record) != data:
+    if not canonical:
         raise EvidenceError(
             f"record seq {seq} ({name}) is not canonical JSON (RFC 8785): it was re-encoded"
         )

@@ -135,7 +135,7 @@ def test_tampered_inclusion_proofs_are_rejected(n: int) -> None:
             (LEAVES[m], m, [root, *path], root),
         ]
         bad += [
-            (LEAVES[m], m, path[:i] + [flip(path[i])] + path[i + 1 :], root)
+            (LEAVES[m], m, [*path[:i], flip(path[i]), *path[i + 1 :]], root)
             for i in range(len(path))
         ]
         if path:
@@ -166,7 +166,7 @@ def test_tampered_consistency_proofs_are_rejected(n: int) -> None:
             (m - 1, old_root, new_root, proof),
         ]
         bad += [
-            (m, old_root, new_root, proof[:i] + [flip(proof[i], 4)] + proof[i + 1 :])
+            (m, old_root, new_root, [*proof[:i], flip(proof[i], 4), *proof[i + 1 :]])
             for i in range(len(proof))
         ]
         for size, r1, r2, p in bad:
