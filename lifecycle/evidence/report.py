@@ -25,7 +25,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 TABLE_ROWS = 300
 # Time-to-revoke buckets as fractions of the SLA: the chart reads the same for any SLA.
-BUCKETS = [0.1, 0.25, 0.5, 0.75, 1.0, 2.0]
+BUCKETS = [1 / 60, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0]
 
 
 @dataclass
@@ -102,13 +102,20 @@ def _duration(ms: int | None) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _nice_step(top: int) -> int:
+    """A 1-2-5 axis step giving about five gridlines."""
+    raw = max(1, top // 5)
+    magnitude = int(10 ** (len(str(raw)) - 1))
+    return next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+
+
 def _chart(stats: ReportStats, width: float) -> Drawing:
     sla = stats.main_sla() or 3600
     edges = [0.0, *BUCKETS]
     labels = []
     for lo, hi in zip(edges, BUCKETS, strict=False):
-        labels.append(f"{lo * sla / 60:g}-{hi * sla / 60:g} min")
-    labels.append(f">{BUCKETS[-1] * sla / 60:g} min")
+        labels.append(f"{lo * sla / 60:.3g}-{hi * sla / 60:.3g} min")
+    labels.append(f">{BUCKETS[-1] * sla / 60:.3g} min")
     labels.append("not revoked")
     height = 70 * mm
     drawing = Drawing(width, height)
@@ -124,7 +131,7 @@ def _chart(stats: ReportStats, width: float) -> Drawing:
     chart.valueAxis.labels.fontSize = 7
     top = max(stats.bucket_counts) if any(stats.bucket_counts) else 1
     chart.valueAxis.valueMax = top + max(1, top // 10)
-    chart.valueAxis.valueStep = max(1, (top + 4) // 5)
+    chart.valueAxis.valueStep = _nice_step(top)
     chart.bars.strokeWidth = 0
     inside = BUCKETS.index(1.0) + 1
     for i in range(len(labels)):

@@ -171,7 +171,7 @@ def _decode_path(values: Any, what: str) -> list[bytes]:
 def _parse_canonical(data: bytes) -> tuple[Any, bool]:
     """Parse a record and tell whether its bytes are its RFC 8785 canonical form.
 
-    For ASCII keys, integers within 2**53 and no floats, RFC 8785 output equals
+    For ASCII keys, safe integers (below 2**53) and no floats, RFC 8785 output equals
     ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` (same escapes, same
     order), which is about twenty times faster than the ``rfc8785`` package; anything else is
     decided by the package itself.
@@ -188,15 +188,20 @@ def _parse_canonical(data: bytes) -> tuple[Any, bool]:
         exotic = True
         return float(text)
 
-    def integer(text: str) -> int:
+    def integer(text: str) -> int | float:
         nonlocal exotic
         value = int(text)
-        exotic = exotic or abs(value) > 2**53
-        return value
+        if abs(value) < 2**53:
+            return value
+        exotic = True
+        return float(text)  # RFC 8785 numbers are IEEE 754 doubles
 
     record = json.loads(data, object_pairs_hook=pairs, parse_float=number, parse_int=integer)
     if exotic:
-        return record, rfc8785.dumps(record) == data
+        try:
+            return record, rfc8785.dumps(record) == data
+        except rfc8785.CanonicalizationError:
+            return record, False
     fast = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return record, fast.encode() == data
 

@@ -8,6 +8,7 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rfc8785
@@ -410,3 +411,37 @@ def test_writer_accepts_a_file_object(log: Log) -> None:
     )
     buf.seek(0)
     assert verify_bundle(buf, verifier(log)).records == 12
+
+
+class _Unseekable(io.RawIOBase):
+    """An HTTP response body: write-only, no seek, no tell."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += bytes(b)
+        return len(b)
+
+
+def test_writer_streams_to_an_unseekable_body(log: Log) -> None:
+    body = _Unseekable()
+    write_bundle(
+        body,
+        records=log.items(),
+        leaf_hashes=log.leaves,
+        checkpoint=log.checkpoint(),
+        signing_key=log.key,
+        query=ALL,
+        generator_version="0.1.0",
+    )
+    assert verify_bundle(io.BytesIO(bytes(body.data)), verifier(log)).records == 12
+
+
+def test_duplicate_seq_is_refused(log: Log, tmp_path: Path) -> None:
+    items = [*log.items(range(4)), (2, log.records[2])]
+    with pytest.raises(EvidenceError, match="seq 2 twice"):
+        export(log, tmp_path / "b.zip", items=items)
