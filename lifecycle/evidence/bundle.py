@@ -33,7 +33,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -53,6 +53,7 @@ from lifecycle.exceptions import EvidenceError
 BUNDLE_FORMAT = "lifecycle-evidence-bundle/1"
 MANIFEST_NOTE_TITLE = "lifecycle evidence bundle manifest v1"
 QUERY_KEYS = ("since", "until", "worker")
+PROGRESS_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def write_bundle(
     generator_version: str,
     previous_tree_size: int | None = None,
     generated_at: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BundleSummary:
     """Write the evidence bundle for the records a query matched.
 
@@ -124,6 +126,8 @@ def write_bundle(
     covers every record yielded. The writer does not judge the records: an altered or missing
     record is written as it is and the verifier reports it. ``previous_tree_size`` adds a
     consistency proof from that size, for an auditor holding an earlier checkpoint.
+    ``progress`` is called with the number of records written so far, every
+    ``PROGRESS_EVERY`` records and once at the end.
     """
     unknown = set(query) - set(QUERY_KEYS)
     if unknown:
@@ -179,12 +183,17 @@ def write_bundle(
             )
             ranges.add(seq)
             count += 1
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(count)
             try:
                 parsed = json.loads(data)
             except ValueError:
                 parsed = None
             if isinstance(parsed, dict):
                 stats.add(parsed, table.add(seq, parsed))
+
+        if progress is not None:
+            progress(count)
 
         if previous_tree_size is not None:
             consistency = {

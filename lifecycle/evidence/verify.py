@@ -26,7 +26,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -34,6 +34,7 @@ import rfc8785
 
 from lifecycle.evidence.bundle import (
     BUNDLE_FORMAT,
+    PROGRESS_EVERY,
     QUERY_KEYS,
     key_file_name,
     manifest_note_text,
@@ -68,6 +69,23 @@ class VerifyReport:
     full_log: bool
     previous_tree_size: int | None
     checks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for ``lifecycle evidence verify --json``."""
+        return {
+            "ok": True,
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root_hash": base64.b64encode(self.root_hash).decode(),
+            "records": self.records,
+            "seq_ranges": self.seq_ranges,
+            "query": self.query,
+            "generator": self.generator,
+            "generated_at": self.generated_at,
+            "full_log": self.full_log,
+            "previous_tree_size": self.previous_tree_size,
+            "checks": self.checks,
+        }
 
 
 class _Bundle:
@@ -270,12 +288,15 @@ def verify_bundle(
     bundle: str | os.PathLike[str] | IO[bytes],
     verifier_key: str,
     previous_checkpoint: str | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Verify a bundle offline; raise ``EvidenceError`` naming the first thing that fails.
 
     ``verifier_key`` is the C2SP verifier key text the auditor obtained out of band (the
     bundle's own copy is never trusted). ``previous_checkpoint`` is a checkpoint the auditor
     kept from an earlier audit; the bundle must then prove this log extends it.
+    ``progress(done, total)`` is called every ``PROGRESS_EVERY`` records and at the end.
     """
     key = parse_verifier_key(verifier_key)
     try:
@@ -359,9 +380,11 @@ def verify_bundle(
 
         # 5. Every record, in order.
         with TerminationsTable() as table:
-            for seq in _iter_seqs(runs):
+            for done, seq in enumerate(_iter_seqs(runs), start=1):
                 record = _check_record(b, seq, expected, cp)
                 table.add(seq, record)
+                if progress is not None and (done % PROGRESS_EVERY == 0 or done == count):
+                    progress(done, count)
             checks.append(f"{count} records canonical and included in the checkpoint's tree")
 
             # 6. Nothing unlisted.

@@ -445,3 +445,26 @@ def test_duplicate_seq_is_refused(log: Log, tmp_path: Path) -> None:
     items = [*log.items(range(4)), (2, log.records[2])]
     with pytest.raises(EvidenceError, match="seq 2 twice"):
         export(log, tmp_path / "b.zip", items=items)
+
+
+def test_progress_is_reported_and_report_serialises(log: Log, tmp_path: Path) -> None:
+    written: list[int] = []
+    write_bundle(
+        tmp_path / "b.zip",
+        records=log.items(),
+        leaf_hashes=log.leaves,
+        checkpoint=log.checkpoint(),
+        signing_key=log.key,
+        query=ALL,
+        generator_version="0.1.0",
+        progress=written.append,
+    )
+    checked: list[tuple[int, int]] = []
+    report = verify_bundle(
+        tmp_path / "b.zip",
+        verifier(log),
+        progress=lambda done, total: checked.append((done, total)),
+    )
+    assert written == [12] and checked == [(12, 12)]
+    out = json.loads(json.dumps(report.as_dict()))
+    assert out["ok"] is True and out["tree_size"] == 12 and len(out["checks"]) >= 5
