@@ -468,3 +468,20 @@ def test_progress_is_reported_and_report_serialises(log: Log, tmp_path: Path) ->
     assert written == [12] and checked == [(12, 12)]
     out = json.loads(json.dumps(report.as_dict()))
     assert out["ok"] is True and out["tree_size"] == 12 and len(out["checks"]) >= 5
+
+
+def test_previous_checkpoint_by_another_key_is_rejected(log: Log, tmp_path: Path) -> None:
+    other = SigningKey(ORIGIN, Ed25519PrivateKey.generate())
+    old = sign_checkpoint(other, ORIGIN, 8, MerkleTree.from_leaf_hashes(log.leaves[:8]).root())
+    path = export(log, tmp_path / "b.zip", previous_tree_size=8)
+    with pytest.raises(EvidenceError, match="previous checkpoint rejected: not signed by"):
+        verify_bundle(path, verifier(log), previous_checkpoint=old)
+
+
+def test_consistency_proof_for_other_sizes_is_rejected(log: Log, tmp_path: Path) -> None:
+    old = sign_checkpoint(log.key, ORIGIN, 6, MerkleTree.from_leaf_hashes(log.leaves[:6]).root())
+    path = export(log, tmp_path / "b.zip", previous_tree_size=8)
+    with pytest.raises(
+        EvidenceError, match=r"consistency.json proves 8 -> 12, but the checkpoints"
+    ):
+        verify_bundle(path, verifier(log), previous_checkpoint=old)
