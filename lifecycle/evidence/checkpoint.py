@@ -239,7 +239,8 @@ def verify_note(note: str, verifier_key: str | VerifierKey) -> str:
     if not note.endswith("\n"):
         raise EvidenceError("malformed signed note: it does not end with a newline")
     if any(ord(c) < 0x20 and c != "\n" for c in note):
-        raise EvidenceError("malformed signed note: it contains control characters")
+        hint = " (CRLF line endings? notes use LF only)" if "\r" in note else ""
+        raise EvidenceError(f"malformed signed note: it contains control characters{hint}")
     split = note.rfind("\n\n")
     if split < 0:
         raise EvidenceError("malformed signed note: no blank line before the signatures")
