@@ -311,17 +311,22 @@ class ProofTree:
         """PATH(index, D[tree_size]), deepest sibling first."""
         if index < 0 or index >= self.tree_size:
             raise EvidenceError(f"leaf index {index} is outside a tree of size {self.tree_size}")
-        path: list[bytes] = []
+        # Walk down the RFC's split until the range holding the leaf is a complete subtree
+        # (ranges reached this way are aligned to their size), collecting the siblings ...
+        top: list[bytes] = []
         lo, hi = 0, self.tree_size
-        while hi - lo > 1:
+        while (hi - lo) & (hi - lo - 1):
             k = _split(hi - lo)
             if index < lo + k:
-                path.append(self.subtree_hash(lo + k, hi))
+                top.append(self.subtree_hash(lo + k, hi))
                 hi = lo + k
             else:
-                path.append(self.subtree_hash(lo, lo + k))
-                lo = lo + k
-        path.reverse()
+                top.append(self._complete(k.bit_length() - 1, lo // k))
+                lo += k
+        # ... then inside it the sibling at level l is simply node (index >> l) ^ 1.
+        depth = (hi - lo).bit_length() - 1
+        path = [self._complete(level, (index >> level) ^ 1) for level in range(depth)]
+        path.extend(reversed(top))
         return path
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
