@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.evidence.verify import _parse_canonical
@@ -25,7 +25,8 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+# The machine is shared: generation speed is not what these tests are about.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=st.dictionaries(st.text(), values, max_size=6))
 def test_fast_check_matches_rfc8785(value: dict[str, Any]) -> None:
     try:

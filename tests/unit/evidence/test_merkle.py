@@ -6,7 +6,7 @@ import hashlib
 from functools import cache
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.evidence.merkle import (
@@ -208,7 +208,8 @@ def test_compact_range_survives_a_restart() -> None:
         MerkleTree.from_frontier(77, tree.frontier[:1])
 
 
-@settings(max_examples=150, deadline=None)
+# The machine is shared: generation speed is not what these tests are about.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     entries=st.lists(st.binary(max_size=40), min_size=1, max_size=300),
     data=st.data(),
