@@ -169,7 +169,8 @@ def load_signing_key(path: str | os.PathLike[str], name: str) -> SigningKey:
 
 def parse_verifier_key(text: str) -> VerifierKey:
     """Parse ``<name>+<hex key id>+<base64(0x01 || public key)>``; the id must match the key."""
-    parts = text.strip().split("+", 2)  # the base64 key may itself contain "+"
+    # The name and the hex id hold no "+"; the base64 key may.
+    parts = text.strip().split("+", 2)
     if len(parts) != 3:
         raise EvidenceError(
             "verifier key must look like <name>+<hex key id>+<base64 key> "
@@ -238,7 +239,8 @@ def verify_note(note: str, verifier_key: str | VerifierKey) -> str:
     if not note.endswith("\n"):
         raise EvidenceError("malformed signed note: it does not end with a newline")
     if any(ord(c) < 0x20 and c != "\n" for c in note):
-        raise EvidenceError("malformed signed note: it contains control characters")
+        hint = " (CRLF line endings? notes use LF only)" if "\r" in note else ""
+        raise EvidenceError(f"malformed signed note: it contains control characters{hint}")
     split = note.rfind("\n\n")
     if split < 0:
         raise EvidenceError("malformed signed note: no blank line before the signatures")

@@ -274,6 +274,8 @@ class ProofTree:
                 raise EvidenceError(f"leaf hash {i} is {len(h)} bytes, not {HASH_SIZE}")
             level += h
         self._levels: list[bytearray] = [level]
+        # Incomplete subtrees all end at tree_size: O(log n) of them, cached once computed.
+        self._partial: dict[int, bytes] = {}
         while len(level) >= 2 * HASH_SIZE:
             nxt = bytearray()
             view = memoryview(level)
@@ -294,8 +296,13 @@ class ProofTree:
             return EMPTY_ROOT
         if n & (n - 1) == 0 and lo % n == 0:
             return self._complete(n.bit_length() - 1, lo // n)
+        if hi == self.tree_size and lo in self._partial:
+            return self._partial[lo]
         k = _split(n)
-        return node_hash(self.subtree_hash(lo, lo + k), self.subtree_hash(lo + k, hi))
+        h = node_hash(self.subtree_hash(lo, lo + k), self.subtree_hash(lo + k, hi))
+        if hi == self.tree_size:
+            self._partial[lo] = h
+        return h
 
     def root(self) -> bytes:
         return self.subtree_hash(0, self.tree_size)
@@ -304,17 +311,22 @@ class ProofTree:
         """PATH(index, D[tree_size]), deepest sibling first."""
         if index < 0 or index >= self.tree_size:
             raise EvidenceError(f"leaf index {index} is outside a tree of size {self.tree_size}")
-        path: list[bytes] = []
+        # Walk down the RFC's split until the range holding the leaf is a complete subtree
+        # (ranges reached this way are aligned to their size), collecting the siblings ...
+        top: list[bytes] = []
         lo, hi = 0, self.tree_size
-        while hi - lo > 1:
+        while (hi - lo) & (hi - lo - 1):
             k = _split(hi - lo)
             if index < lo + k:
-                path.append(self.subtree_hash(lo + k, hi))
+                top.append(self.subtree_hash(lo + k, hi))
                 hi = lo + k
             else:
-                path.append(self.subtree_hash(lo, lo + k))
-                lo = lo + k
-        path.reverse()
+                top.append(self._complete(k.bit_length() - 1, lo // k))
+                lo += k
+        # ... then inside it the sibling at level l is simply node (index >> l) ^ 1.
+        depth = (hi - lo).bit_length() - 1
+        path = [self._complete(level, (index >> level) ^ 1) for level in range(depth)]
+        path.extend(reversed(top))
         return path
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
