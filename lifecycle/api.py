@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -16,18 +18,21 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.engine import worker_of
+from lifecycle.evidence.export import export_bundle
 from lifecycle.exceptions import (
     AuthError,
     ConfigError,
+    EvidenceError,
     ForbiddenError,
     IntakeError,
     LifecycleError,
@@ -166,6 +171,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         return Depends(check)
 
     admin = require(Role.ADMIN)
+    auditor = require(Role.AUDITOR)
     reader = require(Role.ADMIN, Role.AUDITOR)
 
     @app.exception_handler(LifecycleError)
@@ -298,6 +304,48 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         if latest is None:
             raise NotFoundError("no checkpoint has been signed yet (is the evidence key loaded?)")
         return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
+
+    @v1.get("/evidence/bundle", tags=["evidence"], response_class=FileResponse)
+    async def bundle(
+        _: Principal = auditor,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        worker: Annotated[str | None, Query(max_length=64)] = None,
+        previous_size: Annotated[int | None, Query(ge=0)] = None,
+    ) -> FileResponse:
+        """The evidence bundle of records appended in [since, until), streamed as a zip."""
+        if service.key is None:
+            raise EvidenceError("the evidence key is not loaded; no bundle can be signed")
+        key = service.key
+        handle, name = tempfile.mkstemp(prefix="lifecycle-bundle-", suffix=".zip")
+        os.close(handle)
+        try:
+            summary = await anyio.to_thread.run_sync(
+                lambda: export_bundle(
+                    service.store,
+                    key,
+                    service.settings.service.log_origin,
+                    name,
+                    now=service.clock(),
+                    since=since,
+                    until=until,
+                    worker=worker,
+                    previous_tree_size=previous_size,
+                )
+            )
+        except BaseException:
+            os.unlink(name)
+            raise
+        return FileResponse(
+            name,
+            media_type="application/zip",
+            filename=f"evidence-{summary.tree_size}.zip",
+            headers={
+                "X-Evidence-Tree-Size": str(summary.tree_size),
+                "X-Evidence-Records": str(summary.records),
+            },
+            background=BackgroundTask(os.unlink, name),
+        )
 
     # ------------------------------------------------------------------ operators
 
