@@ -41,6 +41,7 @@ from lifecycle.models import (
 
 #: Advisory lock key that serialises evidence appends across replicas ("LCEV").
 EVIDENCE_LOCK_KEY = 0x4C434556
+EVIDENCE_RETENTION_YEARS = 6
 TERMINATION_ACTIONS = ("disable", "revoke_sessions", "remove_access", "verify")
 
 
@@ -130,6 +131,43 @@ class Store:
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        self._protect_evidence()
+
+    def _protect_evidence(self) -> None:
+        """Evidence is append-only, enforced by the database itself: records and checkpoints are
+        never updated, and never deleted before the retention period (HIPAA 164.316(b)(2): six
+        years) has passed, whatever code or operator asks."""
+        years = EVIDENCE_RETENTION_YEARS
+        with self.engine.begin() as conn:
+            if self.is_sqlite:
+                for table, column in (("evidence", "created_at"), ("checkpoints", "signed_at")):
+                    conn.exec_driver_sql(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
+                        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+                    )
+                    conn.exec_driver_sql(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_retention BEFORE DELETE ON {table} "
+                        f"WHEN OLD.{column} > datetime('now', '-{years} years') BEGIN "
+                        f"SELECT RAISE(ABORT, '{table} is kept {years} years'); END"
+                    )
+            elif self.is_postgres:
+                conn.exec_driver_sql(
+                    "CREATE OR REPLACE FUNCTION lifecycle_protect_evidence() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF TG_OP = 'UPDATE' THEN "
+                    "RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END IF; "
+                    # TG_ARGV[0] names the row's timestamp column (the tables differ).
+                    "IF (to_jsonb(OLD) ->> TG_ARGV[0])::timestamptz "
+                    f"> now() - interval '{years} years' "
+                    f"THEN RAISE EXCEPTION '%% is kept {years} years', TG_TABLE_NAME; END IF; "
+                    "RETURN OLD; END $$"
+                )
+                for table, column in (("evidence", "created_at"), ("checkpoints", "signed_at")):
+                    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_protect ON {table}")
+                    conn.exec_driver_sql(
+                        f"CREATE TRIGGER {table}_protect BEFORE UPDATE OR DELETE ON {table} "
+                        f"FOR EACH ROW EXECUTE FUNCTION lifecycle_protect_evidence('{column}')"
+                    )
 
     def ping(self) -> None:
         with self.session() as s:

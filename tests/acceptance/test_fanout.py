@@ -5,7 +5,9 @@ goes through the app's HTTP interface and the SCIM servers are reached over loop
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -18,6 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from connectors.base import Worker
 from lifecycle.api import create_app
 from lifecycle.app import Service
+from lifecycle.evidence.export import export_bundle
 from lifecycle.settings import Settings
 from tests.integration.scim.conftest import ScimServer, seed_user
 from tests.unit.ringcentral.fake import CLIENT_ID, CLIENT_SECRET, JWT, SERVER, FakeRingCentral
@@ -135,3 +138,27 @@ async def test_one_termination_revokes_idp_both_scim_servers_and_ringcentral(
         assert (await http.get(f"/Users/{voice_id}")).json()["active"] is False
     assert ringcentral.extensions[extension.id].status == "Disabled"
     assert ringcentral.holdings(extension.id) == set()
+
+    # Evidence holds no secrets, no raw vendor bodies and no personal contact data: scan the
+    # record and every file of an exported bundle.
+    assert service.key is not None
+    out = io.BytesIO()
+    export_bundle(service.store, service.key, "fanout.test/evidence", out, now=datetime.now(UTC))
+    with zipfile.ZipFile(out) as bundle:
+        blobs = [raw] + [bundle.read(name) for name in bundle.namelist()]
+    forbidden = [
+        SECRET,
+        SECRET.removeprefix("whsec_"),
+        ehr_server.token,
+        phone_server.token,
+        CLIENT_SECRET,
+        JWT,
+        WORKER.email or "",
+        "urn:ietf:params:scim",
+        '"extensionNumber"',
+        '"userName"',
+        '"access_token"',
+    ]
+    for blob in blobs:
+        for needle in forbidden:
+            assert needle.encode() not in blob, needle

@@ -178,3 +178,33 @@ def test_evidence_appends_are_gap_free_and_once_per_run(store: Store) -> None:
     assert store.leaf_hashes() == [n.to_bytes(32, "big") for n in range(20)]
     seq, _ = store.append_evidence(run_ids[0], "W", build, NOW)
     assert store.load_run(run_ids[0]).run.evidence_seq == seq
+
+
+def test_evidence_cannot_be_rewritten_or_deleted_within_retention(store: Store) -> None:
+    run_id = store.accept_hr_event(termination("W0010", "evt-r"), SYSTEMS, NOW).run_id
+    assert run_id is not None
+    store.append_evidence(run_id, "W0010", lambda seq: ("r", b"record", b"\x00" * 32), NOW)
+    store.save_checkpoint(1, b"\x01" * 32, "note", NOW)
+    for statement in (
+        "UPDATE evidence SET worker_id = 'W0001'",
+        "DELETE FROM evidence",
+        "UPDATE checkpoints SET note = 'forged'",
+        "DELETE FROM checkpoints",
+    ):
+        with (
+            pytest.raises(Exception, match=r"append-only|kept 6 years"),
+            store.engine.begin() as conn,
+        ):
+            conn.exec_driver_sql(statement)
+    assert store.leaf_hashes() == [b"\x00" * 32]
+    assert store.latest_checkpoint() is not None
+
+
+def test_evidence_older_than_retention_may_be_deleted(store: Store) -> None:
+    run_id = store.accept_hr_event(termination("W0011", "evt-o"), SYSTEMS, NOW).run_id
+    assert run_id is not None
+    long_ago = NOW - timedelta(days=366 * 6 + 2)
+    store.append_evidence(run_id, "W0011", lambda seq: ("r", b"old", b"\x02" * 32), long_ago)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM evidence")
+    assert store.leaf_hashes() == []
