@@ -24,6 +24,7 @@ from lifecycle.exceptions import (
     TransientConnectorError,
 )
 from lifecycle.retry import parse_retry_after
+from lifecycle.validation import summary
 
 #: How much of a vendor's error detail goes into an exception message.
 DETAIL_LIMIT = 200
@@ -51,11 +52,7 @@ def short(text: str | None) -> str:
 
 def pydantic_summary(exc: ValidationError) -> str:
     """``option: problem; ...`` for a ConfigError naming what to fix (values are not echoed)."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "options"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+    return summary(exc)
 
 
 def request_id(response: httpx.Response) -> str | None:

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from connectors.base import PolicyBaseline
 from lifecycle.exceptions import ConfigError
 from lifecycle.retry import RetryPolicy
+from lifecycle.validation import summary
 
 MIB = 1024 * 1024
 
@@ -156,7 +157,4 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{resolved or 'configuration'}: {problems}") from exc
+        raise ConfigError(f"{resolved or 'configuration'}: {summary(exc)}") from exc

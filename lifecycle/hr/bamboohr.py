@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from lifecycle.exceptions import PayloadError, SignatureError
 from lifecycle.hr.event import HrEvent, HrEventType, check_worker_id, payload_digest
 from lifecycle.secrets import resolve_secret
 from lifecycle.settings import HrSourceSettings
+from lifecycle.validation import parse_json_body
 
 TERMINATED_STATUSES = frozenset({"terminated", "inactive"})
 
@@ -91,15 +91,7 @@ def parse(
     allow_inline: bool,
 ) -> HrEvent:
     event_id = verify(source, body, headers, now, allow_inline)
-    try:
-        parsed = _Body.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise PayloadError(f"body does not match the BambooHR schema: {problems}") from exc
+    parsed = parse_json_body(_Body, body, "BambooHR")
     fields = parsed.data.fields
     status = str(fields.get("employmentStatus", "")).casefold()
     if parsed.type == "employee.deleted" or status in TERMINATED_STATUSES:

@@ -6,18 +6,18 @@ Body: ``{"type": "worker.terminated", "timestamp": ..., "data": {"worker_id": ..
 from __future__ import annotations
 
 import binascii
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from lifecycle.exceptions import PayloadError, SignatureError
+from lifecycle.exceptions import SignatureError
 from lifecycle.hr.event import HrEvent, HrEventType, check_worker_id, payload_digest
 from lifecycle.secrets import resolve_secret
 from lifecycle.settings import HrSourceSettings
+from lifecycle.validation import parse_json_body
 
 TYPES: Mapping[str, HrEventType] = {
     "worker.terminated": HrEventType.TERMINATION,
@@ -75,15 +75,7 @@ def parse(
     allow_inline: bool,
 ) -> HrEvent:
     event_id = verify(source, body, headers, allow_inline)
-    try:
-        parsed = _Body.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise PayloadError(f"body does not match the HR event schema: {problems}") from exc
+    parsed = parse_json_body(_Body, body, "HR event")
     data = parsed.data
     return HrEvent(
         source=name,
