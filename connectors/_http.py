@@ -13,17 +13,21 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Self
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 
+from connectors.base import ConnectorContext
 from lifecycle.exceptions import (
     ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
 )
 from lifecycle.retry import parse_retry_after
+from lifecycle.secrets import resolve_secret
 from lifecycle.validation import summary
 
 #: How much of a vendor's error detail goes into an exception message.
@@ -230,3 +234,93 @@ class OAuthTokenSource:
                 connector=self._connector,
             ) from exc
         return _Token(value, now + max(lifetime - TOKEN_SKEW_SECONDS, lifetime / 2))
+
+
+# --------------------------------------------------------------------------- service auth
+
+
+def secure_url(url: str) -> bool:
+    """https anywhere; http only on loopback (tests, a local sidecar)."""
+    parsed = urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+class OAuthOptions(BaseModel):
+    """OAuth 2.0 client credentials (RFC 6749 §4.4) instead of a static bearer token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_url: str
+    client_id: str
+    client_secret: str
+    """``env:NAME`` or ``file:/path``."""
+    scope: str | None = None
+
+
+class BearerOrOAuthOptions(BaseModel):
+    """Options of a REST service reached with a bearer token or with client credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    token: str | None = None
+    """Static bearer token reference, ``env:NAME`` or ``file:/path``."""
+    oauth: OAuthOptions | None = None
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> Self:
+        if (self.token is None) == (self.oauth is None):
+            raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
+        if not secure_url(self.base_url):
+            raise ValueError(
+                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
+                "since the bearer token would travel in clear)"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAuth:
+    """The resolved secrets; resolved before any client is opened, so a missing one fails
+    the configuration and not the first termination."""
+
+    token: SecretStr | None
+    oauth_secret: SecretStr | None
+
+    @classmethod
+    def resolve(
+        cls, name: str, opts: BearerOrOAuthOptions, context: ConnectorContext
+    ) -> ServiceAuth:
+        if opts.token is not None:
+            token = resolve_secret(
+                opts.token,
+                allow_inline=context.allow_inline_secrets,
+                what=f"[connectors.{name}] token",
+            )
+            return cls(token, None)
+        assert opts.oauth is not None  # the options validator guarantees one of the two
+        secret = resolve_secret(
+            opts.oauth.client_secret,
+            allow_inline=context.allow_inline_secrets,
+            what=f"[connectors.{name}.oauth] client_secret",
+        )
+        return cls(None, secret)
+
+    def oauth_source(
+        self, client: httpx.AsyncClient, name: str, opts: BearerOrOAuthOptions
+    ) -> OAuthTokenSource | None:
+        if opts.oauth is None or self.oauth_secret is None:
+            return None
+        form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
+        if opts.oauth.scope:
+            form["scope"] = opts.oauth.scope
+        return OAuthTokenSource(
+            client,
+            connector=name,
+            token_url=opts.oauth.token_url,
+            client_id=opts.oauth.client_id,
+            client_secret=self.oauth_secret,
+            form=form,
+        )

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError
 
 from connectors._http import (
+    BearerOrOAuthOptions,
+    OAuthOptions,
     OAuthTokenSource,
+    ServiceAuth,
     digest,
     pydantic_summary,
     request_id,
@@ -58,28 +61,17 @@ from lifecycle.exceptions import (
     PermanentConnectorError,
     TransientConnectorError,
 )
-from lifecycle.secrets import resolve_secret
 
 FHIR_JSON = "application/fhir+json"
 MAX_PAGES = 1000
 
 
-class FhirOAuthOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    token_url: str
-    client_id: str
-    client_secret: str
+class FhirOAuthOptions(OAuthOptions):
     scope: str | None = "system/Practitioner.write system/PractitionerRole.write"
 
 
-class FhirOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FhirOptions(BearerOrOAuthOptions):
     kind: Literal["fhir"] = "fhir"
-    base_url: str
-    """FHIR base, e.g. ``https://emr.example.org/apis/default/fhir`` for OpenEMR."""
-    token: str | None = None
     oauth: FhirOAuthOptions | None = None
     identifier_system: str
     """The ``Identifier.system`` under which the worker's id is recorded."""
@@ -88,17 +80,6 @@ class FhirOptions(BaseModel):
     """False for servers whose PractitionerRole is read-only (OpenEMR)."""
     timeout_seconds: float = Field(default=15.0, gt=0)
     page_size: int = Field(default=50, ge=1, le=500)
-
-    @model_validator(mode="after")
-    def _one_auth(self) -> Self:
-        if (self.token is None) == (self.oauth is None):
-            raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
-        if not _secure_url(self.base_url):
-            raise ValueError(
-                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
-                "since the bearer token would travel in clear)"
-            )
-        return self
 
 
 class _NotFound(PermanentConnectorError):
@@ -156,41 +137,16 @@ class FhirConnector(Connector):
             opts = FhirOptions.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
-        # Secrets first: a missing one must fail before any client is opened.
-        token = oauth = secret = None
-        if opts.token is not None:
-            token = resolve_secret(
-                opts.token,
-                allow_inline=context.allow_inline_secrets,
-                what=f"[connectors.{name}] token",
-            )
-        elif opts.oauth is not None:
-            secret = resolve_secret(
-                opts.oauth.client_secret,
-                allow_inline=context.allow_inline_secrets,
-                what=f"[connectors.{name}.oauth] client_secret",
-            )
+        auth = ServiceAuth.resolve(name, opts, context)
         client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
-        if opts.oauth is not None and secret is not None:
-            form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
-            if opts.oauth.scope:
-                form["scope"] = opts.oauth.scope
-            oauth = OAuthTokenSource(
-                client,
-                connector=name,
-                token_url=opts.oauth.token_url,
-                client_id=opts.oauth.client_id,
-                client_secret=secret,
-                form=form,
-            )
         return cls(
             name,
             base_url=opts.base_url,
             client=client,
             identifier_system=opts.identifier_system,
             identifier_from=opts.identifier_from,
-            token=token,
-            oauth=oauth,
+            token=auth.token,
+            oauth=auth.oauth_source(client, name, opts),
             page_size=opts.page_size,
             update_roles=opts.update_roles,
         )
@@ -572,11 +528,3 @@ def _outcome_text(response: httpx.Response) -> str:
             code = issue.get("code")
             texts.append(f"{code}: {text}" if code and text else str(text or code or ""))
     return short("; ".join(t for t in texts if t)) or response.reason_phrase
-
-
-def _secure_url(url: str) -> bool:
-    """https anywhere; http only on loopback (tests, a local sidecar)."""
-    parsed = urlsplit(url)
-    if parsed.scheme == "https" and parsed.hostname:
-        return True
-    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")

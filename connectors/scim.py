@@ -27,10 +27,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError
 from scim2_models import (
     Context,
     Email,
@@ -42,7 +41,9 @@ from scim2_models import (
 )
 
 from connectors._http import (
+    BearerOrOAuthOptions,
     OAuthTokenSource,
+    ServiceAuth,
     digest,
     pydantic_summary,
     request_id,
@@ -81,49 +82,18 @@ from lifecycle.exceptions import (
     ConfigError,
     PermanentConnectorError,
 )
-from lifecycle.secrets import resolve_secret
 
 # --------------------------------------------------------------------------- options
 
 
-class ScimOAuthOptions(BaseModel):
-    """OAuth 2.0 client credentials (RFC 6749 §4.4) instead of a static bearer token."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    token_url: str
-    client_id: str
-    client_secret: str
-    """``env:NAME`` or ``file:/path``."""
-    scope: str | None = None
-
-
-class ScimOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ScimOptions(BearerOrOAuthOptions):
     kind: Literal["scim"] = "scim"
-    base_url: str
-    """The SCIM root, e.g. ``https://ehr.example.org/scim/v2`` (``/Users`` is appended)."""
-    token: str | None = None
-    """Static bearer token reference, ``env:NAME`` or ``file:/path``."""
-    oauth: ScimOAuthOptions | None = None
     timeout_seconds: float = Field(default=15.0, gt=0)
     page_size: int = Field(default=100, ge=1, le=1000)
     match: list[MatchAttribute] = Field(default_factory=lambda: list(DEFAULT_MATCH), min_length=1)
     """Which User attributes correlate a worker: externalId = worker id, userName = UPN (or
     email), emails = email."""
     verify_tls: bool = True
-
-    @model_validator(mode="after")
-    def _one_auth(self) -> Self:
-        if (self.token is None) == (self.oauth is None):
-            raise ValueError("set exactly one of 'token' (bearer) or [oauth] (client credentials)")
-        if not _secure_url(self.base_url):
-            raise ValueError(
-                "'base_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
-                "since the bearer token would travel in clear)"
-            )
-        return self
 
 
 # --------------------------------------------------------------------------- the connector
@@ -177,41 +147,16 @@ class ScimConnector(Connector):
             opts = ScimOptions.model_validate(dict(options))
         except ValidationError as exc:
             raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
-        # Secrets first: a missing one must fail before any client is opened.
-        token = oauth = secret = None
-        if opts.token is not None:
-            token = resolve_secret(
-                opts.token,
-                allow_inline=context.allow_inline_secrets,
-                what=f"[connectors.{name}] token",
-            )
-        elif opts.oauth is not None:
-            secret = resolve_secret(
-                opts.oauth.client_secret,
-                allow_inline=context.allow_inline_secrets,
-                what=f"[connectors.{name}.oauth] client_secret",
-            )
+        auth = ServiceAuth.resolve(name, opts, context)
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
         )
-        if opts.oauth is not None and secret is not None:
-            form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
-            if opts.oauth.scope:
-                form["scope"] = opts.oauth.scope
-            oauth = OAuthTokenSource(
-                client,
-                connector=name,
-                token_url=opts.oauth.token_url,
-                client_id=opts.oauth.client_id,
-                client_secret=secret,
-                form=form,
-            )
         return cls(
             name,
             base_url=opts.base_url,
             client=client,
-            token=token,
-            oauth=oauth,
+            token=auth.token,
+            oauth=auth.oauth_source(client, name, opts),
             page_size=opts.page_size,
             match=opts.match,
         )
@@ -567,11 +512,3 @@ class ScimConnector(Connector):
                 sign_in_tracked=False,
                 created_at=user.meta.created if user.meta else None,
             )
-
-
-def _secure_url(url: str) -> bool:
-    """https anywhere; http only on loopback (tests, a local sidecar)."""
-    parsed = urlsplit(url)
-    if parsed.scheme == "https" and parsed.hostname:
-        return True
-    return parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
