@@ -24,6 +24,7 @@ that a wrongful termination can be undone) and ``read_state`` (a fresh read from
 from __future__ import annotations
 
 import json
+import math
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -70,6 +71,7 @@ from connectors.base import (
 )
 from lifecycle.exceptions import (
     ConfigError,
+    ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
 )
@@ -159,7 +161,8 @@ class LdapConnector(Connector):
             user=self.options.bind_dn,
             password=self._password.get_secret_value(),
             raise_exceptions=True,
-            receive_timeout=self.options.timeout_seconds,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds
+            receive_timeout=max(1, math.ceil(self.options.timeout_seconds)),
             auto_referrals=False,
             read_only=False,
         )
@@ -197,6 +200,15 @@ class LdapConnector(Connector):
             except (OSError, ssl.SSLError) as exc:
                 raise TransientConnectorError(
                     f"{self.dialect.label} at {self.options.url}: {what} failed: {exc}",
+                    connector=self.name,
+                    account_id=account_id,
+                ) from exc
+            except ConnectorError:
+                raise
+            except Exception as exc:  # ldap3 lets a few non-LDAP exceptions through
+                raise PermanentConnectorError(
+                    f"{self.dialect.label} at {self.options.url}: {what} failed: "
+                    f"{type(exc).__name__}: {exc}",
                     connector=self.name,
                     account_id=account_id,
                 ) from exc
