@@ -24,8 +24,8 @@ that a wrongful termination can be undone) and ``read_state`` (a fresh read from
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Self, TypeVar

@@ -16,7 +16,7 @@ from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult, LDAPException
 
 from connectors._ldap_values import ad_password_value, escape_dn_value
 
-USER_PASSWORD = "Us3r!Passw0rd-初"  # noqa: S105 - throwaway accounts on loopback
+USER_PASSWORD = "Us3r!Passw0rd-初"
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ LOOPBACK = "127.0.0.1"
 AD_REALM = "EXAMPLE.TEST"
 AD_DOMAIN_DN = "DC=example,DC=test"
 AD_ADMIN_DN = f"CN=Administrator,CN=Users,{AD_DOMAIN_DN}"
-AD_ADMIN_PASSWORD = "Adm1n!Passw0rd"  # noqa: S105 - a throwaway test domain on loopback
+AD_ADMIN_PASSWORD = "Adm1n!Passw0rd"
 LDAP_SUFFIX = "dc=example,dc=org"
 LDAP_ROOT_DN = f"cn=Manager,{LDAP_SUFFIX}"
-LDAP_ROOT_PASSWORD = "slapd-test-password"  # noqa: S105 - throwaway server on loopback
+LDAP_ROOT_PASSWORD = "slapd-test-password"
 
 INSTALL_HINT = "run scripts/install-test-servers.sh as root (it installs samba, slapd, ldap-utils)"
 
@@ -228,7 +228,7 @@ def samba_dc(timeout: float = 90.0) -> Iterator[SambaDC]:
                 + provision.stderr[-2000:]
             )
         with (workdir / "samba.out").open("wb") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            proc = subprocess.Popen(
                 [samba, "-i", "-s", str(workdir / "etc" / "smb.conf")],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -379,7 +379,7 @@ def slapd_server(timeout: float = 30.0) -> Iterator[SlapdServer]:
             (_SLAPD_CONFIG.format(**values), ["-n0"]),
             (_SLAPD_TREE.format(**values), ["-b", LDAP_SUFFIX]),
         ):
-            added = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            added = subprocess.run(
                 [slapadd, "-F", str(rundir / "slapd.d"), *args],
                 input=ldif,
                 capture_output=True,
@@ -391,7 +391,7 @@ def slapd_server(timeout: float = 30.0) -> Iterator[SlapdServer]:
                 raise ServerUnavailable(f"slapadd failed: {added.stderr[-2000:]}")
         port = _free_port()
         with (rundir / "slapd.out").open("wb") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            proc = subprocess.Popen(
                 [
                     slapd,
                     "-d",
