@@ -31,6 +31,7 @@ from connectors._ldap_values import (
     guid_from_bytes,
     normalize_dn,
     parse_generalized_time,
+    random_password,
     seconds_to_ad_interval,
 )
 from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
@@ -117,8 +118,15 @@ class AdDialect(Dialect):
         conn.modify(entry.dn, {"userAccountControl": [(MODIFY_REPLACE, [str(uac | 2)])]})
         return True
 
-    def reset_password(self, conn: Connection, dn: str, password: str) -> None:
-        conn.modify(dn, {"unicodePwd": [(MODIFY_REPLACE, [ad_password_value(password)])]})
+    def reset_password(
+        self, conn: Connection, dn: str, password: str, *, disabled: bool = False
+    ) -> None:
+        # Twice, with two different secrets: AD and Samba still accept the *previous* password
+        # for a while after a reset (NTLM's OldPasswordAllowedPeriod; Samba's simple binds
+        # too), so after one reset the worker's own password would keep working. After two,
+        # the previous password is a random one that nobody ever knew.
+        for secret in (random_password(), password):
+            conn.modify(dn, {"unicodePwd": [(MODIFY_REPLACE, [ad_password_value(secret)])]})
 
     def new_account(
         self, worker: Worker, correlation_value: str, password: str

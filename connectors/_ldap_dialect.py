@@ -131,6 +131,10 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def enabled(self, entry: Entry) -> bool: ...
 
+    def lock_effective(self, conn: Connection, entry: Entry) -> bool:
+        """Whether the disable mark on ``entry`` really stops binds (checked on read-back)."""
+        return True
+
     @abc.abstractmethod
     def locked(self, entry: Entry) -> bool | None: ...
 
@@ -151,7 +155,10 @@ class Dialect(abc.ABC):
         """Turn the account off; ``False`` when it already was."""
 
     @abc.abstractmethod
-    def reset_password(self, conn: Connection, dn: str, password: str) -> None: ...
+    def reset_password(
+        self, conn: Connection, dn: str, password: str, *, disabled: bool = False
+    ) -> None:
+        """Set a new password; ``disabled`` says the account is off and must stay off."""
 
     @abc.abstractmethod
     def new_account(

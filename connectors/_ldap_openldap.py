@@ -49,6 +49,7 @@ class OpenLdapDialect(Dialect):
             "pwdAccountLockedTime",
             "createTimestamp",
             "pwdChangedTime",
+            "pwdPolicySubentry",
             self.options.correlation,
         ]
         if self.options.sign_in_attribute:
@@ -74,6 +75,15 @@ class OpenLdapDialect(Dialect):
     def enabled(self, entry: Entry) -> bool:
         return entry.text("pwdAccountLockedTime") != OPENLDAP_ADMIN_LOCK
 
+    def _policy_of(self, entry: Entry) -> str:
+        return entry.text("pwdPolicySubentry") or self.options.policy_dn
+
+    def lock_effective(self, conn: Connection, entry: Entry) -> bool:
+        # slapd only honours pwdAccountLockedTime when the account's policy has pwdLockout
+        # TRUE; otherwise the "disabled" account binds as before (checked on slapd 2.5).
+        policy = read_entry(conn, self._policy_of(entry), ["pwdLockout"])
+        return policy is not None and (policy.text("pwdLockout") or "").upper() == "TRUE"
+
     def locked(self, entry: Entry) -> bool | None:
         value = entry.text("pwdAccountLockedTime")
         # Any other value is a lockout after failed binds (it lapses after pwdLockoutDuration).
@@ -93,14 +103,28 @@ class OpenLdapDialect(Dialect):
         return parse_generalized_time(value) if value else None
 
     def disable(self, conn: Connection, entry: Entry) -> bool:
+        if not self.lock_effective(conn, entry):
+            raise DirectoryProblem(
+                f"ppolicy {self._policy_of(entry)} does not have pwdLockout TRUE, so slapd would "
+                "ignore the administrative lock and the account would still sign in: set "
+                "pwdLockout TRUE in that policy (apply_policy does) and load ppolicy with "
+                "olcPPolicyUseLockout"
+            )
         if entry.text("pwdAccountLockedTime") == OPENLDAP_ADMIN_LOCK:
             return False
         conn.modify(entry.dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [OPENLDAP_ADMIN_LOCK])]})
         return True
 
-    def reset_password(self, conn: Connection, dn: str, password: str) -> None:
+    def reset_password(
+        self, conn: Connection, dn: str, password: str, *, disabled: bool = False
+    ) -> None:
         # RFC 3062 Password Modify: the server hashes with its own scheme and ppolicy sees it.
         conn.extend.standard.modify_password(user=dn, new_password=password)
+        if disabled:
+            # ppolicy clears pwdAccountLockedTime on every password change, which would undo
+            # the disable. The new password is already unknown to anyone, so the moment
+            # between the two operations grants nothing; the lock goes straight back.
+            conn.modify(dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [OPENLDAP_ADMIN_LOCK])]})
 
     def new_account(
         self, worker: Worker, correlation_value: str, password: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -22,6 +23,14 @@ Connection = Any
 """An ``ldap3.Connection`` (ldap3 ships no type hints)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    open: int
+    """Connections open now (idle or in use)."""
+    peak_open: int
+    """Most connections ever open at once: never more than the pool size."""
+
+
 class ConnectionPool:
     """At most ``size`` connections; idle ones are reused, broken ones are dropped."""
 
@@ -31,6 +40,8 @@ class ConnectionPool:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._open = 0
+        self._peak = 0
 
     async def run(self, call: Callable[[Connection], T]) -> T:
         """Run ``call(connection)`` in a worker thread with a bound connection of its own."""
@@ -43,6 +54,9 @@ class ConnectionPool:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._factory()
+            with self._lock:
+                self._open += 1
+                self._peak = max(self._peak, self._open)
         healthy = False
         try:
             result = call(conn)
@@ -63,13 +77,19 @@ class ConnectionPool:
             if healthy and not self._closed and not conn.closed:
                 self._idle.append(conn)
                 return
+            self._open -= 1
         _unbind_quietly(conn)
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(self._open, self._peak)
 
     async def aclose(self) -> None:
         """Unbind every idle connection; calls still running release theirs when they end."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
         for conn in idle:
             await anyio.to_thread.run_sync(_unbind_quietly, conn)
 

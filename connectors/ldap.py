@@ -28,6 +28,7 @@ import logging
 import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from typing import Any, Self, TypeVar
 
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, NONE, Connection, Server, Tls
@@ -44,7 +45,7 @@ from connectors._ldap_ad import AdDialect
 from connectors._ldap_dialect import Dialect, DirectoryProblem, Entry, groups_of, search
 from connectors._ldap_openldap import OpenLdapDialect
 from connectors._ldap_options import LdapOptions
-from connectors._ldap_pool import ConnectionPool
+from connectors._ldap_pool import ConnectionPool, PoolStats
 from connectors._ldap_values import (
     ad_bind_diagnosis,
     dn_is_under,
@@ -337,7 +338,11 @@ class LdapConnector(Connector):
         def call(conn: Any) -> AccountState:
             entry = self._entry(conn, account)
             groups = groups_of(conn, self.options.base_dn, entry.dn)
-            return self._state(entry, groups, account.worker_id)
+            state = self._state(entry, groups, account.worker_id)
+            if not state.enabled and not self.dialect.lock_effective(conn, entry):
+                # Marked disabled, but the directory ignores the mark: report the truth.
+                return replace(state, enabled=True)
+            return state
 
         return await self._run("read the account", call, account_id=account.account_id)
 
@@ -362,7 +367,8 @@ class LdapConnector(Connector):
 
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
-            self.dialect.reset_password(conn, entry.dn, random_password())
+            disabled = not self.dialect.enabled(entry)
+            self.dialect.reset_password(conn, entry.dn, random_password(), disabled=disabled)
             return action_result(
                 "revoke_sessions",
                 account,
@@ -544,6 +550,10 @@ class LdapConnector(Connector):
             Outcome.DONE if any(k != "resultant_pso" for k in changed) else Outcome.ALREADY,
             detail=changed,
         )
+
+    def pool_stats(self) -> PoolStats:
+        """Open and peak connections, for the benchmark and the bounded-pool test."""
+        return self._pool.stats()
 
     async def aclose(self) -> None:
         await self._pool.aclose()

@@ -334,7 +334,7 @@ objectClass: organizationalRole
 objectClass: pwdPolicy
 cn: default
 pwdAttribute: userPassword
-pwdLockout: FALSE
+pwdLockout: TRUE
 pwdMaxFailure: 0
 """
 
