@@ -49,8 +49,9 @@ class LdapOptions(BaseModel):
     """Certificate validation; turning it off must be written down here explicitly."""
     ca_file: Path | None = None
     """PEM bundle of the CA that issued the server certificate (default: system store)."""
-    tls_server_name: str | None = None
-    """Name the certificate must carry when it differs from the URL host."""
+    tls_server_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
+    """Another name the certificate may carry, for when the URL host is an address or alias
+    that the certificate does not list (wildcards refused: ``*`` would disable the check)."""
     start_tls: bool = False
     allow_plaintext: bool = False
     """Permit ``ldap://`` without StartTLS (bind password in clear!). Never for AD."""

@@ -173,6 +173,10 @@ class LdapConnector(Connector):
                 conn.start_tls()
             conn.bind()
         except BaseException:
+            # ldap3 leaves the socket of a failed open behind; close it rather than leak an fd.
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                sock.close()
             try:
                 conn.unbind()
             except (LDAPException, OSError):
