@@ -47,7 +47,8 @@ def escape_dn_value(value: str) -> str:
     """Escape an attribute value for use in an RDN (RFC 4514 section 2.4).
 
     Unlike ``ldap3.utils.dn.escape_rdn`` this writes NUL as ``\\00`` (ldap3 emits a backslash
-    followed by a raw NUL byte, which servers reject or mis-parse).
+    followed by a raw NUL byte, which servers reject or mis-parse). ``#`` is escaped wherever it
+    stands: RFC 4514 requires it only in front, but ldap3's own DN parser rejects it anywhere.
     """
     if not value:
         raise ValueError("an RDN value cannot be empty")
@@ -55,7 +56,7 @@ def escape_dn_value(value: str) -> str:
     for index, char in enumerate(value):
         if char == "\x00":
             out.append("\\00")
-        elif char in '\\,+"<>;=' or _edge_space(value, index):
+        elif char in '\\,+"<>;=#' or _edge_space(value, index):
             out.append("\\" + char)
         else:
             out.append(char)
@@ -63,9 +64,8 @@ def escape_dn_value(value: str) -> str:
 
 
 def _edge_space(value: str, index: int) -> bool:
-    """Leading ``#`` or space, and a trailing space, must be escaped in an RDN value."""
-    char = value[index]
-    return (index == 0 and char in "# ") or (index == len(value) - 1 and char == " ")
+    """A leading or trailing space must be escaped in an RDN value."""
+    return value[index] == " " and index in (0, len(value) - 1)
 
 
 def is_attribute_name(name: str) -> bool:
