@@ -15,6 +15,16 @@ pool in worker threads, escaping, error translation and the evidence of each cha
     va_group_dn = "CN=Virtual Assistants,OU=VA Groups,DC=example,DC=org"
     ca_file = "/etc/ssl/certs/example-root-ca.pem"
 
+    [connectors.ldap]
+    kind = "openldap"
+    url = "ldaps://ldap.example.org:636"
+    bind_dn = "cn=lifecycle,ou=services,dc=example,dc=org"
+    bind_password = "file:/run/secrets/ldap_bind_password"
+    base_dn = "dc=example,dc=org"
+    group_ou = "ou=groups,dc=example,dc=org"
+    ppolicy_dn = "cn=default,ou=policies,dc=example,dc=org"
+    ca_file = "/etc/ssl/certs/example-root-ca.pem"
+
 A termination is ``disable`` (userAccountControl bit 0x2, or ppolicy's administrative lock),
 ``revoke_sessions`` (the password is reset to a random secret nobody keeps, so cached
 credentials stop working), ``remove_access`` (every group membership, listed in the result so
@@ -446,9 +456,8 @@ class LdapConnector(Connector):
             wanted = {normalize_dn(g): g for g in desired.entitlements}
             drop = [current[k] for k in sorted(current.keys() - wanted.keys())]
             removed, skipped = self._remove_from(conn, entry.dn, drop)
-            added = [wanted[k] for k in sorted(wanted.keys() - current.keys())]
-            for group in added:
-                conn.modify(group, {"member": [(MODIFY_ADD, [entry.dn])]})
+            missing = [wanted[k] for k in sorted(wanted.keys() - current.keys())]
+            added = [group for group in missing if self._add_to(conn, entry.dn, group)]
             outcome = _outcome(bool(removed or added), bool(skipped))
             return action_result(
                 "apply_entitlements",
@@ -461,6 +470,21 @@ class LdapConnector(Connector):
             )
 
         return await self._run("change group memberships", call, account_id=account.account_id)
+
+    @staticmethod
+    def _add_to(conn: Any, member_dn: str, group: str) -> bool:
+        """Add ``member_dn`` to ``group``; ``False`` if it was already there (a retried step)."""
+        try:
+            conn.modify(group, {"member": [(MODIFY_ADD, [member_dn])]})
+        except LDAPOperationResult as exc:
+            if exc.result in (20, 68):  # attributeOrValueExists (slapd), entryAlreadyExists (AD)
+                return False
+            if exc.result == 32:
+                raise DirectoryProblem(
+                    f"group {group} does not exist: fix the playbook or create the group"
+                ) from exc
+            raise
+        return True
 
     def _under_group_ou(self, group: str) -> bool:
         try:
@@ -494,7 +518,8 @@ class LdapConnector(Connector):
             found = search(
                 conn,
                 self.options.base_dn,
-                f"({self.options.correlation}={escape_filter_value(value)})",
+                f"(&{self.dialect.user_filter}"
+                f"({self.options.correlation}={escape_filter_value(value)}))",
                 self.dialect.state_attributes(),
             )
             if len(found) != 1:
@@ -511,6 +536,8 @@ class LdapConnector(Connector):
         """Every person account under base_dn with its groups and last sign-in.
 
         Two paged searches (groups, then users) instead of one group search per account.
+        ``enabled`` here is the disable mark as stored; ``read_state`` also checks that the
+        directory honours it (OpenLDAP ppolicy with pwdLockout FALSE does not).
         """
 
         def call(conn: Any) -> tuple[list[Entry], dict[str, list[str]]]:

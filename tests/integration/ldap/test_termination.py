@@ -179,3 +179,15 @@ async def test_concurrent_terminations_share_a_bounded_pool(directory: Directory
             tg.start_soon(terminate, worker_id)
     assert len(results) == 12 and all(results.values())
     assert 1 <= connector.pool_stats().peak_open <= 3
+
+
+async def test_entitlements_to_a_missing_group_name_it(harness_for: LdapHarness) -> None:
+    from lifecycle.exceptions import PermanentConnectorError
+
+    worker = new_worker()
+    await harness_for.seed(worker, [harness_for.groups[0]])
+    account = await harness_for.connector.find_account(worker)
+    assert account is not None
+    ghost = harness_for.groups[0].replace("=", "=No Such ", 1)
+    with pytest.raises(PermanentConnectorError, match="does not exist"):
+        await harness_for.connector.apply_entitlements(account, DesiredAccess(frozenset({ghost})))
