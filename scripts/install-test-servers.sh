@@ -8,6 +8,7 @@
 # hold ports (636!) and confuse them. Not root and something missing: says what, exits 1.
 set -euo pipefail
 
+# samba-vfs-modules: provisioning sets sysvol ACLs through vfs_acl_xattr (not in "samba").
 PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user slapd ldap-utils)
 
 missing=()
@@ -44,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# krb5-user asks for a default realm; any answer works, the fixtures carry their own krb5.conf.
+# krb5-user asks for a default realm; any answer works (the fixtures only use LDAPS).
 echo "krb5-config krb5-config/default_realm string EXAMPLE.TEST" | debconf-set-selections
 
 apt-get update -qq
@@ -52,11 +53,17 @@ apt-get install -y -qq --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     "${missing[@]}" >/dev/null
 
-# Belt and braces: stop any packaged daemon that started anyway (only the packaged binaries
-# running from their default config; never a fixture's server, which runs with -f / -s <tmp>).
-for svc in slapd samba-ad-dc smbd nmbd winbind; do
-    if [ -x "/etc/init.d/$svc" ]; then
-        /etc/init.d/"$svc" stop >/dev/null 2>&1 || true
+# Belt and braces: if a package's daemon started anyway (an existing policy-rc.d that allows
+# it), stop exactly that daemon, found by the packaged pidfile. Never by name: the fixtures'
+# own slapd/samba run from temp dirs with their own pidfiles and must not be touched.
+for pidfile in /run/slapd/slapd.pid /run/samba/samba.pid /run/samba/smbd.pid \
+    /run/samba/nmbd.pid /run/samba/winbindd.pid; do
+    if [ -s "$pidfile" ]; then
+        pid=$(cat "$pidfile")
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "install-test-servers: stopping packaged daemon pid $pid ($pidfile)" >&2
+            kill "$pid" || true
+        fi
     fi
 done
 
