@@ -55,6 +55,11 @@ class AdDialect(Dialect):
     kind = "ad"
     label = "Active Directory"
     user_filter = "(&(objectCategory=person)(objectClass=user))"
+    revoke_note = (
+        "password reset twice to random secrets nobody keeps (the previous password stays "
+        "valid for a while after one reset); Kerberos tickets already issued live until they "
+        "expire (default 10 h) but cannot be renewed for a disabled account"
+    )
 
     def state_attributes(self) -> list[str]:
         attrs = [

@@ -105,6 +105,8 @@ class Dialect(abc.ABC):
     label: ClassVar[str]
     user_filter: ClassVar[str]
     """Filter selecting person accounts (no computers, no groups)."""
+    revoke_note: ClassVar[str]
+    """What a password reset does and does not end, for the evidence."""
 
     def __init__(self, options: LdapOptions) -> None:
         self.options = options

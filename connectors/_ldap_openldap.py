@@ -40,6 +40,10 @@ class OpenLdapDialect(Dialect):
     kind = "openldap"
     label = "OpenLDAP"
     user_filter = "(objectClass=inetOrgPerson)"
+    revoke_note = (
+        "password reset (RFC 3062) to a random secret nobody keeps; LDAP has no sessions, "
+        "so binds with the old password fail from now on"
+    )
 
     def state_attributes(self) -> list[str]:
         attrs = [

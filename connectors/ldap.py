@@ -389,7 +389,7 @@ class LdapConnector(Connector):
                 started,
                 Outcome.DONE,
                 response_sha256=self._digest(conn),
-                detail={"method": "password reset to a random secret that is not kept"},
+                detail={"method": "password reset", "effect": self.dialect.revoke_note},
             )
 
         return await self._run("reset the password", call, account_id=account.account_id)

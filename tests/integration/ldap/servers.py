@@ -8,6 +8,7 @@ on (the default), never with it turned off.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import shutil
@@ -147,6 +148,14 @@ def _wait_tls(port: int, ca_file: Path, deadline: float, proc: subprocess.Popen[
     raise ServerUnavailable(f"no TLS listener on {LOOPBACK}:{port} in time: {last}")
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the test process dies, even by SIGKILL,
+    so a killed pytest run never leaves a Samba holding 127.0.0.1:636 for the next one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen[Any]) -> None:
     """Stop a server and everything it forked (it runs in its own process group)."""
     if proc.poll() is None:
@@ -233,6 +242,7 @@ def samba_dc(timeout: float = 90.0) -> Iterator[SambaDC]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         _wait_tls(636, ca.ca_file, time.monotonic() + timeout, proc)
         yield SambaDC(
@@ -404,6 +414,7 @@ def slapd_server(timeout: float = 30.0) -> Iterator[SlapdServer]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         _wait_tls(port, ca.ca_file, time.monotonic() + timeout, proc)
         yield SlapdServer(
