@@ -37,6 +37,8 @@ import json
 import logging
 import math
 import ssl
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any, Self, TypeVar
@@ -95,6 +97,9 @@ log = logging.getLogger("lifecycle.connectors.ldap")
 #: LDAP result codes worth retrying: busy, unavailable, time/admin limit, server-side timeout.
 _TRANSIENT_CODES = {3, 11, 51, 52, 81, 85}
 _RETRY_AFTER_BUSY = 2.0
+#: How long (and for how many accounts) the start of a termination keeps its queue priority.
+_PRIORITY_MEMORY_SECONDS = 600.0
+_PRIORITY_MEMORY_ENTRIES = 10_000
 
 
 def _outcome(changed: bool, skipped: bool) -> Outcome:
@@ -125,6 +130,7 @@ class LdapConnector(Connector):
             connect_timeout=options.timeout_seconds,
         )
         self._pool = ConnectionPool(self._connect, options.pool_size)
+        self._began: OrderedDict[str, float] = OrderedDict()
         self._retry = RetryPolicy(
             attempts=options.retry_attempts, initial_seconds=0.2, max_seconds=2.0
         )
@@ -198,14 +204,31 @@ class LdapConnector(Connector):
 
     # ----------------------------------------------------------------- plumbing
 
+    def _priority(self, key: str | None) -> float:
+        """When the work on ``key`` (an account or worker id) began, for the pool's queue.
+
+        Calls for a termination that started earlier go first, so that under a burst the
+        earliest terminations complete first instead of all finishing together at the end.
+        """
+        now = time.monotonic()
+        if key is None:
+            return now
+        began = self._began.get(key)
+        if began is None or now - began > _PRIORITY_MEMORY_SECONDS:
+            began = self._began[key] = now
+            while len(self._began) > _PRIORITY_MEMORY_ENTRIES:
+                self._began.popitem(last=False)
+        return began
+
     async def _run(
         self, what: str, call: Callable[[Any], T], *, account_id: str | None = None
     ) -> T:
         """Run ``call(conn)`` in a worker thread; translate every vendor error."""
+        priority = self._priority(account_id)
 
         async def attempt() -> T:
             try:
-                return await self._pool.run(call)
+                return await self._pool.run(call, priority)
             except DirectoryProblem as exc:
                 raise PermanentConnectorError(
                     f"{self.dialect.label}: {exc}", connector=self.name, account_id=account_id
@@ -346,7 +369,11 @@ class LdapConnector(Connector):
                 connector=self.name,
                 account_id=worker.worker_id,
             )
-        return self._account(found[0], worker.worker_id) if found else None
+        if not found:
+            return None
+        account = self._account(found[0], worker.worker_id)
+        self._began.setdefault(account.account_id, self._priority(worker.worker_id))
+        return account
 
     async def read_state(self, account: Account) -> AccountState:
         def call(conn: Any) -> AccountState:
