@@ -288,10 +288,18 @@ class LdapConnector(Connector):
             else:
                 message = f"{label} at {url} refused {what}: {detail}"
             return PermanentConnectorError(message, connector=self.name, account_id=account_id)
-        if "certificate" in text.lower() or isinstance(exc, LDAPStartTLSError):
+        lowered = text.lower()
+        if "certificate" in lowered or isinstance(exc, LDAPStartTLSError):
             return PermanentConnectorError(
                 f"{label} at {url}: TLS failed ({text}): set ca_file to the CA that issued the "
                 "server certificate (and tls_server_name if it names another host)",
+                connector=self.name,
+                account_id=account_id,
+            )
+        if "wrong_version_number" in lowered or "unknown protocol" in lowered:
+            return PermanentConnectorError(
+                f"{label} at {url}: the port does not speak TLS ({text}): use the LDAPS port "
+                "(636) for ldaps://, or ldap:// with start_tls = true",
                 connector=self.name,
                 account_id=account_id,
             )
