@@ -59,6 +59,9 @@ class LdapOptions(BaseModel):
     """Connect and per-response timeout; a server slower than this is a transient error."""
     pool_size: int = Field(default=8, ge=1, le=64)
     """Bound on simultaneous connections (and worker threads) to the directory."""
+    max_idle_seconds: float = Field(default=240.0, gt=0, le=3600)
+    """Pooled connections idle longer than this are closed rather than reused; keep it below
+    the server's idle timeout (AD MaxConnIdleTime: 900 s) and any firewall's."""
     retry_attempts: int = Field(default=2, ge=1, le=5)
     """Short in-connector attempts for transient errors; the engine retries steps on top."""
     va_group_dn: str | None = None

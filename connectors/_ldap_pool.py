@@ -76,11 +76,15 @@ class PriorityLimiter:
 class ConnectionPool:
     """At most ``size`` connections; idle ones are reused, broken ones are dropped."""
 
-    def __init__(self, factory: Callable[[], Connection], size: int) -> None:
+    def __init__(
+        self, factory: Callable[[], Connection], size: int, max_idle_seconds: float = 240.0
+    ) -> None:
         self._factory = factory
         self._queue = PriorityLimiter(size)
         self._threads = anyio.CapacityLimiter(size)
-        self._idle: list[Connection] = []
+        self._max_idle = max_idle_seconds
+        self._idle: list[tuple[Connection, float]] = []
+        """(connection, when it went idle); the most recently used is at the end."""
         self._lock = threading.Lock()
         self._closed = False
         self._open = 0
@@ -98,10 +102,7 @@ class ConnectionPool:
             self._queue.release()
 
     def _run_sync(self, call: Callable[[Connection], T]) -> T:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the connection pool is closed")
-            conn = self._idle.pop() if self._idle else None
+        conn = self._take()
         if conn is None:
             conn = self._factory()
             with self._lock:
@@ -111,7 +112,10 @@ class ConnectionPool:
         try:
             result = call(conn)
         except (LDAPCommunicationError, LDAPResponseTimeoutError, OSError):
-            raise  # the socket is suspect: drop the connection
+            # The socket is suspect, and so are its idle siblings: a server restart or an idle
+            # timeout closes them all, and a retry must not pick up the next dead one.
+            self._drop_idle()
+            raise
         except BaseException:
             # The server answered (no such object, insufficient rights...): the socket is fine.
             healthy = True
@@ -122,10 +126,37 @@ class ConnectionPool:
             self._release(conn, healthy)
         return result
 
+    def _take(self) -> Connection | None:
+        """The most recently used idle connection; ones idle too long are closed instead
+        (servers and firewalls drop idle LDAP connections, AD after 15 minutes)."""
+        stale: list[Connection] = []
+        conn = None
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the connection pool is closed")
+            while self._idle:
+                candidate, since = self._idle.pop()
+                if now - since <= self._max_idle:
+                    conn = candidate
+                    break
+                stale.append(candidate)
+            self._open -= len(stale)
+        for old in stale:
+            _unbind_quietly(old)
+        return conn
+
+    def _drop_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for conn, _since in idle:
+            _unbind_quietly(conn)
+
     def _release(self, conn: Connection, healthy: bool) -> None:
         with self._lock:
             if healthy and not self._closed and not conn.closed:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
                 return
             self._open -= 1
         _unbind_quietly(conn)
@@ -140,7 +171,7 @@ class ConnectionPool:
             self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
-        for conn in idle:
+        for conn, _since in idle:
             await anyio.to_thread.run_sync(_unbind_quietly, conn)
 
 

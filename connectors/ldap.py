@@ -129,7 +129,7 @@ class LdapConnector(Connector):
             get_info=NONE,
             connect_timeout=options.timeout_seconds,
         )
-        self._pool = ConnectionPool(self._connect, options.pool_size)
+        self._pool = ConnectionPool(self._connect, options.pool_size, options.max_idle_seconds)
         self._began: OrderedDict[str, float] = OrderedDict()
         self._retry = RetryPolicy(
             attempts=options.retry_attempts, initial_seconds=0.2, max_seconds=2.0

@@ -267,6 +267,7 @@ dn: cn=config
 objectClass: olcGlobal
 cn: config
 olcPidFile: {rundir}/slapd.pid
+olcIdleTimeout: {idle_timeout}
 olcTLSCACertificateFile: {ca}
 olcTLSCertificateFile: {cert}
 olcTLSCertificateKeyFile: {key}
@@ -367,8 +368,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def slapd_server(timeout: float = 30.0) -> Iterator[SlapdServer]:
-    """slapd with mdb, ppolicy (lockout) and lastbind, on a free loopback port with LDAPS."""
+def slapd_server(timeout: float = 30.0, idle_timeout: int = 0) -> Iterator[SlapdServer]:
+    """slapd with mdb, ppolicy (lockout) and lastbind, on a free loopback port with LDAPS.
+
+    ``idle_timeout`` (seconds, 0 = never) makes slapd close idle connections, as real
+    servers and firewalls do.
+    """
     slapd, slapadd = _require("slapd"), _require("slapadd")
     rundir = Path(tempfile.mkdtemp(prefix="lifecycle-slapd-"))
     proc: subprocess.Popen[bytes] | None = None
@@ -384,6 +389,7 @@ def slapd_server(timeout: float = 30.0) -> Iterator[SlapdServer]:
             "suffix": LDAP_SUFFIX,
             "rootdn": LDAP_ROOT_DN,
             "rootpw": LDAP_ROOT_PASSWORD,
+            "idle_timeout": idle_timeout,
         }
         for ldif, args in (
             (_SLAPD_CONFIG.format(**values), ["-n0"]),

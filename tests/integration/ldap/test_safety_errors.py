@@ -210,3 +210,53 @@ async def test_timeout_is_transient_and_bounded(directory: Directory, silent_ser
         with anyio.fail_after(15):
             with pytest.raises(TransientConnectorError):
                 await connector.find_account(new_worker())
+
+
+async def test_connections_the_server_dropped_are_replaced(tmp_path: Path) -> None:
+    """slapd closes idle connections after 1 s; the next calls must not fail on dead sockets.
+
+    One attempt hits a dead socket; the pool then drops every idle sibling (all equally dead),
+    so the in-connector retry opens a fresh one instead of picking the next corpse.
+    """
+    from tests.integration.ldap.conftest import Directory as _Directory
+    from tests.integration.ldap.directory import DirectoryAdmin
+    from tests.integration.ldap.servers import slapd_server
+
+    with slapd_server(idle_timeout=1) as server:
+        secret = tmp_path / "pw"
+        secret.write_text(server.root_password, encoding="utf-8")
+        admin = DirectoryAdmin(
+            "openldap", server.url, server.ca_file, server.root_dn, server.root_password
+        )
+        directory = _Directory(
+            "openldap",
+            admin,
+            {
+                "kind": "openldap",
+                "url": server.url,
+                "bind_dn": server.root_dn,
+                "bind_password": f"file:{secret}",
+                "base_dn": server.suffix,
+                "ca_file": str(server.ca_file),
+                "pool_size": 4,
+                "retry_attempts": 2,
+            },
+            "ou=people,dc=example,dc=org",
+            (),
+            server.ca_file,
+        )
+        async with build(directory) as connector:
+            async with anyio.create_task_group() as tg:  # open all four connections
+                for _ in range(8):
+                    tg.start_soon(connector.find_account, new_worker())
+            assert connector.pool_stats().open == 4
+            await anyio.sleep(2.5)  # slapd drops them all
+            for _ in range(3):
+                assert await connector.find_account(new_worker()) is None
+            assert connector.pool_stats().open == 1
+        # With max_idle_seconds below the server's timeout, stale ones are never even tried.
+        async with build(directory, retry_attempts=1, max_idle_seconds=0.5) as connector:
+            assert await connector.find_account(new_worker()) is None
+            await anyio.sleep(1.5)
+            assert await connector.find_account(new_worker()) is None
+        admin.close()
