@@ -152,6 +152,12 @@ class LdapOptions(BaseModel):
         return ",".join(dcs) or self.base_dn
 
     @property
+    def membership_base(self) -> str:
+        """Where group memberships are searched: the whole AD domain even when base_dn is an
+        OU, so that a termination removes memberships of groups kept elsewhere too."""
+        return self.domain_dn if self.kind == "ad" else self.base_dn
+
+    @property
     def accounts_ou(self) -> str:
         if self.user_ou:
             return self.user_ou

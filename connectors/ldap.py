@@ -386,7 +386,7 @@ class LdapConnector(Connector):
     async def read_state(self, account: Account) -> AccountState:
         def call(conn: Any) -> AccountState:
             entry = self._entry(conn, account)
-            groups = groups_of(conn, self.options.base_dn, entry.dn)
+            groups = groups_of(conn, self.options.membership_base, entry.dn)
             state = self._state(entry, groups, account.worker_id)
             if not state.enabled and not self.dialect.lock_effective(conn, entry):
                 # Marked disabled, but the directory ignores the mark: report the truth.
@@ -435,7 +435,7 @@ class LdapConnector(Connector):
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
             removed, skipped = self._remove_from(
-                conn, entry.dn, groups_of(conn, self.options.base_dn, entry.dn)
+                conn, entry.dn, groups_of(conn, self.options.membership_base, entry.dn)
             )
             outcome = _outcome(bool(removed), bool(skipped))
             return action_result(
@@ -487,7 +487,9 @@ class LdapConnector(Connector):
 
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
-            current = {normalize_dn(g): g for g in groups_of(conn, self.options.base_dn, entry.dn)}
+            current = {
+                normalize_dn(g): g for g in groups_of(conn, self.options.membership_base, entry.dn)
+            }
             wanted = {normalize_dn(g): g for g in desired.entitlements}
             drop = [current[k] for k in sorted(current.keys() - wanted.keys())]
             removed, skipped = self._remove_from(conn, entry.dn, drop)
@@ -577,7 +579,9 @@ class LdapConnector(Connector):
 
         def call(conn: Any) -> tuple[list[Entry], dict[str, list[str]]]:
             members: dict[str, list[str]] = {}
-            for group in search(conn, self.options.base_dn, "(member=*)", ["member"], paged=True):
+            for group in search(
+                conn, self.options.membership_base, "(member=*)", ["member"], paged=True
+            ):
                 for member in group.texts("member"):
                     members.setdefault(normalize_dn(member), []).append(group.dn)
             users = search(

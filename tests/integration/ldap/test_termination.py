@@ -191,3 +191,15 @@ async def test_entitlements_to_a_missing_group_name_it(harness_for: LdapHarness)
     ghost = harness_for.groups[0].replace("=", "=No Such ", 1)
     with pytest.raises(PermanentConnectorError, match="does not exist"):
         await harness_for.connector.apply_entitlements(account, DesiredAccess(frozenset({ghost})))
+
+
+async def test_ad_base_dn_an_ou_still_removes_groups_elsewhere(ad: Directory) -> None:
+    """Accounts in scope by OU, groups anywhere in the domain: every membership goes."""
+    worker_id, _dn = await _seed(ad, ad.groups[:2])
+    async with build(ad, base_dn=ad.users_ou) as connector:
+        assert connector.options.domain_dn == "DC=example,DC=test"
+        account = await connector.find_account(Worker(worker_id=worker_id))
+        assert account is not None
+        removed = await connector.remove_access(account)
+        assert set(removed.removed) == set(ad.groups[:2])
+        assert (await connector.read_state(account)).entitlements == frozenset()
