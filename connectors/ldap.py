@@ -45,21 +45,18 @@ from typing import Any, Self, TypeVar
 
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, NONE, Connection, Server, Tls
 from ldap3.core.exceptions import (
-    LDAPCommunicationError,
     LDAPException,
     LDAPOperationResult,
-    LDAPResponseTimeoutError,
-    LDAPStartTLSError,
 )
 from pydantic import SecretStr, ValidationError
 
 from connectors._ldap_ad import AdDialect
 from connectors._ldap_dialect import Dialect, DirectoryProblem, Entry, groups_of, search
+from connectors._ldap_errors import TRANSIENT_CODES, translate_error
 from connectors._ldap_openldap import OpenLdapDialect
 from connectors._ldap_options import LdapOptions
 from connectors._ldap_pool import ConnectionPool, PoolStats
 from connectors._ldap_values import (
-    ad_bind_diagnosis,
     dn_is_under,
     escape_filter_value,
     normalize_dn,
@@ -94,9 +91,6 @@ from lifecycle.secrets import resolve_secret
 T = TypeVar("T")
 log = logging.getLogger("lifecycle.connectors.ldap")
 
-#: LDAP result codes worth retrying: busy, unavailable, time/admin limit, server-side timeout.
-_TRANSIENT_CODES = {3, 11, 51, 52, 81, 85}
-_RETRY_AFTER_BUSY = 2.0
 #: How long (and for how many accounts) the start of a termination keeps its queue priority.
 _PRIORITY_MEMORY_SECONDS = 600.0
 _PRIORITY_MEMORY_ENTRIES = 10_000
@@ -256,61 +250,14 @@ class LdapConnector(Connector):
     def _translate(
         self, exc: LDAPException, what: str, account_id: str | None
     ) -> TransientConnectorError | PermanentConnectorError:
-        label, url = self.dialect.label, self.options.url
-        text = str(exc)
-        if isinstance(exc, LDAPOperationResult):
-            code = exc.result
-            detail = f"{exc.description} ({code})" + (f": {exc.message}" if exc.message else "")
-            if code in _TRANSIENT_CODES:
-                retry_after = _RETRY_AFTER_BUSY if code in (51, 52) else None
-                return TransientConnectorError(
-                    f"{label} at {url} is busy or unavailable during {what}: {detail}",
-                    connector=self.name,
-                    account_id=account_id,
-                    retry_after=retry_after,
-                )
-            if code == 49:
-                diagnosis = ad_bind_diagnosis(exc.message)
-                why = f" ({diagnosis.reason}, data {diagnosis.code})" if diagnosis else ""
-                message = (
-                    f"{label} at {url} refused the bind as bind_dn{why}: check bind_dn and "
-                    "bind_password, and that the service account is enabled and not locked"
-                )
-            elif code == 50:
-                message = (
-                    f"{label}: bind_dn {self.options.bind_dn} lacks the rights to {what}: "
-                    f"grant it write access to the accounts and groups in scope ({detail})"
-                )
-            elif code == 8:
-                message = f"{label} at {url} wants an encrypted connection: use ldaps:// ({detail})"
-            elif code == 32:
-                message = f"{label}: {what}: the entry does not exist ({detail})"
-            else:
-                message = f"{label} at {url} refused {what}: {detail}"
-            return PermanentConnectorError(message, connector=self.name, account_id=account_id)
-        lowered = text.lower()
-        if "certificate" in lowered or isinstance(exc, LDAPStartTLSError):
-            return PermanentConnectorError(
-                f"{label} at {url}: TLS failed ({text}): set ca_file to the CA that issued the "
-                "server certificate (and tls_server_name if it names another host)",
-                connector=self.name,
-                account_id=account_id,
-            )
-        if "wrong_version_number" in lowered or "unknown protocol" in lowered:
-            return PermanentConnectorError(
-                f"{label} at {url}: the port does not speak TLS ({text}): use the LDAPS port "
-                "(636) for ldaps://, or ldap:// with start_tls = true",
-                connector=self.name,
-                account_id=account_id,
-            )
-        if isinstance(exc, LDAPCommunicationError | LDAPResponseTimeoutError):
-            return TransientConnectorError(
-                f"{label} at {url} unreachable or timed out during {what}: {text}",
-                connector=self.name,
-                account_id=account_id,
-            )
-        return PermanentConnectorError(
-            f"{label} at {url}: {what} failed: {text}", connector=self.name, account_id=account_id
+        return translate_error(
+            exc,
+            what,
+            connector=self.name,
+            account_id=account_id,
+            label=self.dialect.label,
+            url=self.options.url,
+            bind_dn=self.options.bind_dn,
         )
 
     def _entry(self, conn: Any, account: Account) -> Entry:
@@ -462,7 +409,7 @@ class LdapConnector(Connector):
             except LDAPOperationResult as exc:
                 if exc.result == 16:  # noSuchAttribute: someone removed it meanwhile
                     continue
-                if exc.result in _TRANSIENT_CODES:
+                if exc.result in TRANSIENT_CODES:
                     raise
                 reason = {
                     65: "the group must keep at least one member (groupOfNames)",

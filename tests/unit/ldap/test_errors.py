@@ -14,24 +14,19 @@ from ldap3.core.exceptions import (
     LDAPUnwillingToPerformResult,
 )
 
-from connectors.base import ConnectorContext
-from connectors.ldap import LdapConnector
+from connectors._ldap_errors import translate_error
 from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
 
 
-@pytest.fixture
-def connector(monkeypatch: pytest.MonkeyPatch) -> LdapConnector:
-    monkeypatch.setenv("LDAP_ERR_PW", "unit-secret")
-    return LdapConnector.from_config(
-        "corp-ad",
-        {
-            "kind": "ad",
-            "url": "ldaps://dc1.example.org",
-            "bind_dn": "CN=svc,DC=example,DC=org",
-            "bind_password": "env:LDAP_ERR_PW",
-            "base_dn": "DC=example,DC=org",
-        },
-        ConnectorContext(),
+def _translate(exc: Exception, what: str, account_id: str | None) -> Exception:
+    return translate_error(
+        exc,  # type: ignore[arg-type]
+        what,
+        connector="corp-ad",
+        account_id=account_id,
+        label="Active Directory",
+        url="ldaps://dc1.example.org",
+        bind_dn="CN=svc,DC=example,DC=org",
     )
 
 
@@ -40,19 +35,16 @@ def _result(cls: type, code: int, message: str = "") -> Exception:
     return exc
 
 
-def test_bad_service_credentials_name_the_option_and_the_ad_reason(
-    connector: LdapConnector,
-) -> None:
+def test_bad_service_credentials_name_the_option_and_the_ad_reason() -> None:
     exc = _result(
         LDAPInvalidCredentialsResult,
         49,
         "80090308: LdapErr: DSID-0C09041C, comment: AcceptSecurityContext error, data 775, v4563",
     )
-    error = connector._translate(exc, "find the account", "W1")  # type: ignore[arg-type]
+    error = _translate(exc, "find the account", "W1")
     assert isinstance(error, PermanentConnectorError)
     assert "[corp-ad account W1]" in str(error)
     assert "bind_password" in str(error) and "locked out" in str(error)
-    assert "unit-secret" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -85,12 +77,14 @@ def test_bad_service_credentials_name_the_option_and_the_ad_reason(
         ),
     ],
 )
-def test_translation(connector: LdapConnector, exc: Exception, kind: type, words: str) -> None:
-    error = connector._translate(exc, "disable the account", "abc")  # type: ignore[arg-type]
-    assert type(error) is kind
+def test_translation(exc: Exception, kind: type, words: str) -> None:
+    error = _translate(exc, "disable the account", "abc")
+    assert type(error) is kind and isinstance(
+        error, TransientConnectorError | PermanentConnectorError
+    )
     assert words in str(error) and error.connector == "corp-ad" and error.account_id == "abc"
 
 
-def test_busy_suggests_a_short_retry_after(connector: LdapConnector) -> None:
-    error = connector._translate(_result(LDAPBusyResult, 51), "x", None)  # type: ignore[arg-type]
+def test_busy_suggests_a_short_retry_after() -> None:
+    error = _translate(_result(LDAPBusyResult, 51), "x", None)
     assert isinstance(error, TransientConnectorError) and error.retry_after == 2.0
