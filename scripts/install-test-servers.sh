@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages that the LDAP integration tests and bench/ldap_termination.py need:
-# a Samba AD DC (samba-tool, samba) and OpenLDAP (slapd, ldap-utils).
+# Install the Debian packages that the integration tests and bench/ldap_termination.py need:
+# a Samba AD DC (samba-tool, samba), OpenLDAP (slapd, ldap-utils) and PostgreSQL.
 #
 # Idempotent: a fast no-op when everything is present. As root it installs what is missing
 # (one `apt-get update`, non-interactive) without starting any daemon: the test fixtures start
@@ -9,7 +9,10 @@
 set -euo pipefail
 
 # samba-vfs-modules: provisioning sets sysvol ACLs through vfs_acl_xattr (not in "samba").
-PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user slapd ldap-utils)
+# postgresql: the store tests use the server on 127.0.0.1:5432 when one answers, else they start
+# a throwaway cluster with the packaged initdb/pg_ctl.
+PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user slapd ldap-utils
+          postgresql)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
