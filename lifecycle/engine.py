@@ -9,6 +9,7 @@ repeating confirmed steps. The slowest connector alone sets the time to verified
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ from lifecycle.exceptions import (
     TransientConnectorError,
 )
 from lifecycle.metrics import Metrics
-from lifecycle.models import Run, RunStatus, Step, StepStatus, WorkerRow
+from lifecycle.models import Run, RunKind, RunStatus, Step, StepStatus, WorkerRow
 from lifecycle.retry import RetryPolicy, retry_transient
 from lifecycle.store import RunDetail, Store
 
@@ -254,11 +255,14 @@ class Engine:
         by_connector: dict[str, list[Step]] = defaultdict(list)
         for step in detail.steps:
             by_connector[step.connector].append(step)
+        chain = self._chain
+        if run.kind in (RunKind.ONBOARD, RunKind.TRANSFER):
+            from lifecycle.provisioning import provision_chain  # imports this module
+
+            chain = functools.partial(provision_chain, self)
         async with anyio.create_task_group() as tg:
             for name, steps in by_connector.items():
-                tg.start_soon(
-                    self._chain, run, worker, name, sorted(steps, key=lambda s: s.position)
-                )
+                tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))
         detail = await self._db(self.store.load_run, run_id)
         status, finished, ttr = outcome_of(detail)
         # Evidence first: if we crash before finish_run, the resumed run finds every step settled
@@ -275,7 +279,8 @@ class Engine:
             await self.alerts.send(
                 Alert(
                     "run_incomplete",
-                    f"termination of {run.worker_id} is NOT verified; failed steps: "
+                    f"{'termination' if run.kind == RunKind.OFFBOARD else run.kind} of "
+                    f"{run.worker_id} is NOT verified; failed steps: "
                     f"{', '.join(failed) or 'none'}",
                     run_id=run_id,
                     worker_id=run.worker_id,

@@ -44,6 +44,25 @@ def _action(step: Step) -> dict[str, Any]:
     }
 
 
+def _policy(run: Run) -> dict[str, Any] | None:
+    """Policy, inactivity and reconciliation runs name the policy version they enforced."""
+    plan: dict[str, Any] = json.loads(run.plan_json) if run.plan_json else {}
+    policy = plan.get("policy")
+    return {"name": policy["name"], "version_sha256": policy["sha256"]} if policy else None
+
+
+def _actions(run: Run, steps: list[Step]) -> list[dict[str, Any]]:
+    actions = []
+    for step in sorted(steps, key=lambda s: (s.connector, s.position)):
+        action = _action(step)
+        if run.kind in ("onboard", "transfer"):
+            # A mover records what was added as well as what was removed (PS-5).
+            result = json.loads(step.result_json) if step.result_json else {}
+            action["added"] = list(result.get("added", []))
+        actions.append(action)
+    return actions
+
+
 def build_record(
     *,
     seq: int,
@@ -82,8 +101,8 @@ def build_record(
             "payload_sha256": run.payload_sha256,
         },
         "playbook": playbook,
-        "policy": None,
-        "actions": [_action(s) for s in sorted(steps, key=lambda s: (s.connector, s.position))],
+        "policy": _policy(run),
+        "actions": _actions(run, steps),
         "computed": {
             "time_to_revoke_ms": time_to_revoke_ms,
             "sla_seconds": sla_seconds,
