@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.base import Control, PolicyBaseline
 from lifecycle.exceptions import ConfigError
+from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.models import RunKind, WorkerRow
 from lifecycle.settings import PolicySettings
-from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.store import ProvisionPlanner, RunPlan
 
 #: Steps of a joiner/mover chain in one system, in the order they run.
@@ -162,9 +162,12 @@ def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
                 if k.value == str(key):
                     child = v
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            if 0 <= key < len(node.value):
-                child = node.value[key]
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(key, int)
+            and 0 <= key < len(node.value)
+        ):
+            child = node.value[key]
         if child is None:
             return line
         node, line = child, child.start_mark.line + 1
