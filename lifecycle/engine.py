@@ -260,6 +260,10 @@ class Engine:
             from lifecycle.provisioning import provision_chain  # imports this module
 
             chain = functools.partial(provision_chain, self)
+        elif any(s.action == "apply_policy" for s in detail.steps):
+            from lifecycle.policy import policy_chain  # imports this module
+
+            chain = functools.partial(policy_chain, self)
         async with anyio.create_task_group() as tg:
             for name, steps in by_connector.items():
                 tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))

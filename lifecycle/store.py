@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,8 @@ class RunPlan:
     plan_json: str
     playbook_name: str | None = None
     playbook_sha256: str | None = None
+    accounts: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Connector -> (account id, login) when the run targets known accounts (sweeps)."""
 
 
 #: Given a hire or transfer (the event, the updated roster row, the worker's job code before the
@@ -345,8 +347,19 @@ class Store:
             run.lease_owner, run.lease_expires_at = lease_owner, lease_until
         s.add(run)
         s.flush()
+        known = plan.accounts if plan else {}
         for connector, action, position in plan.steps if plan else termination_plan(connectors):
-            s.add(Step(run_id=run.id, connector=connector, action=action, position=position))
+            account_id, login = known.get(connector, (None, None))
+            s.add(
+                Step(
+                    run_id=run.id,
+                    connector=connector,
+                    action=action,
+                    position=position,
+                    account_id=account_id,
+                    account_login=login,
+                )
+            )
         return run
 
     def create_run(
