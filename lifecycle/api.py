@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lifecycle.api_roles import add_lifecycle_routes
 from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.engine import worker_of
@@ -215,7 +216,14 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
             now,
             allow_inline_secrets=service.settings.service.demo,
         )
-        intake = await db(service.store.accept_hr_event, event, service.connector_names, now)
+        intake = await anyio.to_thread.run_sync(
+            lambda: service.store.accept_hr_event(
+                event,
+                service.connector_names,
+                now,
+                provision=service.playbooks.hr_planner(service.connector_names),
+            )
+        )
         if intake.run_id and not intake.duplicate:
             service.engine.wake()
         log.info(
@@ -322,6 +330,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         data = await db(generate_latest, service.metrics.registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
+    add_lifecycle_routes(v1, service, admin=admin, reader=reader)
     app.include_router(hr)
     app.include_router(v1)
     return app

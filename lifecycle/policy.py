@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from connectors.base import Capability, Connector, Control, PolicyBaseline, PolicyState
+from lifecycle.alerts import Alert
 from lifecycle.engine import result_json
 from lifecycle.exceptions import ConnectorError, LifecycleError, TransientConnectorError
 from lifecycle.models import Run, RunKind, Step, StepStatus
@@ -154,10 +155,12 @@ async def check(
             note = "this connector cannot read policy settings"
         else:
             try:
-                findings.extend(_compare(name, want, await connector.read_policy()))
-                return
+                state = await connector.read_policy()
             except ConnectorError as exc:
                 note = f"could not read policy: {exc.message}"
+            else:
+                findings.extend(_compare(name, want, state))
+                return
         findings.extend(
             Finding(name, c, e.value, e.source, None, None, None, note) for c, e in want.items()
         )
@@ -236,40 +239,47 @@ async def policy_chain(
 ) -> None:
     """apply_policy -> verify (read back) in one system, for a ``policy`` run."""
     del worker  # a policy run concerns a system, not a worker
-    connector = engine.connectors.get(name)
     raw = json.loads(run.plan_json or "{}")["baselines"][name]
     expected = {c: Expected(v, "run plan") for c, v in raw.items()}
+    connector = engine.connectors.get(name)
+    if connector is None:
+        message = f"connector {name!r} is no longer configured"
+        for step in steps:
+            if not StepStatus(step.status).settled:
+                await engine._settle(step, StepStatus.FAILED, error=message)
+        await engine.alerts.send(Alert("connector_missing", message, run.id, None, name))
+        return
+    system: Connector = connector
+
+    async def read_back() -> PolicyState:
+        state = await system.read_policy()
+        bad = [f for f in _compare(name, expected, state) if f.compliant is False]
+        if bad:
+            raise TransientConnectorError(
+                "read-back still out of policy: "
+                + ", ".join(f"{f.control}={f.actual}" for f in bad),
+                connector=name,
+            )
+        return state
+
+    async def apply(step: Step) -> None:
+        if step.action == "apply_policy":
+            result = await engine._call(
+                system, "apply_policy", step, lambda: system.apply_policy(baseline_of(expected))
+            )
+            step.result_json = result_json(result)
+        else:
+            state: PolicyState = await engine._call(system, "verify", step, read_back)
+            step.readback_json = json.dumps(
+                {s.control.value: s.value for s in state.settings}, sort_keys=True
+            )
+
     for step in steps:
         if StepStatus(step.status).settled:
             continue
         step.started_at = engine.clock()
         try:
-            if connector is None:
-                raise LifecycleError(f"connector {name!r} is no longer configured")
-            if step.action == "apply_policy":
-                system: Connector = connector
-                result = await engine._call(
-                    system, "apply_policy", step, lambda: system.apply_policy(baseline_of(expected))
-                )
-                step.result_json = result_json(result)
-            else:
-
-                async def read_back(c: Connector = connector) -> PolicyState:
-                    state = await c.read_policy()
-                    bad = [f for f in _compare(name, expected, state) if f.compliant is False]
-                    if bad:
-                        raise TransientConnectorError(
-                            "read-back still out of policy: "
-                            + ", ".join(f"{f.control}={f.actual}" for f in bad),
-                            connector=name,
-                        )
-                    return state
-
-                state: PolicyState = await engine._call(connector, "verify", step, read_back)
-                step.readback_json = json.dumps(
-                    {s.control.value: s.value for s in state.settings}, sort_keys=True
-                )
-            step.error = None
+            await apply(step)
         except LifecycleError as exc:
             step.finished_at = engine.clock()
             await engine._settle(step, StepStatus.FAILED, error=exc.message)
@@ -277,6 +287,7 @@ async def policy_chain(
             for rest in steps[steps.index(step) + 1 :]:
                 await engine._settle(rest, StepStatus.FAILED, error="not attempted")
             return
+        step.error = None
         step.finished_at = engine.clock()
         await engine._settle(step, StepStatus.DONE)
 

@@ -232,8 +232,11 @@ class Scheduler:
                 scheduler = self._start_apscheduler()
                 try:
                     await self.catch_up()
-                    while await anyio.to_thread.run_sync(self.leadership.still_held):
+                    # Poll the lock's connection: the lock cannot signal its own loss.
+                    while True:
                         await anyio.sleep(retry)
+                        if not await anyio.to_thread.run_sync(self.leadership.still_held):
+                            break
                 finally:
                     scheduler.shutdown(wait=False)
                     with anyio.CancelScope(shield=True):

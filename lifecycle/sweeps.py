@@ -32,8 +32,8 @@ from lifecycle.evidence.log import EvidenceLog
 from lifecycle.exceptions import ConnectorError
 from lifecycle.models import RunKind, WorkerRow
 from lifecycle.playbooks import PlaybookLibrary
-from lifecycle.policy import enforce, expectations
 from lifecycle.policy import check as check_policy
+from lifecycle.policy import enforce, expectations
 from lifecycle.settings import Settings
 from lifecycle.store import RunPlan, Store, termination_plan
 
