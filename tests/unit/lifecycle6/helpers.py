@@ -10,8 +10,9 @@ from typing import Any
 from connectors.memory import MemoryConnector
 from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.playbooks import SHIPPED, PlaybookLibrary
-from lifecycle.settings import PolicySettings
+from lifecycle.settings import PolicySettings, SchedulerSettings, Settings
 from lifecycle.store import RunDetail
+from lifecycle.sweeps import JobContext
 from tests.unit.engine_harness import Harness, memory_systems
 
 
@@ -55,3 +56,9 @@ def account(connector: MemoryConnector, worker: str) -> Any:
 
 def records(h: Harness) -> list[dict[str, Any]]:
     return [json.loads(body) for _, body in h.store.evidence_records()]
+
+
+def context(h: Harness, lib: PlaybookLibrary | None = None, **scheduler: Any) -> JobContext:
+    """The scheduled jobs' context on the harness (settings default but for ``scheduler``)."""
+    settings = Settings(scheduler=SchedulerSettings(**scheduler))
+    return JobContext(settings, h.store, h.engine, lib or library(), h.alerts, h.evidence)
