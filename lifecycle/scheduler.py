@@ -124,18 +124,29 @@ class Leadership:
         return True
 
     def still_held(self) -> bool:
-        """The lock lives as long as its session: a live connection means we still hold it."""
+        """Ask the server whether this session still holds the lock (a reconnected session
+        would not: the lock dies with the session that took it)."""
         if not self.store.is_postgres:
             return True
         if self._conn is None:
             return False
         try:
-            self._conn.execute(text("SELECT 1"))
+            held = bool(
+                self._conn.execute(
+                    text(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND pid = pg_backend_pid() AND granted "
+                        "AND ((classid::bigint << 32) | objid::bigint) = :k)"
+                    ),
+                    {"k": self.key},
+                ).scalar()
+            )
         except Exception:
-            log.warning("scheduler leadership lost: its database connection failed")
+            held = False
+        if not held:
+            log.warning("scheduler leadership lost: the lock's database session ended")
             self._drop()
-            return False
-        return True
+        return held
 
     def release(self) -> None:
         if self._conn is None:
