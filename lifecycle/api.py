@@ -83,6 +83,8 @@ def run_json(run: Run, steps: Sequence[Step] | None = None) -> dict[str, Any]:
         "finished_at": _iso(run.finished_at),
         "time_to_revoke_ms": run.time_to_revoke_ms,
         "evidence_seq": run.evidence_seq,
+        "playbook": run.playbook_name,
+        "playbook_sha256": run.playbook_sha256,
     }
     if steps is not None:
         body["steps"] = [step_json(s) for s in steps]

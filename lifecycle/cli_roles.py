@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from connectors.base import utcnow
 from lifecycle.exceptions import LifecycleError
@@ -125,30 +124,18 @@ def register(app: typer.Typer, hr_app: typer.Typer) -> None:
         if wait and run["status"] not in ("verified", "no_accounts"):
             raise typer.Exit(1)
 
-    def findings_table(report: dict[str, Any]) -> Table:
-        table = Table(title="policy " + ("compliant" if report["compliant"] else "FINDINGS"))
-        for column in (
-            "system",
-            "control",
-            "expected",
-            "actual",
-            "ok",
-            "expected from",
-            "read from",
-        ):
-            table.add_column(column)
+    def findings_text(report: dict[str, Any]) -> str:
+        """One line per system and control (plain text: it is read by people and by grep)."""
+        lines = ["policy: " + ("compliant" if report["compliant"] else "FINDINGS")]
         for f in report["findings"]:
-            ok = {True: "yes", False: "NO", None: "?"}[f["compliant"]]
-            table.add_row(
-                f["system"],
-                f["control"],
-                str(f["expected"]),
-                str(f["actual"]) if f["actual"] is not None else (f["note"] or "-"),
-                ok,
-                f["expected_source"],
-                f["actual_source"] or "-",
+            mark = {True: "ok", False: "FINDING", None: "unknown"}[f["compliant"]]
+            actual = f["actual"] if f["actual"] is not None else (f["note"] or "-")
+            lines.append(
+                f"{mark:<8} {f['system']:<8} {f['control']:<26} expected {f['expected']} "
+                f"({f['expected_source']}), actual {actual}"
+                + (f" ({f['actual_source']})" if f["actual_source"] else "")
             )
-        return table
+        return "\n".join(lines)
 
     @policy_app.command("check")
     def policy_check(
@@ -161,7 +148,7 @@ def register(app: typer.Typer, hr_app: typer.Typer) -> None:
         if as_json:
             c.emit(report, True)
         else:
-            c.out.print(findings_table(report))
+            c.out.print(escape(findings_text(report)), highlight=False)
         if not report["compliant"]:
             raise typer.Exit(1)
 
@@ -179,7 +166,7 @@ def register(app: typer.Typer, hr_app: typer.Typer) -> None:
         if as_json:
             c.emit(report, True)
         else:
-            c.out.print(findings_table(report))
+            c.out.print(escape(findings_text(report)), highlight=False)
             for run_id in report["run_ids"]:
                 c.out.print(f"remediation run {run_id}")
             if dry_run and not report["compliant"]:
