@@ -269,12 +269,15 @@ class Engine:
                 tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))
         detail = await self._db(self.store.load_run, run_id)
         status, finished, ttr = outcome_of(detail)
+        if run.kind != RunKind.OFFBOARD:
+            ttr = None  # "time to revoke" is a termination measure; others have no SLA
         # Evidence first: if we crash before finish_run, the resumed run finds every step settled
         # and the record already written (appends are idempotent per run).
         await self.evidence.append(detail, status, ttr)
         await self._db(self._finish, run_id, status, finished, ttr)
         self.finished_runs += 1
-        if ttr is not None:
+        if ttr is not None and not run.actor.startswith("scheduler:"):
+            # Re-verifications are recorded but would skew the termination SLA histogram.
             self.metrics.time_to_revoke.observe(ttr / 1000)
         if status is RunStatus.INCOMPLETE:
             failed = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from lifecycle.store import ProvisionPlanner, RunPlan
 
 #: Steps of a joiner/mover chain in one system, in the order they run.
 PROVISION_ACTIONS = ("create_account", "remove_entitlements", "add_entitlements", "verify")
+log = logging.getLogger("lifecycle.playbooks")
 SHIPPED = Path(__file__).resolve().parent.parent / "playbooks"
 ROLES_FILE = "roles.yaml"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -377,6 +379,11 @@ class PlaybookLibrary:
                 previous = self.playbooks.get(current or "") or self.for_job_code(previous_job_code)
             if previous is not None and previous.name == target.name:
                 return None
-            return self.plan(target, previous, configured)
+            try:
+                return self.plan(target, previous, configured)
+            except ConfigError as exc:
+                # The HR event must still be stored: log, and let the operator fix the playbook.
+                log.error("no joiner/mover run for %s: %s", worker.worker_id, exc.message)
+                return None
 
         return planner

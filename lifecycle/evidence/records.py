@@ -106,7 +106,9 @@ def build_record(
         "computed": {
             "time_to_revoke_ms": time_to_revoke_ms,
             "sla_seconds": sla_seconds,
-            "sla_met": time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000,
+            "sla_met": (time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000)
+            if run.kind == "offboard"
+            else None,  # joiners, movers and policy runs have no revocation SLA
         },
         "actor": run.actor,
     }
