@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, or_, text, update
+from sqlalchemy import event, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -149,6 +149,20 @@ class Store:
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    #: Nullable columns added after the first release: (table, column, SQL type).
+    ADDED_COLUMNS = (("runs", "plan_json", "TEXT"),)
+
+    def _add_missing_columns(self) -> None:
+        """``create_all`` makes missing tables but never alters existing ones; a database
+        created by an earlier version gets the nullable columns added since."""
+        inspector = inspect(self.engine)
+        for table, column, sql_type in self.ADDED_COLUMNS:
+            present = {c["name"] for c in inspector.get_columns(table)}
+            if column not in present:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     def ping(self) -> None:
         with self.session() as s:

@@ -6,9 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
+from connectors.base import Worker
+from connectors.memory import Fault
 from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.models import StepStatus
+from lifecycle.provisioning import plan_diff
+from lifecycle.store import Store
+from tests.unit.engine_harness import Harness, memory_systems
 from tests.unit.lifecycle6.helpers import (
     accept_and_run,
     account,
@@ -120,3 +126,61 @@ def _hire(
     worker: str, job_code: str, *, kind: HrEventType = HrEventType.HIRE, event_id: str = "h"
 ) -> HrEvent:
     return hr_event(worker, kind, job_code, f"{event_id}-{worker}")
+
+
+async def test_plan_diff_reads_and_changes_nothing(tmp_path: Path) -> None:
+    h, lib = harness(tmp_path), library()
+    names = sorted(h.connectors)
+    plan = lib.plan(lib.get("callback-va"), lib.get("billing-va"), names)
+    worker = Worker("W0001", email="w0001@example.org")
+    h.connectors["idp"].accounts[account(h.connectors["idp"], "W0001").account_id].groups.add(
+        "va-billing"
+    )
+    diffs = {d.system: d for d in await plan_diff(h.connectors, worker, plan)}
+    assert diffs["idp"].add == ("va-callback",)
+    assert diffs["idp"].remove == ("va-billing",)
+    assert "va-billing" not in diffs["idp"].keep and diffs["idp"].keep  # seeded groups stay
+    assert not diffs["idp"].create
+    new = await plan_diff(h.connectors, Worker("W0777"), plan)
+    assert {d.system for d in new if d.create} == {"idp", "ehr", "phone"}
+    for connector in h.connectors.values():
+        assert connector.calls["apply_entitlements"] == 0
+        assert connector.calls["create_account"] == 0
+    assert "va-billing" in account(h.connectors["idp"], "W0001").groups
+
+
+async def test_a_failed_step_leaves_the_run_incomplete_and_alerts(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path,
+        memory_systems(faults={"ehr": [Fault(op="create_account", mode="permanent")]}),
+    )
+    detail = await accept_and_run(h, library(), _hire("W0110", "VA-BILL"))
+    assert detail is not None and detail.run.status == "incomplete"
+    ehr = {s.action: s for s in detail.steps if s.connector == "ehr"}
+    assert ehr["create_account"].status == StepStatus.FAILED
+    assert ehr["verify"].error == "not attempted: create_account failed"
+    assert account(h.connectors["idp"], "W0110") is not None  # the others went ahead
+    assert any(a.kind == "run_incomplete" and "onboard" in a.message for a in h.alerts.sent)
+    assert records(h)[-1]["computed"]["sla_met"] is None
+
+
+async def test_a_playbook_naming_a_missing_system_still_stores_the_hire(tmp_path: Path) -> None:
+    systems = memory_systems()
+    del systems["phone"]
+    h = Harness(tmp_path, systems)
+    assert await accept_and_run(h, library(), _hire("W0111", "VA-SCHED")) is None
+    worker = h.store.get_worker("W0111")
+    assert worker is not None and worker.job_code == "VA-SCHED"
+
+
+def test_an_older_database_gets_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE runs DROP COLUMN plan_json")
+    store.dispose()
+    store = Store(url)
+    store.create_schema()
+    assert "plan_json" in {c["name"] for c in inspect(store.engine).get_columns("runs")}
+    store.dispose()
