@@ -148,6 +148,14 @@ class Service:
         )
         service = cls(settings, store, connectors, evidence, engine, alerts, metrics, key, clock)
         service.playbooks = load_playbooks(settings, base_dir)
+        for book in service.playbooks.playbooks.values():
+            missing = sorted(set(book.playbook.systems) - set(connectors))
+            if missing:
+                log.warning(
+                    "playbook %s names unconfigured system(s) %s: it cannot be applied",
+                    book.name,
+                    ", ".join(missing),
+                )
         service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
         return service
 
