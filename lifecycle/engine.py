@@ -301,6 +301,15 @@ class Engine:
         )
         return status
 
+    async def execute_owned(self, run_id: str) -> RunStatus:
+        """Execute a run this replica created already leased to itself (scheduled jobs, policy
+        enforcement); while it runs the heartbeat renews its lease like a claimed run's."""
+        self._in_flight.add(run_id)
+        try:
+            return await self.execute(run_id)
+        finally:
+            self._in_flight.discard(run_id)
+
     def _finish(self, run_id: str, status: RunStatus, finished: datetime, ttr: int | None) -> None:
         self.store.finish_run(run_id, status=status, finished_at=finished, time_to_revoke_ms=ttr)
 

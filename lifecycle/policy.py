@@ -226,7 +226,7 @@ async def enforce(
             require_worker=False,
         )
     )
-    await engine.execute(run.id)
+    await engine.execute_owned(run.id)
     after = await check(engine.connectors, expected, engine.clock())
     return PolicyReport(after.findings, after.checked_at, [run.id])
 

@@ -89,7 +89,7 @@ async def _create_and_execute(
         )
     )
     if run.status in ("pending", "running") and run.lease_owner == engine.owner:
-        await engine.execute(run.id)
+        await engine.execute_owned(run.id)
     return run.id
 
 
