@@ -9,7 +9,7 @@ import pytest
 
 from connectors.base import Capability
 from connectors.memory import MemoryConnector
-from lifecycle.policy import check, enforce, expectations
+from lifecycle.policy import Expected, check, enforce, expectations
 from lifecycle.settings import PolicySettings
 from lifecycle.sweeps import policy_job
 from tests.unit.engine_harness import Harness
@@ -18,8 +18,8 @@ from tests.unit.lifecycle6.helpers import context, harness, library, records
 pytestmark = pytest.mark.anyio
 
 
-def expected_for(h: Harness) -> dict[str, dict[str, object]]:
-    return expectations(PolicySettings(), library(), sorted(h.connectors))  # type: ignore[return-value]
+def expected_for(h: Harness) -> dict[str, dict[str, Expected]]:
+    return expectations(PolicySettings(), library(), sorted(h.connectors))
 
 
 async def test_check_reports_expected_actual_and_sources_per_control(tmp_path: Path) -> None:

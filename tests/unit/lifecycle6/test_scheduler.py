@@ -35,7 +35,7 @@ def test_missed_fire_times_of_a_daily_cron() -> None:
 def test_schedules_come_from_config_and_bad_ones_name_the_setting() -> None:
     jobs = {j.name: j for j in default_jobs(SchedulerSettings(inactivity_cron="15 2 * * *"))}
     assert set(jobs) == {"reverify", "inactivity", "reconcile", "policy", "checkpoint"}
-    assert str(jobs["inactivity"].trigger.fields[6]) == "15"  # type: ignore[attr-defined]
+    assert str(jobs["inactivity"].trigger.fields[6]) == "15"
     with pytest.raises(ConfigError, match="reconcile_cron = 'every day'"):
         default_jobs(SchedulerSettings(reconcile_cron="every day"))
 

@@ -102,8 +102,8 @@ async def test_inactivity_sweep_uses_each_workers_limit(tmp_path: Path) -> None:
         detail = h.store.load_run(by[worker].run_id or "")
         assert (detail.run.kind, detail.run.status) == ("policy", "verified")
     assert account(idp, "W0003").enabled is True
-    worker = h.store.get_worker("W0001")
-    assert worker is not None and worker.status == "active"  # dormant, not terminated
+    row = h.store.get_worker("W0001")
+    assert row is not None and row.status == "active"  # dormant, not terminated
     kinds = {r["actor"] for r in records(h)}
     assert kinds == {"scheduler:inactivity"}
     assert {r["policy"]["name"] for r in records(h)} == {"inactivity"}
