@@ -32,7 +32,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 def post(
-    svc: Service, path: str, body: dict[str, object], token: str | None = None
+    svc: Service, path: str, body: Mapping[str, object], token: str | None = None
 ) -> httpx.Response:
     token = svc.admin_token if token is None else token
     return httpx.post(
