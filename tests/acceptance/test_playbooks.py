@@ -194,3 +194,8 @@ def test_bad_playbooks_stop_the_service_with_file_and_line(tmp_path: Path) -> No
     result = service.cli("playbook", "list")
     assert result.returncode == 1
     assert "bad-va.yaml:4: systems.idp.entitlements" in result.stderr
+    served = service.cli("serve", "--port", str(service.port), timeout=30)
+    assert served.returncode == 1
+    assert "bad-va.yaml:4: systems.idp.entitlements: Input should be a valid list" in (
+        served.stderr
+    )
