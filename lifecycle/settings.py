@@ -117,6 +117,9 @@ class SchedulerSettings(_Section):
     policy_check_cron: str = "0 * * * *"
     checkpoint_every_seconds: int = Field(default=300, gt=0)
     disable_orphans: bool = False
+    sweep_ignore: list[str] = Field(default_factory=list)
+    """Shell-style patterns of logins or account ids that are not workers' accounts (service,
+    break-glass): the inactivity sweep and reconciliation never report or disable them."""
     """Reconciliation disables accounts that belong to no active worker (else only reports)."""
     enforce_policy: bool = False
     """The hourly policy check also remediates (else it reports and alerts)."""

@@ -14,6 +14,7 @@ termination it re-verifies and makes it happen once per offset, also across repl
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -191,11 +192,16 @@ async def scan_accounts(ctx: JobContext) -> tuple[list[Scanned], list[str]]:
     links: dict[tuple[str, str], str] = await ctx.db(ctx.store.links_by_account)
     found: list[Scanned] = []
     errors: list[str] = []
+    ignore = ctx.settings.scheduler.sweep_ignore
+
+    def ignored(state: AccountState) -> bool:
+        names = [n.casefold() for n in (state.account.login, state.account.account_id) if n]
+        return any(fnmatch.fnmatchcase(n, p.casefold()) for n in names for p in ignore)
 
     async def one(name: str, connector: Connector) -> None:
         try:
             async for state in connector.list_accounts():
-                if not state.enabled:
+                if not state.enabled or ignored(state):
                     continue
                 account = state.account
                 worker = by_id.get(account.worker_id or "") or by_id.get(

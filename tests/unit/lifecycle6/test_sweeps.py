@@ -137,3 +137,17 @@ async def test_reconciliation_reports_orphans_and_disables_them_when_configured(
     assert account(h.connectors["phone"], "W0001").enabled is True
     assert {r["kind"] for r in records(h)} == {"reconcile"}
     assert (await reconcile(context(h), h.clock())).orphans == []  # disabled ones are settled
+
+
+async def test_service_and_break_glass_accounts_can_be_left_out_of_sweeps(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path)
+    ehr = h.connectors["ehr"]
+    ehr.add_account("svc-backup")  # no worker, never signed in, created long ago
+    account(ehr, "svc-backup").created_at = h.clock() - timedelta(days=400)
+    ctx = context(h, sweep_ignore=["SVC-*@example.org"], disable_orphans=True)
+    assert (await reconcile(ctx, h.clock())).orphans == []
+    assert await inactivity_sweep(ctx, h.clock()) == []
+    assert account(ehr, "svc-backup").enabled is True
+    assert [o.owner for o in (await reconcile(context(h), h.clock())).orphans] == ["svc-backup"]
