@@ -75,11 +75,15 @@ def build_record(
     sla_seconds: int,
 ) -> dict[str, Any]:
     """The record for a finished run (``status`` is the run's final status)."""
-    playbook = (
+    playbook: dict[str, Any] | None = (
         {"name": run.playbook_name, "version_sha256": run.playbook_sha256}
         if run.playbook_name
         else None
     )
+    previous = json.loads(run.plan_json).get("from") if run.plan_json else None
+    if playbook is not None and previous:
+        # A mover's record names the role it moved from as well (its file's SHA-256 too).
+        playbook["from"] = {"name": previous["name"], "version_sha256": previous["sha256"]}
     return {
         "schema": SCHEMA,
         "record_id": record_id,

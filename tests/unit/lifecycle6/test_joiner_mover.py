@@ -86,7 +86,11 @@ async def test_transfer_removes_then_adds_and_records_both(tmp_path: Path) -> No
             "va-intake" if system == "idp" else "ehr-intake"
         ]
     record = records(h)[-1]
-    assert record["playbook"]["name"] == "scheduling-va"
+    assert record["playbook"] == {
+        "name": "scheduling-va",
+        "version_sha256": lib.get("scheduling-va").sha256,
+        "from": {"name": "intake-va", "version_sha256": lib.get("intake-va").sha256},
+    }
     idp = {a["op"]: a for a in record["actions"] if a["system"] == "idp"}
     assert idp["remove_entitlements"]["removed"] == ["va-intake"]
     assert idp["add_entitlements"]["added"] == ["va-scheduling"]
