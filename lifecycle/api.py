@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lifecycle.api_roles import add_lifecycle_routes
 from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.engine import worker_of
@@ -87,6 +88,8 @@ def run_json(run: Run, steps: Sequence[Step] | None = None) -> dict[str, Any]:
         "finished_at": _iso(run.finished_at),
         "time_to_revoke_ms": run.time_to_revoke_ms,
         "evidence_seq": run.evidence_seq,
+        "playbook": run.playbook_name,
+        "playbook_sha256": run.playbook_sha256,
     }
     if steps is not None:
         body["steps"] = [step_json(s) for s in steps]
@@ -221,7 +224,14 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
             now,
             allow_inline_secrets=service.settings.service.demo,
         )
-        intake = await db(service.store.accept_hr_event, event, service.connector_names, now)
+        intake = await anyio.to_thread.run_sync(
+            lambda: service.store.accept_hr_event(
+                event,
+                service.connector_names,
+                now,
+                provision=service.playbooks.hr_planner(service.connector_names),
+            )
+        )
         if intake.run_id and not intake.duplicate:
             service.engine.wake()
         log.info(
@@ -370,6 +380,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         data = await db(generate_latest, service.metrics.registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
+    add_lifecycle_routes(v1, service, admin=admin, reader=reader)
     app.include_router(hr)
     app.include_router(v1)
     return app

@@ -20,8 +20,11 @@ from lifecycle.evidence.log import EvidenceLog
 from lifecycle.exceptions import ConfigError, EvidenceError
 from lifecycle.metrics import Metrics
 from lifecycle.models import WorkerRow
+from lifecycle.playbooks import SHIPPED, PlaybookLibrary
+from lifecycle.scheduler import Scheduler
 from lifecycle.settings import Settings
 from lifecycle.store import Store
+from lifecycle.sweeps import JobContext
 
 log = logging.getLogger("lifecycle.app")
 
@@ -56,6 +59,20 @@ def load_key(settings: Settings) -> SigningKey | None:
         return None
 
 
+def load_playbooks(settings: Settings, base_dir: Path | None = None) -> PlaybookLibrary:
+    """``[playbooks] directory`` (relative to the working directory), else the shipped ones."""
+    directory = settings.playbooks.directory
+    if directory is None:
+        return (
+            PlaybookLibrary.load(SHIPPED, settings.policy)
+            if SHIPPED.is_dir()
+            else PlaybookLibrary()
+        )
+    if not directory.is_absolute():
+        directory = (base_dir or Path.cwd()) / directory
+    return PlaybookLibrary.load(directory, settings.policy)
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -67,6 +84,8 @@ class Service:
     metrics: Metrics
     key: SigningKey | None
     clock: Callable[[], datetime] = field(default=utcnow)
+    playbooks: PlaybookLibrary = field(default_factory=PlaybookLibrary)
+    scheduler: Scheduler | None = None
 
     @classmethod
     def build(
@@ -127,7 +146,25 @@ class Service:
             clock=clock,
             owner=settings.service.instance_id,
         )
-        return cls(settings, store, connectors, evidence, engine, alerts, metrics, key, clock)
+        service = cls(settings, store, connectors, evidence, engine, alerts, metrics, key, clock)
+        service.playbooks = load_playbooks(settings, base_dir)
+        for book in service.playbooks.playbooks.values():
+            missing = sorted(set(book.playbook.systems) - set(connectors))
+            if missing:
+                log.warning(
+                    "playbook %s names unconfigured system(s) %s: it cannot be applied",
+                    book.name,
+                    ", ".join(missing),
+                )
+        service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
+        return service
+
+    @property
+    def jobs(self) -> JobContext:
+        """What scheduled jobs (and their API/CLI triggers) are given."""
+        return JobContext(
+            self.settings, self.store, self.engine, self.playbooks, self.alerts, self.evidence
+        )
 
     @property
     def connector_names(self) -> list[str]:
@@ -143,6 +180,8 @@ class Service:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.engine.run_forever)
                 tg.start_soon(self.evidence.run_signer)
+                if self.scheduler is not None and self.settings.scheduler.enabled:
+                    await tg.start(self.scheduler.run)
                 task_status.started()
 
     async def aclose(self) -> None:

@@ -480,6 +480,13 @@ def hr_send_test_event(
     )
 
 
+# ---------------------------------------------------------------------- playbooks, policy, roster
+
+from lifecycle import cli_roles  # noqa: E402 - registers its commands on the apps above
+
+cli_roles.register(app, hr_app)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

@@ -129,6 +129,9 @@ class Run(SQLModel, table=True):
     evidence_seq: int | None = None
     playbook_name: str | None = None
     playbook_sha256: str | None = None
+    plan_json: str | None = Field(default=None, sa_column=Column(Text))
+    """Joiner/mover and policy runs: what the run is to achieve (desired entitlements per
+    system, the policy baseline), fixed when the run is created so a resumed run does the same."""
 
 
 class Step(SQLModel, table=True):
@@ -196,3 +199,12 @@ class ApiToken(SQLModel, table=True):
     token_sha256: str = Field(unique=True)
     created_at: datetime = ts_column(nullable=False)
     revoked_at: datetime | None = ts_column()
+
+
+class SchedulerJob(SQLModel, table=True):
+    """When each scheduled job last ran, so missed runs after downtime run once on start."""
+
+    __tablename__ = "scheduler_jobs"
+
+    name: str = Field(primary_key=True)
+    last_run_at: datetime = ts_column(nullable=False)

@@ -97,6 +97,37 @@ class PolicySettings(_Section):
         )
 
 
+class PlaybookSettings(_Section):
+    directory: Path | None = None
+    """Where the role playbooks (``*.yaml``) and ``roles.yaml`` live; default: the shipped
+    ``playbooks/`` directory."""
+
+
+class SchedulerSettings(_Section):
+    """``[scheduler]``: cron expressions are UTC, five fields (minute hour day month weekday)."""
+
+    enabled: bool = True
+    reverify_after_minutes: list[int] = Field(default_factory=lambda: [5, 1440])
+    """Re-verify every termination this long after it finished (default +5 min and +24 h)."""
+    reverify_every_seconds: int = Field(default=60, gt=0)
+    """How often the re-verification job looks for terminations that are due."""
+    reverify_catch_up_days: int = Field(default=7, gt=0)
+    """After downtime, terminations that finished up to this long ago are still re-verified."""
+    inactivity_cron: str = "0 3 * * *"
+    reconcile_cron: str = "30 3 * * *"
+    policy_check_cron: str = "0 * * * *"
+    checkpoint_every_seconds: int = Field(default=300, gt=0)
+    disable_orphans: bool = False
+    sweep_ignore: list[str] = Field(default_factory=list)
+    """Shell-style patterns of logins or account ids that are not workers' accounts (service,
+    break-glass): the inactivity sweep and reconciliation never report or disable them."""
+    """Reconciliation disables accounts that belong to no active worker (else only reports)."""
+    enforce_policy: bool = False
+    """The hourly policy check also remediates (else it reports and alerts)."""
+    misfire_grace_seconds: int = Field(default=3600, gt=0)
+    leader_retry_seconds: float = Field(default=15.0, gt=0)
+
+
 class DemoSettings(_Section):
     workers: int = Field(default=0, ge=0)
     """Seed the roster with W0001..W<n> (the memory connectors seed the same ids)."""
@@ -115,6 +146,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @field_validator("connectors")
     @classmethod

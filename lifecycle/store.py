@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, or_, text, update
+from sqlalchemy import event, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -34,6 +34,7 @@ from lifecycle.models import (
     Run,
     RunKind,
     RunStatus,
+    SchedulerJob,
     Step,
     StepStatus,
     WorkerRow,
@@ -59,6 +60,24 @@ class RunDetail:
     run: Run
     steps: list[Step]
     worker: WorkerRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """A run other than a plain termination: its kind, steps and what it is to achieve."""
+
+    kind: RunKind
+    steps: list[tuple[str, str, int]]
+    plan_json: str
+    playbook_name: str | None = None
+    playbook_sha256: str | None = None
+    accounts: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    """Connector -> (account id, login) when the run targets known accounts (sweeps)."""
+
+
+#: Given a hire or transfer (the event, the updated roster row, the worker's job code before the
+#: event and the playbook they were last provisioned with), the joiner/mover run to create.
+ProvisionPlanner = Callable[[HrEvent, WorkerRow, str | None, str | None], RunPlan | None]
 
 
 def termination_plan(connectors: Sequence[str]) -> list[tuple[str, str, int]]:
@@ -131,6 +150,7 @@ class Store:
 
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._protect_evidence()
 
     def _protect_evidence(self) -> None:
@@ -169,6 +189,19 @@ class Store:
                         f"FOR EACH ROW EXECUTE FUNCTION lifecycle_protect_evidence('{column}')"
                     )
 
+    #: Nullable columns added after the first release: (table, column, SQL type).
+    ADDED_COLUMNS = (("runs", "plan_json", "TEXT"),)
+
+    def _add_missing_columns(self) -> None:
+        """``create_all`` makes missing tables but never alters existing ones; a database
+        created by an earlier version gets the nullable columns added since."""
+        inspector = inspect(self.engine)
+        for table, column, sql_type in self.ADDED_COLUMNS:
+            present = {c["name"] for c in inspector.get_columns(table)}
+            if column not in present:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+
     def ping(self) -> None:
         with self.session() as s:
             s.exec(select(1)).one()
@@ -196,19 +229,33 @@ class Store:
 
     # ------------------------------------------------------------------ intake
 
-    def accept_hr_event(self, event: HrEvent, connectors: Sequence[str], now: datetime) -> Intake:
+    def accept_hr_event(
+        self,
+        event: HrEvent,
+        connectors: Sequence[str],
+        now: datetime,
+        *,
+        provision: ProvisionPlanner | None = None,
+    ) -> Intake:
         """Store the inbox row (and, for a termination, its run and steps) in one transaction.
 
+        With ``provision``, a hire or transfer gets its joiner/mover run in the same transaction.
         A second delivery of the same source event id returns the first one's run.
         Raises UnknownWorkerError, and stores nothing, for a non-hire about an unknown worker.
         """
         try:
-            return self._accept(event, connectors, now)
+            return self._accept(event, connectors, now, provision)
         except IntegrityError:
             # A concurrent delivery of the same event won the race; answer with its run.
-            return self._accept(event, connectors, now)
+            return self._accept(event, connectors, now, provision)
 
-    def _accept(self, event: HrEvent, connectors: Sequence[str], now: datetime) -> Intake:
+    def _accept(
+        self,
+        event: HrEvent,
+        connectors: Sequence[str],
+        now: datetime,
+        provision: ProvisionPlanner | None = None,
+    ) -> Intake:
         with self.session() as s:
             existing = s.exec(
                 select(InboxEvent).where(
@@ -224,6 +271,7 @@ class Store:
                     f"worker {event.worker_id!r} is not in the workforce roster"
                 )
             worker = worker or WorkerRow(worker_id=event.worker_id, updated_at=now)
+            previous_job_code = worker.job_code
             for attr in ("name", "email", "job_code", "engagement", "vendor"):
                 value = getattr(event, attr)
                 if value is not None:
@@ -258,6 +306,26 @@ class Store:
                     payload_sha256=event.payload_sha256,
                 )
                 inbox.run_id = run.id
+            elif provision is not None and event.type in (HrEventType.HIRE, HrEventType.TRANSFER):
+                plan = provision(
+                    event, worker, previous_job_code, self._current_playbook(s, event.worker_id)
+                )
+                if plan is not None:
+                    run = self._new_run(
+                        s,
+                        kind=plan.kind,
+                        worker_id=event.worker_id,
+                        reason=event.reason or str(event.type),
+                        actor=f"hr:{event.source}",
+                        connectors=(),
+                        now=now,
+                        effective_at=event.effective_at,
+                        source=event.source,
+                        source_event_id=event.event_id,
+                        payload_sha256=event.payload_sha256,
+                        plan=plan,
+                    )
+                    inbox.run_id = run.id
             s.add(inbox)
             s.flush()
             return Intake(inbox.id, inbox.run_id, duplicate=False)
@@ -303,6 +371,9 @@ class Store:
         source: str | None = None,
         source_event_id: str | None = None,
         payload_sha256: str | None = None,
+        plan: RunPlan | None = None,
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> Run:
         run = Run(
             id=new_id(),
@@ -318,11 +389,169 @@ class Store:
             effective_at=effective_at,
             not_before=max(effective_at, now) if effective_at else now,
         )
+        if plan is not None:
+            run.playbook_name, run.playbook_sha256 = plan.playbook_name, plan.playbook_sha256
+            run.plan_json = plan.plan_json
+        if lease_owner is not None:
+            # Created already claimed: the creator executes it now; after a crash the lease
+            # lapses and any replica's executor resumes it.
+            run.status, run.started_at = RunStatus.RUNNING, now
+            run.lease_owner, run.lease_expires_at = lease_owner, lease_until
         s.add(run)
         s.flush()
-        for connector, action, position in termination_plan(connectors):
-            s.add(Step(run_id=run.id, connector=connector, action=action, position=position))
+        known = plan.accounts if plan else {}
+        for connector, action, position in plan.steps if plan else termination_plan(connectors):
+            account_id, login = known.get(connector, (None, None))
+            s.add(
+                Step(
+                    run_id=run.id,
+                    connector=connector,
+                    action=action,
+                    position=position,
+                    account_id=account_id,
+                    account_login=login,
+                )
+            )
         return run
+
+    def create_run(
+        self,
+        worker_id: str,
+        plan: RunPlan,
+        *,
+        reason: str,
+        actor: str,
+        now: datetime,
+        source: str,
+        source_event_id: str,
+        lease_owner: str | None = None,
+        lease_until: datetime | None = None,
+        require_worker: bool = True,
+    ) -> Run:
+        """A joiner/mover, policy, reconciliation or re-verification run with its own steps.
+
+        Idempotent on (source, source_event_id): asking twice returns the first run.
+        """
+        with self.session() as s:
+            existing = s.exec(
+                select(Run).where(Run.source == source, Run.source_event_id == source_event_id)
+            ).first()
+            if existing is not None:
+                return existing
+            if require_worker and s.get(WorkerRow, worker_id) is None:
+                raise UnknownWorkerError(f"worker {worker_id!r} is not in the workforce roster")
+            digest = hashlib.sha256(f"{source}:{source_event_id}:{plan.plan_json}".encode())
+            return self._new_run(
+                s,
+                kind=plan.kind,
+                worker_id=worker_id,
+                reason=reason,
+                actor=actor,
+                connectors=(),
+                now=now,
+                source=source,
+                source_event_id=source_event_id,
+                payload_sha256=digest.hexdigest(),
+                plan=plan,
+                lease_owner=lease_owner,
+                lease_until=lease_until,
+            )
+
+    @staticmethod
+    def _current_playbook(s: Session, worker_id: str) -> str | None:
+        """The playbook of the worker's last joiner/mover run that did not fail outright."""
+        return s.exec(
+            select(Run.playbook_name)
+            .where(
+                Run.worker_id == worker_id,
+                col(Run.kind).in_([RunKind.ONBOARD, RunKind.TRANSFER]),
+                col(Run.status).in_(
+                    [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.VERIFIED, RunStatus.INCOMPLETE]
+                ),
+            )
+            .order_by(col(Run.received_at).desc())
+            .limit(1)
+        ).first()
+
+    def current_playbook(self, worker_id: str) -> str | None:
+        with self.session() as s:
+            return self._current_playbook(s, worker_id)
+
+    def finished_offboards(self, since: datetime, until: datetime) -> list[Run]:
+        """Terminations (not re-verifications) that finished in [since, until)."""
+        with self.session() as s:
+            return list(
+                s.exec(
+                    select(Run).where(
+                        Run.kind == RunKind.OFFBOARD,
+                        col(Run.status).in_([RunStatus.VERIFIED, RunStatus.INCOMPLETE]),
+                        col(Run.finished_at) >= since,
+                        col(Run.finished_at) < until,
+                        col(Run.actor).not_like("scheduler:%"),
+                    )
+                ).all()
+            )
+
+    def source_event_ids(self, source: str, prefix: str) -> set[str]:
+        with self.session() as s:
+            return {
+                e
+                for e in s.exec(
+                    select(Run.source_event_id).where(
+                        Run.source == source, col(Run.source_event_id).startswith(prefix)
+                    )
+                ).all()
+                if e is not None
+            }
+
+    def workers(self) -> list[WorkerRow]:
+        with self.session() as s:
+            return list(s.exec(select(WorkerRow).order_by(col(WorkerRow.worker_id))).all())
+
+    def links_by_account(self) -> dict[tuple[str, str], str]:
+        """(connector, account id) -> worker id, for every account lifecycle has linked."""
+        with self.session() as s:
+            return {
+                (link.connector, link.account_id): link.worker_id
+                for link in s.exec(select(AccountLink)).all()
+            }
+
+    def import_workers(
+        self, workers: Sequence[WorkerRow], *, complete: bool, now: datetime
+    ) -> tuple[int, int, int]:
+        """Insert or refresh roster rows; with ``complete`` the file is the whole workforce and
+        active workers missing from it become ``absent``. Returns (added, updated, absent)."""
+        with self.session() as s:
+            known = {w.worker_id: w for w in s.exec(select(WorkerRow)).all()}
+            added = updated = absent = 0
+            for row in workers:
+                current = known.get(row.worker_id)
+                if current is None:
+                    s.add(row)
+                    added += 1
+                    continue
+                for attr in ("name", "email", "job_code", "engagement", "vendor", "status"):
+                    setattr(current, attr, getattr(row, attr))
+                current.updated_at = now
+                s.add(current)
+                updated += 1
+            if complete:
+                listed = {w.worker_id for w in workers}
+                for worker_id, current in known.items():
+                    if worker_id not in listed and current.status == "active":
+                        current.status, current.updated_at = "absent", now
+                        s.add(current)
+                        absent += 1
+            return added, updated, absent
+
+    def job_last_run(self, name: str) -> datetime | None:
+        with self.session() as s:
+            row = s.get(SchedulerJob, name)
+            return row.last_run_at if row else None
+
+    def mark_job_run(self, name: str, at: datetime) -> None:
+        with self.session() as s:
+            s.merge(SchedulerJob(name=name, last_run_at=at))
 
     # ------------------------------------------------------------------ executor
 

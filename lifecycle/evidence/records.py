@@ -44,6 +44,25 @@ def _action(step: Step) -> dict[str, Any]:
     }
 
 
+def _policy(run: Run) -> dict[str, Any] | None:
+    """Policy, inactivity and reconciliation runs name the policy version they enforced."""
+    plan: dict[str, Any] = json.loads(run.plan_json) if run.plan_json else {}
+    policy = plan.get("policy")
+    return {"name": policy["name"], "version_sha256": policy["sha256"]} if policy else None
+
+
+def _actions(run: Run, steps: list[Step]) -> list[dict[str, Any]]:
+    actions = []
+    for step in sorted(steps, key=lambda s: (s.connector, s.position)):
+        action = _action(step)
+        if run.kind in ("onboard", "transfer"):
+            # A mover records what was added as well as what was removed (PS-5).
+            result = json.loads(step.result_json) if step.result_json else {}
+            action["added"] = list(result.get("added", []))
+        actions.append(action)
+    return actions
+
+
 def build_record(
     *,
     seq: int,
@@ -56,11 +75,15 @@ def build_record(
     sla_seconds: int,
 ) -> dict[str, Any]:
     """The record for a finished run (``status`` is the run's final status)."""
-    playbook = (
+    playbook: dict[str, Any] | None = (
         {"name": run.playbook_name, "version_sha256": run.playbook_sha256}
         if run.playbook_name
         else None
     )
+    previous = json.loads(run.plan_json).get("from") if run.plan_json else None
+    if playbook is not None and previous:
+        # A mover's record names the role it moved from as well (its file's SHA-256 too).
+        playbook["from"] = {"name": previous["name"], "version_sha256": previous["sha256"]}
     return {
         "schema": SCHEMA,
         "record_id": record_id,
@@ -82,12 +105,14 @@ def build_record(
             "payload_sha256": run.payload_sha256,
         },
         "playbook": playbook,
-        "policy": None,
-        "actions": [_action(s) for s in sorted(steps, key=lambda s: (s.connector, s.position))],
+        "policy": _policy(run),
+        "actions": _actions(run, steps),
         "computed": {
             "time_to_revoke_ms": time_to_revoke_ms,
             "sla_seconds": sla_seconds,
-            "sla_met": time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000,
+            "sla_met": (time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000)
+            if run.kind == "offboard"
+            else None,  # joiners, movers and policy runs have no revocation SLA
         },
         "actor": run.actor,
     }

@@ -33,6 +33,7 @@ def config_text(
     lease_seconds: float = 2.0,
     alert_url: str | None = None,
     workers: int = 50,
+    extra: str = "",
 ) -> str:
     latency = latency or {"idp": 20, "ehr": 30, "phone": 10}
     lines = [
@@ -68,7 +69,7 @@ def config_text(
         for fault in (faults or {}).get(name, []):
             lines.append(f"[[connectors.{name}.faults]]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in fault.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + extra
 
 
 @dataclass
