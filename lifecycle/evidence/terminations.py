@@ -51,8 +51,12 @@ def _text(value: Any) -> str:
 
 
 def termination_row(seq: int, record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The compact row of one offboard record, or None for records of other kinds."""
-    if record.get("kind") != "offboard":
+    """The compact row of one offboard record, or None for records of other kinds.
+
+    Re-verifications by the scheduler (actor ``scheduler:...``) are offboard runs too, but an
+    auditor's table has one row per termination: they stay in the log, not in the table.
+    """
+    if record.get("kind") != "offboard" or str(record.get("actor", "")).startswith("scheduler:"):
         return None
     subject = record.get("subject") or {}
     trigger = record.get("trigger") or {}
