@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -624,9 +625,24 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def watchdog(seconds: float) -> threading.Timer:
+    """Hard stop if cancellation cannot unwind (a stuck thread or a loop that never yields):
+    ``fail_after`` alone cannot end those, and a benchmark must never hang a CI job."""
+
+    def expire() -> None:
+        print(f"benchmark stuck past --timeout {seconds:g} s; killed", file=sys.stderr)
+        os._exit(3)
+
+    timer = threading.Timer(seconds + 15.0, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    timer = watchdog(args.timeout)
     try:
         out = anyio.run(main_async, args)
     except TimeoutError:
@@ -635,6 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    finally:
+        timer.cancel()
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(to_json(out))
