@@ -23,6 +23,7 @@ Run: ``uv run python bench/termination.py`` (``--help`` for options, ``--json`` 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -42,7 +44,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 from sqlalchemy import create_engine, make_url, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from connectors.base import Worker, utcnow
 from connectors.memory import MemoryConnector
@@ -51,7 +53,7 @@ from lifecycle.engine import Engine, EngineConfig
 from lifecycle.evidence.checkpoint import init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
 from lifecycle.metrics import Metrics
-from lifecycle.models import Run, RunStatus, WorkerRow
+from lifecycle.models import Run, RunStatus, Step, WorkerRow
 from lifecycle.retry import RetryPolicy
 from lifecycle.store import TERMINATION_ACTIONS, Store
 
@@ -313,6 +315,7 @@ class SingleResult:
     target_met: bool
     cross_check: dict[str, float]
     db: dict[str, float]
+    overhead: dict[str, Stats]
 
 
 async def single(args: argparse.Namespace, url: str, tmp: Path) -> SingleResult:
@@ -326,6 +329,7 @@ async def single(args: argparse.Namespace, url: str, tmp: Path) -> SingleResult:
     wall_ms: list[float] = []
     floor_ms: list[float] = []
     seq_ms: list[float] = []
+    run_ids: list[str] = []
     async with running_rig(
         url,
         tmp,
@@ -341,6 +345,7 @@ async def single(args: argparse.Namespace, url: str, tmp: Path) -> SingleResult:
             submitted = time.perf_counter()
             run = await anyio.to_thread.run_sync(rig.terminate, workers[i])
             rig.engine.wake()
+            run_ids.append(run.id)
             done = await rig.engine.wait_for(run.id)
             detail = await anyio.to_thread.run_sync(rig.store.load_run, run.id)
             if detail.run.status != RunStatus.VERIFIED or detail.run.time_to_revoke_ms is None:
@@ -358,6 +363,7 @@ async def single(args: argparse.Namespace, url: str, tmp: Path) -> SingleResult:
                     await connector_chain(rig.connectors[name], bench_worker(seq_workers[i]))
                 seq_ms.append(ms(time.perf_counter() - started))
         db = db_summary(rig.store, n)
+        overhead = await anyio.to_thread.run_sync(breakdown, rig.store, run_ids, latencies)
     eng, flo, seq = Stats.of(engine_ms), Stats.of(floor_ms), Stats.of(seq_ms)
     # Cross-check: our wall clock runs from just before the intake transaction to execute()
     # returning (after the evidence record and finish_run), so it must be >= the engine's
@@ -383,6 +389,7 @@ async def single(args: argparse.Namespace, url: str, tmp: Path) -> SingleResult:
             "wall_minus_engine_max_ms": round(max(gaps), 1),
         },
         db=db,
+        overhead=overhead,
     )
 
 
@@ -396,6 +403,52 @@ def db_summary(store: TimedStore, runs: int, wall: float | None = None) -> dict[
     if wall:
         out["held_share_of_wall"] = round(store.held_seconds / wall, 2)
     return out
+
+
+BREAKDOWN = {
+    "intake_claim": "HR receipt -> run claimed (intake transaction, wake, claim)",
+    "load_find_link": "claimed -> first action (load run, connector slot, find, link; excl. L)",
+    "between_steps": "between actions (persist the settled step, next start)",
+    "call_overhead": "inside the four action calls, beyond L",
+}
+
+
+def gap_ms(a: datetime | None, b: datetime | None) -> float:
+    if a is None or b is None:
+        raise RuntimeError("a verified run has a step without its timestamps")
+    return ms((b - a).total_seconds())
+
+
+def breakdown(
+    store: Store, run_ids: Sequence[str], latency_ms: dict[str, float]
+) -> dict[str, Stats]:
+    """Where a run's time above ``5 x L`` goes, on its slowest chain, from the stamps the engine
+    stores (step started_at/finished_at, run received/started): the four parts sum to
+    ``time to verified - 5 x L``."""
+    wanted = set(run_ids)
+    with store.session() as s:
+        runs = [r for r in s.exec(select(Run)).all() if r.id in wanted]
+        chains: dict[str, dict[str, dict[str, Step]]] = defaultdict(lambda: defaultdict(dict))
+        for step in s.exec(select(Step)).all():
+            if step.run_id in wanted:
+                chains[step.run_id][step.connector][step.action] = step
+    parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN}
+    for run in runs:
+        name, chain = max(
+            chains[run.id].items(),
+            key=lambda item: item[1]["verify"].finished_at or run.received_at,
+        )
+        lat = latency_ms[name]
+        ordered = [chain[a] for a in TERMINATION_ACTIONS]
+        parts["intake_claim"].append(gap_ms(run.received_at, run.started_at))
+        parts["load_find_link"].append(gap_ms(run.started_at, ordered[0].started_at) - lat)
+        parts["between_steps"].append(
+            sum(gap_ms(x.finished_at, y.started_at) for x, y in itertools.pairwise(ordered))
+        )
+        parts["call_overhead"].append(
+            sum(gap_ms(x.started_at, x.finished_at) - lat for x in ordered)
+        )
+    return {k: Stats.of(v) for k, v in parts.items() if v}
 
 
 @dataclass
@@ -416,6 +469,7 @@ class BurstResult:
     wall_over_ideal: float
     limited_by_concurrency: bool
     db: dict[str, float] = field(default_factory=dict)
+    overhead: dict[str, Stats] = field(default_factory=dict)
 
 
 async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int) -> BurstResult:
@@ -444,6 +498,9 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
         wall = max(rig.engine.done_at.values()) - released
         db = db_summary(rig.store, size, wall)
         runs = await anyio.to_thread.run_sync(lambda: rig.store.list_runs(limit=size + 1))
+        overhead = await anyio.to_thread.run_sync(
+            breakdown, rig.store, [r.id for r in runs], latencies
+        )
     bad = [r for r in runs if r.status != RunStatus.VERIFIED or r.time_to_revoke_ms is None]
     if len(runs) != size or bad:
         raise RuntimeError(f"{len(bad)} of {len(runs)} burst runs not verified")
@@ -466,6 +523,7 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
         wall_over_ideal=round(wall / ideal, 2) if ideal else math.inf,
         limited_by_concurrency=ideal > 0 and wall <= TARGET_RATIO * ideal,
         db=db,
+        overhead=overhead,
     )
 
 
@@ -474,6 +532,15 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
 
 def fmt(stats: Stats) -> str:
     return f"{stats.p50:8.1f} {stats.p99:8.1f}"
+
+
+def print_breakdown(parts: dict[str, Stats], title: str, scale: float = 1.0) -> None:
+    unit = "s" if scale == 1000 else "ms"
+    print(f"  {title} ({unit}, p50 / p99):")
+    for key, label in BREAKDOWN.items():
+        if key in parts:
+            st = parts[key]
+            print(f"    {label:72} {st.p50 / scale:7.2f} {st.p99 / scale:7.2f}")
 
 
 def print_report(args: argparse.Namespace, out: dict[str, Any]) -> None:
@@ -510,6 +577,7 @@ def print_report(args: argparse.Namespace, out: dict[str, Any]) -> None:
             f"  db: {s.db['transactions_per_run']} tx/run, "
             f"{s.db['ms_per_transaction']} ms held per tx"
         )
+        print_breakdown(s.overhead, "engine time above 5 x L on the slowest chain")
     bursts: list[BurstResult] = out.get("burst", [])
     if bursts:
         b0 = bursts[0]
@@ -536,6 +604,8 @@ def print_report(args: argparse.Namespace, out: dict[str, Any]) -> None:
             "release (executor started)\n  to the run's last verified read-back; db held = share "
             "of the wall time a transaction\n  held the database."
         )
+        for b in bursts:
+            print_breakdown(b.overhead, f"C={b.concurrency}: time above 5 x L, slowest chain", 1000)
         for b in bursts:
             verdict = "yes" if b.limited_by_concurrency else "NO"
             print(
