@@ -218,6 +218,7 @@ async def running_rig(
     *,
     concurrency: int,
     max_parallel_runs: int,
+    extra_accounts: Sequence[str] = (),
 ) -> AsyncIterator[Rig]:
     """Build the service's pieces the way ``Service.build`` does and run the checkpoint signer
     in the background; ``Rig.start()`` starts the executor. Torn down (tasks cancelled, store
@@ -236,7 +237,7 @@ async def running_rig(
     connectors: dict[str, MemoryConnector] = {}
     for name, latency in latencies.items():
         conn = MemoryConnector(name, latency_ms=latency, domain="bench.example")
-        for w in workers:
+        for w in [*workers, *extra_accounts]:
             conn.add_account(w, groups={"all-staff", f"{name}-users"})
         connectors[name] = conn
     key_path = tmp / f"evidence-{uuid.uuid4().hex[:8]}.ed25519"
@@ -472,6 +473,34 @@ class BurstResult:
     limited_by_concurrency: bool
     db: dict[str, float] = field(default_factory=dict)
     overhead: dict[str, Stats] = field(default_factory=dict)
+    floor: Stats | None = None
+    """the slowest system's own chain for every worker, C in flight, no engine: completion
+    times from the start (its maximum is the floor's wall time)"""
+    sequential: Stats | None = None
+    """every system's chain one after another per worker, C workers in flight, no engine"""
+    sequential_bound_s: float = 0.0
+    """ceil(B / C) x systems' chains back to back: what the sequential baseline should take"""
+
+
+async def concurrent_chains(
+    connectors: Sequence[MemoryConnector], workers: Sequence[str], concurrency: int
+) -> Stats:
+    """The connectors' own chains (one after another per worker), ``concurrency`` workers in
+    flight; completion time of each worker from the start, ms."""
+    limiter = anyio.CapacityLimiter(concurrency)
+    done: list[float] = []
+    started = time.perf_counter()
+
+    async def one(worker_id: str) -> None:
+        async with limiter:
+            for conn in connectors:
+                await connector_chain(conn, bench_worker(worker_id))
+        done.append(ms(time.perf_counter() - started))
+
+    async with anyio.create_task_group() as tg:
+        for w in workers:
+            tg.start_soon(one, w)
+    return Stats.of(done)
 
 
 async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int) -> BurstResult:
@@ -479,8 +508,21 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
     size = args.burst
     workers = [f"B{i:05d}" for i in range(size)]
     max_parallel = args.max_parallel_runs or size
+    waves = math.ceil(size / concurrency)
+    sequential_bound = waves * CHAIN_CALLS * sum(latencies.values()) / 1000
+    baselines = sequential_bound <= args.burst_baseline_budget
+    floor_workers = [f"BF{i:05d}" for i in range(size)] if baselines else []
+    seq_workers = [f"BS{i:05d}" for i in range(size)] if baselines else []
+    floor: Stats | None = None
+    sequential: Stats | None = None
     async with running_rig(
-        url, tmp, latencies, workers, concurrency=concurrency, max_parallel_runs=max_parallel
+        url,
+        tmp,
+        latencies,
+        workers,
+        concurrency=concurrency,
+        max_parallel_runs=max_parallel,
+        extra_accounts=floor_workers + seq_workers,
     ) as rig:
 
         def intake() -> None:
@@ -503,6 +545,12 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
         overhead = await anyio.to_thread.run_sync(
             breakdown, rig.store, [r.id for r in runs], latencies
         )
+        if baselines:
+            # After the engine's burst, in the same process; the executor is idle by now.
+            slowest = max(latencies, key=lambda n: latencies[n])
+            floor = await concurrent_chains([rig.connectors[slowest]], floor_workers, concurrency)
+            conns = [rig.connectors[n] for n in rig.names]
+            sequential = await concurrent_chains(conns, seq_workers, concurrency)
     bad = [r for r in runs if r.status != RunStatus.VERIFIED or r.time_to_revoke_ms is None]
     if len(runs) != size or bad:
         raise RuntimeError(f"{len(bad)} of {len(runs)} burst runs not verified")
@@ -511,7 +559,7 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
         float(r.time_to_revoke_ms or 0) - ms((released_at - r.received_at).total_seconds())
         for r in runs
     ]
-    ideal = math.ceil(size / concurrency) * CHAIN_CALLS * max(latencies.values()) / 1000
+    ideal = waves * CHAIN_CALLS * max(latencies.values()) / 1000
     return BurstResult(
         size=size,
         concurrency=concurrency,
@@ -526,6 +574,9 @@ async def burst(args: argparse.Namespace, url: str, tmp: Path, concurrency: int)
         limited_by_concurrency=ideal > 0 and wall <= TARGET_RATIO * ideal,
         db=db,
         overhead=overhead,
+        floor=floor,
+        sequential=sequential,
+        sequential_bound_s=round(sequential_bound, 2),
     )
 
 
@@ -611,6 +662,20 @@ def print_report(args: argparse.Namespace, out: dict[str, Any]) -> None:
             "release (executor started)\n  to the run's last verified read-back; db held = share "
             "of the wall time a transaction\n  held the database."
         )
+        print("  references, same run, no engine, C workers in flight (completion from start, s):")
+        print(f"  {'C':>5} {'floor p50':>9} {'p99':>6} {'seq p50':>8} {'p99':>6} {'seq bound':>9}")
+        for b in bursts:
+            if b.floor is None or b.sequential is None:
+                print(
+                    f"  {b.concurrency:5d}  not measured: sequential bound "
+                    f"{b.sequential_bound_s:.1f} s > --burst-baseline-budget"
+                )
+                continue
+            print(
+                f"  {b.concurrency:5d} {b.floor.p50 / 1000:9.2f} {b.floor.p99 / 1000:6.2f} "
+                f"{b.sequential.p50 / 1000:8.2f} {b.sequential.p99 / 1000:6.2f} "
+                f"{b.sequential_bound_s:9.2f}"
+            )
         for b in bursts:
             print_breakdown(b.overhead, f"C={b.concurrency}: time above 5 x L, slowest chain", 1000)
         for b in bursts:
@@ -665,6 +730,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--database-url",
         help="PostgreSQL server URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test; "
         "a fresh database is created on it and dropped after (default: a temporary SQLite file)",
+    )
+    p.add_argument(
+        "--burst-baseline-budget",
+        type=float,
+        default=15.0,
+        help="measure the burst's floor and sequential baseline when the sequential one should "
+        "take at most this many s (15)",
     )
     p.add_argument("--only", choices=("single", "burst"), help="run one scenario only")
     p.add_argument("--timeout", type=float, default=110.0, help="give up after this many s (110)")
