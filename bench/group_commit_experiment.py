@@ -28,6 +28,7 @@ from sqlmodel import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _harness as harness
 import termination as bench
 
 from lifecycle.engine import Engine
@@ -48,7 +49,7 @@ STEP_COLUMNS = (
 Write = tuple[str, Any]
 
 
-class GroupCommitEngine(bench.BenchEngine):
+class GroupCommitEngine(harness.BenchEngine):
     links_too = False
 
     def __init__(self, **kwargs: Any) -> None:
@@ -120,7 +121,7 @@ class GroupCommitEngine(bench.BenchEngine):
             return None
         if args[0] in self._details:  # the second load_run: the settled steps are in memory
             return self._details.pop(args[0])
-        detail: RunDetail = await super()._db(self._load_with_links, args[0])
+        detail = await super()._db(self._load_with_links, args[0])
         self._details[args[0]] = detail
         return detail
 
@@ -143,7 +144,7 @@ def main() -> int:
     if variant not in ("steps", "steps+links"):
         raise SystemExit("--variant is steps or steps+links")
     GroupCommitEngine.links_too = variant == "steps+links"
-    bench.BenchEngine = GroupCommitEngine  # type: ignore[misc]
+    harness.BenchEngine = GroupCommitEngine  # type: ignore[misc]
     return bench.main(argv)
 
 
