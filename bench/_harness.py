@@ -31,7 +31,7 @@ from lifecycle.evidence.log import EvidenceLog
 from lifecycle.metrics import Metrics
 from lifecycle.models import Run, RunStatus, Step, WorkerRow
 from lifecycle.retry import RetryPolicy
-from lifecycle.store import TERMINATION_ACTIONS, Store
+from lifecycle.store import TERMINATION_ACTIONS, RunDetail, Store
 
 #: Calls in one connector's termination chain: find_account + the four actions (the last is
 #: the read-back that verifies).
@@ -117,8 +117,8 @@ class BenchEngine(Engine):
         self.expect = 0
         self.all_done = anyio.Event()
 
-    async def execute(self, run_id: str) -> RunStatus:
-        status = await super().execute(run_id)
+    async def execute(self, run_id: str, detail: RunDetail | None = None) -> RunStatus:
+        status = await super().execute(run_id, detail)
         self.done_at[run_id] = time.perf_counter()
         self._done.setdefault(run_id, anyio.Event()).set()
         if len(self.done_at) >= self.expect:

@@ -164,6 +164,7 @@ class MemoryConnector(Connector):
         self.calls: Counter[str] = Counter()
         """Calls made, keyed ``"<op>"`` and ``"<op>:<worker_id>"``; persisted with the state."""
         self._fault_hits: Counter[int] = Counter()
+        self._by_worker: dict[str, str] = {}
         self._loaded = False
 
     # ----------------------------------------------------------------- construction & seeding
@@ -306,7 +307,13 @@ class MemoryConnector(Connector):
 
     async def find_account(self, worker: Worker) -> Account | None:
         await self._call("find_account", worker.worker_id)
+        # A worker-id index keeps big fakes (benchmarks) cheap; tests may edit ``accounts``
+        # directly, so a hit is re-checked and a miss falls back to the scan.
+        hit = self.accounts.get(self._by_worker.get(worker.worker_id, ""))
+        if hit is not None and hit.worker_id == worker.worker_id:
+            return self._account(hit)
         email = (worker.email or "").casefold()
+        self._by_worker = {a.worker_id: a.account_id for a in self.accounts.values()}
         for acct in self.accounts.values():
             if acct.worker_id == worker.worker_id or (email and acct.email.casefold() == email):
                 return self._account(acct)

@@ -15,10 +15,10 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import anyio
 import anyio.abc
@@ -42,13 +42,14 @@ from lifecycle.exceptions import (
     TransientConnectorError,
 )
 from lifecycle.metrics import Metrics
-from lifecycle.models import Run, RunKind, RunStatus, Step, StepStatus, WorkerRow
+from lifecycle.models import AccountLink, Run, RunKind, RunStatus, Step, StepStatus, WorkerRow
 from lifecycle.retry import RetryPolicy, retry_transient
-from lifecycle.store import RunDetail, Store
+from lifecycle.store import Finish, RunDetail, Store
 
 log = logging.getLogger("lifecycle.engine")
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 CAPABILITY_OF: Mapping[str, Capability] = {
     "disable": Capability.DISABLE,
@@ -151,6 +152,56 @@ def outcome_of(detail: RunDetail) -> tuple[RunStatus, datetime, int | None]:
     return RunStatus.INCOMPLETE, finished, None
 
 
+class GroupCommit(Generic[R]):
+    """Batches progress writes (steps, account links) into one transaction per flush.
+
+    Every caller still waits until its own row is committed, so "a step is persisted before the
+    chain moves on" holds; while one flush runs, the rows submitted meanwhile queue for the
+    next. The first waiting caller flushes (no background task), so it works wherever the
+    engine runs. One transaction for many chains is what lets a burst of terminations be
+    limited by connector concurrency instead of by database round trips.
+    """
+
+    def __init__(self, write: Callable[[list[R]], Awaitable[Any]]) -> None:
+        self._write = write
+        self._queue: list[tuple[R, _Ticket]] = []
+        self._flushing = False
+
+    async def submit(self, row: R) -> None:
+        ticket = _Ticket()
+        self._queue.append((row, ticket))
+        if not self._flushing:
+            self._flushing = True
+            try:
+                while self._queue:
+                    batch, self._queue = self._queue, []
+                    try:
+                        await self._write([r for r, _ in batch])
+                    except BaseException as exc:
+                        for _, waiting in batch:
+                            waiting.fail(exc)
+                        raise
+                    for _, waiting in batch:
+                        waiting.done.set()
+            finally:
+                self._flushing = False
+        await ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+
+
+class _Ticket:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.done.set()
+
+
 class _ChainAborted(Exception):
     """The account could not be resolved; the chain's steps are already settled as failed."""
 
@@ -184,6 +235,14 @@ class Engine:
         self._db_limiter = anyio.CapacityLimiter(1 if store.is_sqlite else 16)
         self._wake = anyio.Event()
         self._in_flight: set[str] = set()
+        self._links: dict[str, dict[str, AccountLink]] = {}
+        """Account links of the runs being executed, by run id and connector (read once)."""
+        self._writes: GroupCommit[Step | AccountLink] = GroupCommit(
+            lambda rows: self._db(self.store.save_progress, rows)
+        )
+        self._finishes: GroupCommit[Finish] = GroupCommit(
+            lambda items: self._db(self.store.finish_runs, items, self.clock())
+        )
         self.finished_runs = 0
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -209,9 +268,10 @@ class Engine:
                     claimed = await self._db(
                         self.store.claim_runs, self.owner, self.clock(), self.config.lease, free
                     )
-                for run_id in claimed:
-                    self._in_flight.add(run_id)
-                    tg.start_soon(self._execute_claimed, run_id)
+                self._in_flight.update(claimed)
+                details = await self._db(self.store.load_runs, claimed) if claimed else []
+                for detail in details:
+                    tg.start_soon(self._execute_claimed, detail.run.id, detail)
                 if len(claimed) == free and free > 0:
                     continue  # more may be waiting
                 await self._sleep_until_work()
@@ -236,9 +296,9 @@ class Engine:
                     self.clock() + self.config.lease,
                 )
 
-    async def _execute_claimed(self, run_id: str) -> None:
+    async def _execute_claimed(self, run_id: str, detail: RunDetail | None = None) -> None:
         try:
-            await self.execute(run_id)
+            await self.execute(run_id, detail)
         except Exception:
             # The lease lapses and another attempt (here or on a replica) resumes the run.
             log.exception("run %s raised; it will be resumed after its lease expires", run_id)
@@ -247,11 +307,13 @@ class Engine:
 
     # ------------------------------------------------------------------ one run
 
-    async def execute(self, run_id: str) -> RunStatus:
+    async def execute(self, run_id: str, detail: RunDetail | None = None) -> RunStatus:
         """Execute (or resume) a claimed run to its end and record its evidence."""
-        detail = await self._db(self.store.load_run, run_id)
+        if detail is None:
+            detail = await self._db(self.store.load_run, run_id)
         run = detail.run
         worker = worker_of(detail.worker, run.worker_id)
+        self._links[run_id] = detail.links
         by_connector: dict[str, list[Step]] = defaultdict(list)
         for step in detail.steps:
             by_connector[step.connector].append(step)
@@ -264,17 +326,28 @@ class Engine:
             from lifecycle.policy import policy_chain  # imports this module
 
             chain = functools.partial(policy_chain, self)
-        async with anyio.create_task_group() as tg:
-            for name, steps in by_connector.items():
-                tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))
-        detail = await self._db(self.store.load_run, run_id)
+        try:
+            async with anyio.create_task_group() as tg:
+                for name, steps in by_connector.items():
+                    tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))
+        finally:
+            self._links.pop(run_id, None)
+        # The chains settled (and persisted) these very step objects: no need to read them back.
         status, finished, ttr = outcome_of(detail)
         if run.kind != RunKind.OFFBOARD:
             ttr = None  # "time to revoke" is a termination measure; others have no SLA
-        # Evidence first: if we crash before finish_run, the resumed run finds every step settled
-        # and the record already written (appends are idempotent per run).
-        await self.evidence.append(detail, status, ttr)
-        await self._db(self._finish, run_id, status, finished, ttr)
+        # The record and the run's end are one transaction (batched with other runs' ends).
+        await self._finishes.submit(
+            Finish(
+                run_id,
+                run.worker_id,
+                status,
+                finished,
+                ttr,
+                self.evidence.builder(detail, status, ttr),
+            )
+        )
+        self.evidence.appended()
         self.finished_runs += 1
         if ttr is not None and not run.actor.startswith("scheduler:"):
             # Re-verifications are recorded but would skew the termination SLA histogram.
@@ -309,9 +382,6 @@ class Engine:
             return await self.execute(run_id)
         finally:
             self._in_flight.discard(run_id)
-
-    def _finish(self, run_id: str, status: RunStatus, finished: datetime, ttr: int | None) -> None:
-        self.store.finish_run(run_id, status=status, finished_at=finished, time_to_revoke_ms=ttr)
 
     async def _chain(self, run: Run, worker: Worker, name: str, steps: list[Step]) -> None:
         pending = [s for s in steps if not StepStatus(s.status).settled]
@@ -357,7 +427,7 @@ class Engine:
                 await self._settle(step, StepStatus.FAILED, error=f"find_account: {exc.message}")
             await self._escalate(run, connector.name, "find_account", exc)
             raise _ChainAborted from exc
-        link = await self._db(self.store.get_link, worker.worker_id, connector.name)
+        link = self.link_of(run, connector.name)
         if account is None:
             if link is not None:
                 message = (
@@ -372,14 +442,7 @@ class Engine:
                 raise _ChainAborted
             return None
         if link is None or link.account_id != account.account_id:
-            await self._db(
-                self.store.link_account,
-                worker.worker_id,
-                connector.name,
-                account.account_id,
-                account.login,
-                self.clock(),
-            )
+            await self.link(worker, account)
         for step in steps:
             step.account_id, step.account_login = account.account_id, account.login
         return account
@@ -413,7 +476,7 @@ class Engine:
             if step is None:
                 return
             step.error = f"attempt {number}: {exc.message} (retrying in {wait:.1f} s)"
-            await self._db(self.store.save_step, step)
+            await self._writes.submit(step)
 
         return await retry_transient(attempt, self.config.retry, on_retry=on_retry)
 
@@ -482,7 +545,23 @@ class Engine:
         step.status = status
         if error is not None:
             step.error = error
-        await self._db(self.store.save_step, step)
+        await self._writes.submit(step)
+
+    def link_of(self, run: Run, connector: str) -> AccountLink | None:
+        """The worker's known account in ``connector``, as read with the run."""
+        return self._links.get(run.id, {}).get(connector)
+
+    async def link(self, worker: Worker, account: Account) -> None:
+        """Remember the worker's account in ``account.system`` (batched with step writes)."""
+        await self._writes.submit(
+            AccountLink(
+                worker_id=worker.worker_id,
+                connector=account.system,
+                account_id=account.account_id,
+                login=account.login,
+                linked_at=self.clock(),
+            )
+        )
 
     async def _escalate(self, run: Run, connector: str, action: str, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__

@@ -140,14 +140,7 @@ async def _resolve(
 
 
 async def _link(engine: Engine, worker: Worker, account: Account, steps: list[Step]) -> None:
-    await engine._db(
-        engine.store.link_account,
-        worker.worker_id,
-        account.system,
-        account.account_id,
-        account.login,
-        engine.clock(),
-    )
+    await engine.link(worker, account)
     for step in steps:
         step.account_id, step.account_login = account.account_id, account.login
 

@@ -43,6 +43,18 @@ from lifecycle.models import (
 #: Advisory lock key that serialises evidence appends across replicas ("LCEV").
 EVIDENCE_LOCK_KEY = 0x4C434556
 EVIDENCE_RETENTION_YEARS = 6
+#: The columns of a step that change while it runs.
+STEP_PROGRESS = (
+    "status",
+    "attempts",
+    "account_id",
+    "account_login",
+    "started_at",
+    "finished_at",
+    "error",
+    "result_json",
+    "readback_json",
+)
 TERMINATION_ACTIONS = ("disable", "revoke_sessions", "remove_access", "verify")
 
 
@@ -60,6 +72,8 @@ class RunDetail:
     run: Run
     steps: list[Step]
     worker: WorkerRow | None
+    links: dict[str, AccountLink] = field(default_factory=dict)
+    """The worker's known accounts, by connector name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,18 @@ class RunPlan:
 #: Given a hire or transfer (the event, the updated roster row, the worker's job code before the
 #: event and the playbook they were last provisioned with), the joiner/mover run to create.
 ProvisionPlanner = Callable[[HrEvent, WorkerRow, str | None, str | None], RunPlan | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A run's end: its final status and how to build its evidence record at a given seq."""
+
+    run_id: str
+    worker_id: str
+    status: RunStatus
+    finished_at: datetime
+    time_to_revoke_ms: int | None
+    build: Callable[[int], tuple[str, bytes, bytes]]
 
 
 def termination_plan(connectors: Sequence[str]) -> list[tuple[str, str, int]]:
@@ -609,23 +635,73 @@ class Store:
             ).one()
 
     def load_run(self, run_id: str) -> RunDetail:
+        details = self.load_runs([run_id])
+        if not details:
+            raise NotFoundError(f"no run {run_id}")
+        return details[0]
+
+    def load_runs(self, run_ids: Sequence[str]) -> list[RunDetail]:
+        """Runs with their steps, workers and the workers' account links, in one transaction
+        (a claimed batch is loaded at once). Unknown ids are left out."""
+        ids = list(run_ids)
         with self.session() as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                raise NotFoundError(f"no run {run_id}")
-            steps = list(
-                s.exec(
-                    select(Step)
-                    .where(Step.run_id == run_id)
-                    .order_by(col(Step.connector), col(Step.position))
+            runs = s.exec(select(Run).where(col(Run.id).in_(ids))).all()
+            workers = {r.worker_id for r in runs}
+            steps: dict[str, list[Step]] = {r.id: [] for r in runs}
+            for step in s.exec(
+                select(Step)
+                .where(col(Step.run_id).in_(ids))
+                .order_by(col(Step.connector), col(Step.position))
+            ).all():
+                steps[step.run_id].append(step)
+            rows = {
+                w.worker_id: w
+                for w in s.exec(
+                    select(WorkerRow).where(col(WorkerRow.worker_id).in_(workers))
                 ).all()
-            )
-            return RunDetail(run, steps, s.get(WorkerRow, run.worker_id))
+            }
+            links: dict[str, dict[str, AccountLink]] = {w: {} for w in workers}
+            for link in s.exec(
+                select(AccountLink).where(col(AccountLink.worker_id).in_(workers))
+            ).all():
+                links[link.worker_id][link.connector] = link
+            by_id = {r.id: r for r in runs}
+            return [
+                RunDetail(
+                    by_id[i], steps[i], rows.get(by_id[i].worker_id), links[by_id[i].worker_id]
+                )
+                for i in ids
+                if i in by_id
+            ]
 
     def save_step(self, step: Step) -> None:
         """Persist one step's progress (attempts, outcome, read-back) as soon as it is known."""
         with self.session() as s:
             s.merge(step)
+
+    def save_progress(self, rows: Sequence[Step | AccountLink]) -> None:
+        """Persist several steps' progress and account links in one transaction (group commit).
+
+        Steps are updated by primary key in one executemany (no read before write); links are
+        upserted."""
+        latest: dict[int, Step] = {}
+        links: list[AccountLink] = []
+        for row in rows:
+            if isinstance(row, Step) and row.id is not None:
+                latest[row.id] = row  # the last submitted state of a step wins
+            elif isinstance(row, AccountLink):
+                links.append(row)
+        with self.session() as s:
+            if latest:
+                s.execute(
+                    update(Step),
+                    [
+                        {c: getattr(step, c) for c in STEP_PROGRESS} | {"id": step.id}
+                        for step in latest.values()
+                    ],
+                )
+            for link in links:
+                s.merge(link)
 
     def finish_run(
         self,
@@ -636,20 +712,59 @@ class Store:
         time_to_revoke_ms: int | None,
     ) -> None:
         with self.session() as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                raise NotFoundError(f"no run {run_id}")
-            run.status = status
-            run.finished_at = finished_at
-            run.time_to_revoke_ms = time_to_revoke_ms
-            run.lease_owner = None
-            run.lease_expires_at = None
-            if status is not RunStatus.NO_ACCOUNTS and run.kind == RunKind.OFFBOARD:
-                worker = s.get(WorkerRow, run.worker_id)
-                if worker is not None:
-                    worker.status = "terminated"
-                    worker.updated_at = finished_at
-            s.add(run)
+            self._finish_in(s, run_id, status, finished_at, time_to_revoke_ms)
+
+    def _finish_in(
+        self,
+        s: Session,
+        run_id: str,
+        status: RunStatus,
+        finished_at: datetime,
+        time_to_revoke_ms: int | None,
+    ) -> None:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise NotFoundError(f"no run {run_id}")
+        run.status = status
+        run.finished_at = finished_at
+        run.time_to_revoke_ms = time_to_revoke_ms
+        run.lease_owner = None
+        run.lease_expires_at = None
+        if status is not RunStatus.NO_ACCOUNTS and run.kind == RunKind.OFFBOARD:
+            worker = s.get(WorkerRow, run.worker_id)
+            if worker is not None:
+                worker.status = "terminated"
+                worker.updated_at = finished_at
+        s.add(run)
+
+    def finish_runs(self, items: Sequence[Finish], now: datetime) -> list[int]:
+        """Append each run's evidence record and mark the run finished, in one transaction for
+        the whole batch: a run is never finished without its record, nor recorded twice."""
+        with self.session() as s:
+            self._lock_evidence(s)
+            ids = [item.run_id for item in items]
+            known = dict(
+                s.exec(
+                    select(EvidenceRow.run_id, EvidenceRow.seq).where(
+                        col(EvidenceRow.run_id).in_(ids)
+                    )
+                ).all()
+            )
+            last = s.exec(select(func.max(EvidenceRow.seq))).one()
+            next_seq = 0 if last is None else last + 1
+            seqs = []
+            for item in items:
+                seq = known.get(item.run_id)
+                if seq is None:
+                    seq, next_seq = next_seq, next_seq + 1
+                    known[item.run_id] = seq
+                    self._add_record(s, seq, item.run_id, item.worker_id, item.build, now)
+                seqs.append(seq)
+                self._finish_in(
+                    s, item.run_id, item.status, item.finished_at, item.time_to_revoke_ms
+                )
+                s.get_one(Run, item.run_id).evidence_seq = seq
+            return seqs
 
     def get_link(self, worker_id: str, connector: str) -> AccountLink | None:
         with self.session() as s:
@@ -693,34 +808,64 @@ class Store:
         """Append the run's record at the next sequence number, exactly once per run.
 
         ``build(seq)`` returns (record_id, canonical record bytes, leaf hash). Returns the run's
-        seq and the leaf hashes appended by anyone since the caller's view (for its tree).
-        Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite).
+        seq and, when this call appended it, its leaf hash.
         """
         with self.session() as s:
-            if self.is_postgres:
-                s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=EVIDENCE_LOCK_KEY))  # type: ignore[call-overload]
-            existing = s.exec(select(EvidenceRow).where(EvidenceRow.run_id == run_id)).first()
-            if existing is not None:
-                return existing.seq, []
-            last = s.exec(select(func.max(EvidenceRow.seq))).one()
-            seq = 0 if last is None else last + 1
-            record_id, body, leaf = build(seq)
-            s.add(
-                EvidenceRow(
-                    seq=seq,
-                    record_id=record_id,
-                    run_id=run_id,
-                    worker_id=worker_id,
-                    created_at=now,
-                    leaf_hash=leaf,
-                    body=body,
-                )
+            self._lock_evidence(s)
+            before = s.exec(select(EvidenceRow.seq).where(EvidenceRow.run_id == run_id)).first()
+            seq = self._append_in(s, run_id, worker_id, build, now)
+            if before is not None:
+                return seq, []
+            row = s.get(EvidenceRow, seq)
+            return seq, [bytes(row.leaf_hash)] if row else []
+
+    def _lock_evidence(self, s: Session) -> None:
+        """Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite)."""
+        if self.is_postgres:
+            s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=EVIDENCE_LOCK_KEY))  # type: ignore[call-overload]
+
+    def _append_in(
+        self,
+        s: Session,
+        run_id: str,
+        worker_id: str,
+        build: Callable[[int], tuple[str, bytes, bytes]],
+        now: datetime,
+    ) -> int:
+        existing = s.exec(select(EvidenceRow.seq).where(EvidenceRow.run_id == run_id)).first()
+        if existing is not None:
+            return existing
+        last = s.exec(select(func.max(EvidenceRow.seq))).one()
+        seq = 0 if last is None else last + 1
+        self._add_record(s, seq, run_id, worker_id, build, now)
+        run = s.get(Run, run_id)
+        if run is not None:
+            run.evidence_seq = seq
+            s.add(run)
+        s.flush()
+        return seq
+
+    @staticmethod
+    def _add_record(
+        s: Session,
+        seq: int,
+        run_id: str,
+        worker_id: str,
+        build: Callable[[int], tuple[str, bytes, bytes]],
+        now: datetime,
+    ) -> None:
+        record_id, body, leaf = build(seq)
+        s.add(
+            EvidenceRow(
+                seq=seq,
+                record_id=record_id,
+                run_id=run_id,
+                worker_id=worker_id,
+                created_at=now,
+                leaf_hash=leaf,
+                body=body,
             )
-            run = s.get(Run, run_id)
-            if run is not None:
-                run.evidence_seq = seq
-                s.add(run)
-            return seq, [leaf]
+        )
 
     def evidence_records(
         self,

@@ -38,6 +38,8 @@ class EvidenceLog:
         self.tree = MerkleTree()
         self._lock = anyio.Lock()
         self._dirty = anyio.Event()
+        self._signed: CheckpointRow | None = None
+        """The newest checkpoint this process knows of (saves a query per signing)."""
 
     async def _catch_up(self) -> None:
         async with self._lock:
@@ -45,10 +47,11 @@ class EvidenceLog:
             for leaf in fresh:
                 self.tree.append(leaf)
 
-    async def append(
+    def builder(
         self, detail: RunDetail, status: RunStatus, time_to_revoke_ms: int | None
-    ) -> int:
-        """Append the run's record (exactly once per run); returns its sequence number."""
+    ) -> Callable[[int], tuple[str, bytes, bytes]]:
+        """How to build the run's record once its sequence number is known (in the store's
+        transaction): returns (record id, canonical bytes, leaf hash)."""
 
         def build(seq: int) -> tuple[str, bytes, bytes]:
             record_id = str(uuid.uuid4())
@@ -66,10 +69,24 @@ class EvidenceLog:
             )
             return record_id, body, leaf_hash(body)
 
-        seq, _ = await anyio.to_thread.run_sync(
-            self.store.append_evidence, detail.run.id, detail.run.worker_id, build, self.clock()
-        )
+        return build
+
+    def appended(self) -> None:
+        """Records were appended (by the store): sign a checkpoint after this batch."""
         self._dirty.set()
+
+    async def append(
+        self, detail: RunDetail, status: RunStatus, time_to_revoke_ms: int | None
+    ) -> int:
+        """Append the run's record (exactly once per run); returns its sequence number."""
+        seq, _ = await anyio.to_thread.run_sync(
+            self.store.append_evidence,
+            detail.run.id,
+            detail.run.worker_id,
+            self.builder(detail, status, time_to_revoke_ms),
+            self.clock(),
+        )
+        self.appended()
         return seq
 
     async def sign(self) -> CheckpointRow | None:
@@ -77,17 +94,23 @@ class EvidenceLog:
         await self._catch_up()
         async with self._lock:
             size, root = self.tree.size, self.tree.root()
+        if self._signed is not None and self._signed.tree_size >= size:
+            return self._signed
         latest = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
         if latest is not None and latest.tree_size >= size:
+            self._signed = latest
             return latest
         if self.key is None:
             return latest  # no key loaded: /readyz says so; records are still appended
         note = sign_checkpoint(self.key, self.origin, size, root)
         await anyio.to_thread.run_sync(self.store.save_checkpoint, size, root, note, self.clock())
-        return await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+        self._signed = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+        return self._signed
 
-    async def run_signer(self, *, batch_seconds: float = 0.05) -> None:
-        """Sign after each batch of appends (appends within ``batch_seconds`` share one)."""
+    async def run_signer(self, *, batch_seconds: float = 0.5) -> None:
+        """Sign after each batch of appends (appends within ``batch_seconds`` share one
+        checkpoint, so a burst of terminations is not slowed by signing after every record;
+        checkpoints are off the revocation path)."""
         await self.sign()
         while True:
             await self._dirty.wait()
