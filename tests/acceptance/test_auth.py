@@ -69,3 +69,38 @@ def test_openapi_documents_the_routes(service: Service) -> None:
         "/readyz",
         "/metrics",
     } <= spec["paths"].keys()
+
+
+OPEN = {
+    ("POST", "/v1/hr/{source}/events"),
+    ("GET", "/v1/evidence/checkpoint"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+}
+
+
+def test_every_route_but_the_open_ones_needs_a_token(service: Service) -> None:
+    spec = service.get("/openapi.json", token="").json()
+    routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert len(routes - OPEN) >= 10
+    for method, path in sorted(routes - OPEN):
+        url = path.replace("{run_id}", "x").replace("{name}", "scheduling-va")
+        response = httpx.request(method, service.url + url, json={}, timeout=10)
+        assert response.status_code == 401, (method, path, response.status_code)
+
+
+def test_auditors_cannot_change_anything(service: Service) -> None:
+    spec = service.get("/openapi.json", token="").json()
+    writes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if m != "get"} - OPEN
+    assert writes
+    for method, path in sorted(writes):
+        url = path.replace("{name}", "scheduling-va")
+        response = httpx.request(
+            method,
+            service.url + url,
+            json={},
+            timeout=10,
+            headers={"Authorization": f"Bearer {service.auditor_token}"},
+        )
+        assert response.status_code == 403, (method, path, response.status_code)
