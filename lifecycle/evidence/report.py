@@ -214,7 +214,7 @@ def render_pdf(
             f"{_duration(stats.percentile_ms(0.95))}, max {_duration(slowest)}, "
             f"not revoked {stats.not_revoked}",
         ],
-        ["Generated", f"{generated_at} by lifecycle {generator_version}"],
+        ["Generated", f"{generated_at} by {generator_version}"],
     ]
     facts_table = Table(facts, colWidths=[45 * mm, None], hAlign="LEFT")
     facts_table.setStyle(
