@@ -21,10 +21,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lifecycle.alerts import Alert
 from lifecycle.api_roles import add_lifecycle_routes
 from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
@@ -41,8 +43,9 @@ from lifecycle.exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     StoreError,
+    UnknownWorkerError,
 )
-from lifecycle.hr import parse_event
+from lifecycle.hr import HrEventType, parse_event
 from lifecycle.models import Run, Step
 
 log = logging.getLogger("lifecycle.api")
@@ -132,6 +135,40 @@ class OffboardRequest(BaseModel):
 # ---------------------------------------------------------------------- the app
 
 
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes on every route, before anything parses them
+    (FastAPI reads a JSON body before running the auth dependency): 413 problem+json."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLargeError(f"body is larger than {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(413, "PayloadTooLargeError", f"body is larger than {self.limit} bytes")
+        await response(scope, receive, send)
+
+
 def create_app(service: Service, *, background: bool = True) -> FastAPI:
     """The FastAPI app for ``service``; with ``background`` the executor and signer run in it."""
 
@@ -152,6 +189,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     bearer = HTTPBearer(auto_error=False)
+    app.add_middleware(BodyLimit, limit=service.settings.service.max_body_bytes)
 
     async def db(fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
@@ -224,14 +262,28 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
             now,
             allow_inline_secrets=service.settings.service.demo,
         )
-        intake = await anyio.to_thread.run_sync(
-            lambda: service.store.accept_hr_event(
-                event,
-                service.connector_names,
-                now,
-                provision=service.playbooks.hr_planner(service.connector_names),
+        try:
+            intake = await anyio.to_thread.run_sync(
+                lambda: service.store.accept_hr_event(
+                    event,
+                    service.connector_names,
+                    now,
+                    provision=service.playbooks.hr_planner(service.connector_names),
+                )
             )
-        )
+        except UnknownWorkerError:
+            if event.type is HrEventType.TERMINATION:
+                # Refused (nothing stored), but a person must look: the HR system will not
+                # retry a 4xx, and the worker may still have accounts somewhere.
+                await service.alerts.send(
+                    Alert(
+                        "unknown_worker_termination",
+                        f"HR source {source!r} sent a termination for {event.worker_id!r}, who is "
+                        "not in the roster; nothing was revoked (import the roster, then offboard)",
+                        worker_id=event.worker_id,
+                    )
+                )
+            raise
         if intake.run_id and not intake.duplicate:
             service.engine.wake()
         log.info(
@@ -318,8 +370,8 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     @v1.get("/evidence/bundle", tags=["evidence"], response_class=FileResponse)
     async def bundle(
         _: Principal = auditor,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
         worker: Annotated[str | None, Query(max_length=64)] = None,
         previous_size: Annotated[int | None, Query(ge=0)] = None,
     ) -> FileResponse:

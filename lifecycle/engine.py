@@ -50,6 +50,8 @@ log = logging.getLogger("lifecycle.engine")
 P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
+LOOP_BACKOFF = 2.0
+"""Seconds the executor waits after a database error before it tries again."""
 
 CAPABILITY_OF: Mapping[str, Capability] = {
     "disable": Capability.DISABLE,
@@ -178,9 +180,12 @@ class GroupCommit(Generic[R]):
                     try:
                         await self._write([r for r, _ in batch])
                     except BaseException as exc:
+                        # Everyone waiting, queued during this write too, learns of the failure;
+                        # nobody is left waiting on a flush that will not come.
+                        batch, self._queue = batch + self._queue, []
                         for _, waiting in batch:
                             waiting.fail(exc)
-                        raise
+                        break
                     for _, waiting in batch:
                         waiting.done.set()
             finally:
@@ -257,24 +262,41 @@ class Engine:
     async def run_forever(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        """Claim and execute due runs until cancelled. A database error never stops the loop:
+        it is logged and the loop tries again after a pause (runs stay durable meanwhile)."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat)
             task_status.started()
             while True:
-                self._wake = anyio.Event()
-                free = self.config.max_parallel_runs - len(self._in_flight)
-                claimed: list[str] = []
-                if free > 0:
-                    claimed = await self._db(
-                        self.store.claim_runs, self.owner, self.clock(), self.config.lease, free
-                    )
-                self._in_flight.update(claimed)
-                details = await self._db(self.store.load_runs, claimed) if claimed else []
-                for detail in details:
-                    tg.start_soon(self._execute_claimed, detail.run.id, detail)
-                if len(claimed) == free and free > 0:
-                    continue  # more may be waiting
-                await self._sleep_until_work()
+                try:
+                    more = await self._claim_and_start(tg)
+                    if not more:
+                        await self._sleep_until_work()
+                except Exception:
+                    log.exception("executor: claiming failed; retrying in %.1f s", LOOP_BACKOFF)
+                    await anyio.sleep(LOOP_BACKOFF)
+
+    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
+        """Claim what is due and start it; True when more may be waiting."""
+        self._wake = anyio.Event()
+        free = self.config.max_parallel_runs - len(self._in_flight)
+        if free <= 0:
+            return False
+        claimed = await self._db(
+            self.store.claim_runs, self.owner, self.clock(), self.config.lease, free
+        )
+        # A run this replica is still executing (its lease lapsed under load) is not started
+        # a second time: the heartbeat renews its lease again.
+        fresh = [run_id for run_id in claimed if run_id not in self._in_flight]
+        self._in_flight.update(fresh)
+        try:
+            details = await self._db(self.store.load_runs, fresh) if fresh else []
+        except BaseException:
+            self._in_flight.difference_update(fresh)  # their leases lapse; they are re-claimed
+            raise
+        for detail in details:
+            tg.start_soon(self._execute_claimed, detail.run.id, detail)
+        return len(claimed) == free
 
     async def _sleep_until_work(self) -> None:
         wait = self.config.poll_seconds
@@ -288,13 +310,17 @@ class Engine:
         interval = self.config.lease.total_seconds() / 3
         while True:
             await anyio.sleep(interval)
-            if self._in_flight:
+            if not self._in_flight:
+                continue
+            try:
                 await self._db(
                     self.store.renew_leases,
                     self.owner,
                     sorted(self._in_flight),
                     self.clock() + self.config.lease,
                 )
+            except Exception:
+                log.exception("lease renewal failed; trying again at the next beat")
 
     async def _execute_claimed(self, run_id: str, detail: RunDetail | None = None) -> None:
         try:
@@ -425,6 +451,16 @@ class Engine:
         except ConnectorError as exc:
             for step in steps:
                 await self._settle(step, StepStatus.FAILED, error=f"find_account: {exc.message}")
+            await self._escalate(run, connector.name, "find_account", exc)
+            raise _ChainAborted from exc
+        except Exception as exc:  # a connector bug must fail the run, not loop it forever
+            log.exception("connector %s raised unexpectedly in find_account", connector.name)
+            for step in steps:
+                await self._settle(
+                    step,
+                    StepStatus.FAILED,
+                    error=f"find_account: unexpected {type(exc).__name__} in connector",
+                )
             await self._escalate(run, connector.name, "find_account", exc)
             raise _ChainAborted from exc
         link = self.link_of(run, connector.name)

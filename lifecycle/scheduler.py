@@ -238,18 +238,26 @@ class Scheduler:
         task_status.started()
         retry = self.options.leader_retry_seconds
         while True:
-            if await anyio.to_thread.run_sync(self.leadership.try_acquire):
-                log.info("this replica leads the scheduler")
-                scheduler = self._start_apscheduler()
-                try:
-                    await self.catch_up()
-                    # Poll the lock's connection: the lock cannot signal its own loss.
-                    while True:
-                        await anyio.sleep(retry)
-                        if not await anyio.to_thread.run_sync(self.leadership.still_held):
-                            break
-                finally:
-                    scheduler.shutdown(wait=False)
-                    with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self.leadership.release)
+            try:
+                await self._lead_while_possible()
+            except Exception:  # a database hiccup must not end scheduling for good
+                log.exception("scheduler: leadership term failed; trying again")
             await anyio.sleep(retry)
+
+    async def _lead_while_possible(self) -> None:
+        """One term: take the lock if free, catch up, fire jobs until the lock is lost."""
+        if not await anyio.to_thread.run_sync(self.leadership.try_acquire):
+            return
+        log.info("this replica leads the scheduler")
+        scheduler = self._start_apscheduler()
+        try:
+            await self.catch_up()
+            # Poll the lock's connection: the lock cannot signal its own loss.
+            while True:
+                await anyio.sleep(self.options.leader_retry_seconds)
+                if not await anyio.to_thread.run_sync(self.leadership.still_held):
+                    break
+        finally:
+            scheduler.shutdown(wait=False)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.leadership.release)

@@ -6,6 +6,7 @@ gap-free sequence; each replica catches its in-memory tree up from the database 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +19,8 @@ from lifecycle.evidence.merkle import MerkleTree, leaf_hash
 from lifecycle.evidence.records import build_record, canonical
 from lifecycle.models import CheckpointRow, RunStatus
 from lifecycle.store import RunDetail, Store
+
+log = logging.getLogger("lifecycle.evidence")
 
 
 class EvidenceLog:
@@ -111,9 +114,13 @@ class EvidenceLog:
         """Sign after each batch of appends (appends within ``batch_seconds`` share one
         checkpoint, so a burst of terminations is not slowed by signing after every record;
         checkpoints are off the revocation path)."""
-        await self.sign()
         while True:
+            try:
+                await self.sign()
+            except Exception:  # never stop signing for one failed attempt
+                log.exception("checkpoint signing failed; retrying")
+                await anyio.sleep(max(batch_seconds, 1.0))
+                continue
             await self._dirty.wait()
             self._dirty = anyio.Event()
             await anyio.sleep(batch_seconds)
-            await self.sign()

@@ -70,3 +70,22 @@ def test_bad_input_is_refused_and_stores_nothing(service: Service, case: str) ->
     assert problem["status"] == status
     assert words.lower() in problem["detail"].lower()
     assert (service.count("runs"), service.count("inbox"), service.count("workers")) == before
+
+
+def test_oversized_bodies_are_refused_on_every_route_before_auth(service: Service) -> None:
+    big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    for path in ("/v1/offboard", "/v1/policy/enforce", "/v1/reconcile"):
+        response = httpx.post(
+            service.url + path,
+            content=big,
+            timeout=10,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 413, (path, response.status_code)
+
+
+def test_termination_of_an_unknown_worker_is_refused_and_alerted(service: Service) -> None:
+    response = service.send_event("W9876")
+    assert response.status_code == 422
+    assert "ALERT unknown_worker_termination" in service.log()
+    assert "W9876" in service.log()

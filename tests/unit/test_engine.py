@@ -206,3 +206,39 @@ async def test_step_attempts_and_errors_are_counted(tmp_path: Path) -> None:
     assert h.metrics.step_attempts.labels("idp", "disable")._value.get() == 2
     assert h.metrics.step_errors.labels("idp", "disable", "transient")._value.get() == 1
     assert h.metrics.time_to_revoke._sum.get() > 0  # type: ignore[attr-defined]
+
+
+async def test_group_commit_fails_every_waiting_writer_and_recovers() -> None:
+    from lifecycle.engine import GroupCommit
+    from lifecycle.exceptions import StoreError
+
+    written: list[list[int]] = []
+    fail_next = True
+
+    async def write(rows: list[int]) -> None:
+        nonlocal fail_next
+        await anyio.sleep(0.05)  # others queue meanwhile
+        if fail_next:
+            fail_next = False
+            raise StoreError("disk full")
+        written.append(rows)
+
+    commit: GroupCommit[int] = GroupCommit(write)
+    outcomes: dict[int, str] = {}
+
+    async def submit(n: int) -> None:
+        try:
+            await commit.submit(n)
+            outcomes[n] = "ok"
+        except StoreError:
+            outcomes[n] = "failed"
+
+    with anyio.fail_after(5):  # nobody may be left waiting
+        async with anyio.create_task_group() as tg:
+            for n in range(5):
+                tg.start_soon(submit, n)
+                await anyio.sleep(0.01)
+    assert set(outcomes) == set(range(5))
+    assert "failed" in outcomes.values()
+    await commit.submit(99)  # the next write works again
+    assert written[-1] == [99]
