@@ -22,6 +22,7 @@ from lifecycle.exceptions import ConfigError
 from lifecycle.hr.event import WORKER_ID
 from lifecycle.models import WorkerRow
 from lifecycle.store import Store
+from lifecycle.validation import summary
 
 COLUMNS = ("worker_id", "name", "email", "job_code", "engagement", "vendor", "status")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -36,7 +37,9 @@ class RosterRow(BaseModel):
     job_code: str | None = None
     engagement: Literal["employee", "contractor"] | None = None
     vendor: str | None = None
-    status: Literal["active", "terminated", "leave"] = "active"
+    status: Literal["active", "terminated", "leave"] | None = None
+    """Absent or empty: a new worker is active, a known worker keeps their status (a file
+    without a status column must never bring a terminated worker back)."""
 
     @field_validator("worker_id")
     @classmethod
@@ -53,7 +56,7 @@ class RosterRow(BaseModel):
         return value
 
     def row(self, now: datetime) -> WorkerRow:
-        return WorkerRow(**self.model_dump(), updated_at=now)
+        return WorkerRow(**self.model_dump(exclude_none=True), updated_at=now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +98,7 @@ def parse_roster(text: str) -> tuple[list[RosterRow], list[Rejected]]:
         try:
             row = RosterRow.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            reason = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors()
-            )
-            rejected.append(Rejected(line, reason))
+            rejected.append(Rejected(line, summary(exc)))
             continue
         if row.worker_id in seen:
             rejected.append(

@@ -556,8 +556,10 @@ class Store:
                     s.add(row)
                     added += 1
                     continue
+                given = row.model_dump(exclude_unset=True)
                 for attr in ("name", "email", "job_code", "engagement", "vendor", "status"):
-                    setattr(current, attr, getattr(row, attr))
+                    if given.get(attr) is not None:  # a blank cell does not erase what we know
+                        setattr(current, attr, given[attr])
                 current.updated_at = now
                 s.add(current)
                 updated += 1

@@ -92,3 +92,20 @@ def test_a_header_without_worker_id_or_with_unknown_columns_is_refused(
     path.write_text("worker_id,salary\nW1,1\n")
     with pytest.raises(ConfigError, match="unknown column\\(s\\) salary"):
         import_roster(store, path, NOW, complete=False)
+
+
+def test_a_file_without_status_never_revives_a_terminated_worker(
+    store: Store, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.csv"
+    first.write_text("worker_id,email,status\nW0900,w900@example.org,terminated\n")
+    import_roster(store, first, NOW, complete=False)
+    again = tmp_path / "again.csv"
+    again.write_text("worker_id,name,email\nW0900,New Name,\n")
+    result = import_roster(store, again, NOW, complete=False)
+    assert result.rejected == []
+    worker = store.get_worker("W0900")
+    assert worker is not None
+    assert worker.status == "terminated"
+    assert worker.name == "New Name"
+    assert worker.email == "w900@example.org"  # a blank cell does not erase it
