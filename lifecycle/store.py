@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, inspect, or_, text, update
+from sqlalchemy import event, exists, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import aliased
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -590,12 +591,21 @@ class Store:
         SQLite: the whole transaction holds the database write lock (``BEGIN IMMEDIATE``).
         """
         with self.session() as s:
+            earlier = aliased(Run)
             query = (
                 select(Run.id)
                 .where(
                     col(Run.status).in_([RunStatus.PENDING, RunStatus.RUNNING]),
                     col(Run.not_before) <= now,
                     or_(col(Run.lease_expires_at).is_(None), col(Run.lease_expires_at) < now),
+                    # One worker's runs execute in order: a hire retrying after a termination
+                    # must not re-grant access while (or after) the termination runs.
+                    ~exists().where(
+                        col(earlier.worker_id) == col(Run.worker_id),
+                        col(earlier.status).in_([RunStatus.PENDING, RunStatus.RUNNING]),
+                        col(earlier.not_before) <= now,
+                        col(earlier.received_at) < col(Run.received_at),
+                    ),
                 )
                 .order_by(col(Run.not_before))
                 .limit(limit)

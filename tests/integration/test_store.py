@@ -12,7 +12,7 @@ from sqlmodel import Session, SQLModel, func, select
 
 from lifecycle.exceptions import UnknownWorkerError
 from lifecycle.hr.event import HrEvent, HrEventType
-from lifecycle.models import EvidenceRow, InboxEvent, Run, Step, WorkerRow
+from lifecycle.models import EvidenceRow, InboxEvent, Run, RunStatus, Step, WorkerRow
 from lifecycle.store import Store
 
 pytestmark = pytest.mark.integration
@@ -208,3 +208,16 @@ def test_evidence_older_than_retention_may_be_deleted(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM evidence")
     assert store.leaf_hashes() == []
+
+
+def test_one_workers_runs_execute_in_order(store: Store) -> None:
+    first = store.accept_hr_event(termination("W0012", "evt-1st"), SYSTEMS, NOW).run_id
+    later = NOW + timedelta(seconds=1)
+    second = store.create_offboard(
+        "W0012", reason="again", actor="admin:x", connectors=SYSTEMS, now=later
+    ).id
+    other = store.accept_hr_event(termination("W0013", "evt-oth"), SYSTEMS, later).run_id
+    lease = timedelta(seconds=30)
+    assert set(store.claim_runs("r1", later, lease, 10)) == {first, other}
+    store.finish_run(first, status=RunStatus.VERIFIED, finished_at=later, time_to_revoke_ms=1)
+    assert store.claim_runs("r2", later, lease, 10) == [second]
