@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
@@ -258,6 +258,15 @@ class OAuthOptions(BaseModel):
     """``env:NAME`` or ``file:/path``."""
     scope: str | None = None
 
+    @model_validator(mode="after")
+    def _secure_token_url(self) -> Self:
+        if not secure_url(self.token_url):
+            raise ValueError(
+                "'token_url' must be https:// (plain http:// only to 127.0.0.1 or localhost, "
+                "since the client secret would travel in clear)"
+            )
+        return self
+
 
 class BearerOrOAuthOptions(BaseModel):
     """Options of a REST service reached with a bearer token or with client credentials."""
@@ -324,3 +333,13 @@ class ServiceAuth:
             client_secret=self.oauth_secret,
             form=form,
         )
+
+
+def path_segment(value: str, *, connector: str) -> str:
+    """A resource id as exactly one URL path segment. Ids are opaque, but ``.`` and ``..``
+    would be folded away by the HTTP client and address the collection or its parent."""
+    if value in ("", ".", ".."):
+        raise PermanentConnectorError(
+            f"{value!r} is not a resource id", connector=connector, account_id=value or None
+        )
+    return quote(value, safe="")

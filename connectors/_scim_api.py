@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
 
 import anyio
 import httpx
@@ -31,7 +30,13 @@ from scim2_models import (
 )
 from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode
 
-from connectors._http import OAuthTokenSource, short, status_error, transport_error
+from connectors._http import (
+    OAuthTokenSource,
+    path_segment,
+    short,
+    status_error,
+    transport_error,
+)
 from lifecycle.exceptions import (
     ConfigError,
     ConnectorError,
@@ -312,7 +317,10 @@ class ScimApi:
 
     async def get_user(self, account_id: str, what: str) -> tuple[_Fetched, User[Any]]:
         fetched = await self.get(
-            f"/Users/{seg(account_id)}", what=what, account_id=account_id, resource="user"
+            f"/Users/{path_segment(account_id, connector=self.name)}",
+            what=what,
+            account_id=account_id,
+            resource="user",
         )
         return fetched, self.user(fetched.raw, account_id)
 
@@ -409,7 +417,7 @@ class ScimApi:
         """
         what = f"{'adding to' if add else 'removing from'} group {group_id}"
         features = await self.features()
-        path = f"/Groups/{seg(group_id)}"
+        path = f"/Groups/{path_segment(group_id, connector=self.name)}"
         try:
             if features.patch:
                 if add:
@@ -462,7 +470,7 @@ class ScimApi:
         """Change User attributes: PATCH ``operations``, or PUT the resource with ``replace``
         applied (``None`` drops an attribute) when the service has no PATCH."""
         features = await self.features()
-        path = f"/Users/{seg(account_id)}"
+        path = f"/Users/{path_segment(account_id, connector=self.name)}"
         if features.patch:
             return await self.request(
                 "PATCH",
@@ -497,11 +505,6 @@ class ScimApi:
 
 def asdict(features: ScimFeatures) -> dict[str, Any]:
     return {f"scim_{k}": getattr(features, k) for k in features.__slots__}
-
-
-def seg(value: str) -> str:
-    """A resource id as one URL path segment (ids are opaque; never let one add a path)."""
-    return quote(value, safe="")
 
 
 def core(raw: Mapping[str, Any], schema: str) -> dict[str, Any]:

@@ -310,7 +310,8 @@ class EntraConnector(Connector):
         methods = [m for m in access.methods if m.get("@odata.type") != PASSWORD_METHOD]
         return AccountState(
             account=self._account(user),
-            enabled=bool(user.get("accountEnabled")),
+            # Only an explicit false is "disabled": a missing value must never read as revoked.
+            enabled=user.get("accountEnabled") is not False,
             read_at=utcnow(),
             locked=None,  # Graph exposes no lockout state per user
             entitlements=entitlements(access),

@@ -162,7 +162,14 @@ class GraphResponse:
     def json(self) -> Any:
         if not self.content:
             return None
-        return json.loads(self.content)
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            # A proxy's or captive portal's HTML page: not Graph. No vendor error escapes.
+            raise PermanentConnectorError(
+                f"Microsoft Graph answered HTTP {self.status} without JSON "
+                f"(request id {self.request_id or 'none'}); check graph_base_url and any proxy"
+            ) from None
 
     @property
     def sha256(self) -> str:

@@ -15,9 +15,10 @@ ends the access. A server that answers 405/501 to a role update is treated the s
 Entitlements are the codes of the practitioner's *active* roles (``PractitionerRole.code``,
 first coding's ``code``; ``PractitionerRole/<id>`` when a role has no code).
 
-Errors: 429 (with Retry-After) and 5xx are transient; 412 to our ``If-Match``, and 409 (which
-HAPI-style servers answer to a version conflict) mean a concurrent writer won: transient with
-``retry_after=0``, the engine's retry re-reads. 400/401/403/404/410/422 are permanent, with the
+Errors: 429 (with Retry-After) and 5xx are transient; 412 or 409 (which HAPI-style servers
+answer to a version conflict) to a request carrying our ``If-Match`` mean a concurrent writer
+won: transient with ``retry_after=0``, the engine's retry re-reads. Without ``If-Match`` they
+are business-rule refusals: permanent. 400/401/403/404/410/422 are permanent, with the
 server's OperationOutcome diagnostics in the message.
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, Self
-from urllib.parse import quote
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError
@@ -36,6 +37,7 @@ from connectors._http import (
     OAuthTokenSource,
     ServiceAuth,
     digest,
+    path_segment,
     pydantic_summary,
     request_id,
     short,
@@ -136,7 +138,8 @@ class FhirConnector(Connector):
         try:
             opts = FhirOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
+            # from None: pydantic's own text echoes input values, which may be secrets.
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
         auth = ServiceAuth.resolve(name, opts, context)
         client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
         return cls(
@@ -204,7 +207,7 @@ class FhirConnector(Connector):
     ) -> ConnectorError:
         detail = _outcome_text(response)
         status = response.status_code
-        if (status == 412 and conditional) or status == 409:
+        if status in (409, 412) and conditional:
             return TransientConnectorError(
                 f"{what}: the resource changed since it was read (HTTP {status}, version "
                 f"conflict{': ' + detail if detail else ''}); it will be re-read and re-applied",
@@ -283,6 +286,13 @@ class FhirConnector(Connector):
                 None,
             )
             query = None  # the next link carries the query
+            if url is not None and not _same_origin(url, self.base_url):
+                raise PermanentConnectorError(
+                    f"{what}: the server's next link leaves {self.base_url}; refusing to send "
+                    "the token elsewhere",
+                    connector=self.name,
+                    account_id=account_id,
+                )
         raise PermanentConnectorError(
             f"{what}: more than {MAX_PAGES} pages", connector=self.name, account_id=account_id
         )
@@ -292,7 +302,9 @@ class FhirConnector(Connector):
     ) -> httpx.Response:
         """PUT the whole resource back, conditional on the version it was read at."""
         version = (resource.get("meta") or {}).get("versionId")
-        path = f"/{resource['resourceType']}/{quote(str(resource['id']), safe='')}"
+        path = (
+            f"/{resource['resourceType']}/{path_segment(str(resource['id']), connector=self.name)}"
+        )
         return await self._call(
             "PUT",
             path,
@@ -394,7 +406,7 @@ class FhirConnector(Connector):
 
     async def _practitioner(self, account: Account, what: str) -> dict[str, Any]:
         return await self._read(
-            f"/Practitioner/{quote(account.account_id, safe='')}",
+            f"/Practitioner/{path_segment(account.account_id, connector=self.name)}",
             what=what,
             account_id=account.account_id,
         )
@@ -528,3 +540,11 @@ def _outcome_text(response: httpx.Response) -> str:
             code = issue.get("code")
             texts.append(f"{code}: {text}" if code and text else str(text or code or ""))
     return short("; ".join(t for t in texts if t)) or response.reason_phrase
+
+
+def _same_origin(url: str, base_url: str) -> bool:
+    """A paging link may only lead back to the configured server (scheme, host and port)."""
+    link, base = urlsplit(url), urlsplit(base_url)
+    if not link.scheme and not link.netloc:
+        return True  # relative: resolved against base_url
+    return (link.scheme, link.netloc) == (base.scheme, base.netloc)

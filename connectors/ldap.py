@@ -360,10 +360,14 @@ class LdapConnector(Connector):
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
         started = utcnow()
+        first_seen: dict[str, bool] = {}
 
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
-            disabled = not self.dialect.enabled(entry)
+            # Whether the account was disabled is taken from the first attempt: on OpenLDAP a
+            # password change clears the lock, so a retry after a reset whose re-lock failed
+            # would otherwise see "enabled" and leave a terminated account unlocked.
+            disabled = first_seen.setdefault("disabled", not self.dialect.enabled(entry))
             self.dialect.reset_password(conn, entry.dn, random_password(), disabled=disabled)
             return action_result(
                 "revoke_sessions",

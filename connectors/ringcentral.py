@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from connectors._http import (
     OAuthTokenSource,
     digest,
+    path_segment,
     pydantic_summary,
     request_id,
     short,
@@ -123,7 +124,8 @@ class RingCentralConnector(Connector):
         try:
             opts = RingCentralOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
+            # from None: pydantic's own text echoes input values, which may be secrets.
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
         if not opts.server_url.startswith("https://"):
             raise ConfigError(f"[connectors.{name}]: server_url must be https://")
         secret = resolve_secret(
@@ -268,7 +270,7 @@ class RingCentralConnector(Connector):
         )
 
     def _ext(self, account_id: str) -> str:
-        return f"{self.v1}/extension/{quote(account_id, safe='')}"
+        return f"{self.v1}/extension/{path_segment(account_id, connector=self.name)}"
 
     async def _extension(self, account_id: str, what: str) -> dict[str, Any]:
         response = await self._call("GET", self._ext(account_id), what=what, account_id=account_id)

@@ -146,7 +146,8 @@ class ScimConnector(Connector):
         try:
             opts = ScimOptions.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from exc
+            # from None: pydantic's own text echoes input values, which may be secrets.
+            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
         auth = ServiceAuth.resolve(name, opts, context)
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls

@@ -55,6 +55,8 @@ class FakeFhir:
     requests: list[httpx.Request] = field(default_factory=list)
     token_requests: list[httpx.Request] = field(default_factory=list)
     fail_next: list[httpx.Response | Exception] = field(default_factory=list)
+    fail_next_put: list[httpx.Response] = field(default_factory=list)
+    """Answers for the next PUTs only (the conditional writes)."""
     """Answers (or exceptions) for the next calls, before the fake's own logic."""
     before_put: Callable[[], httpx.Response | None] | None = None
     """Runs before each PUT is applied (someone else saving in between); a response it returns
@@ -136,6 +138,8 @@ class FakeFhir:
         self.requests.append(request)
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return outcome(401, "login", "Invalid or expired access token")
+        if request.method == "PUT" and self.fail_next_put:
+            return self.fail_next_put.pop(0)
         if self.fail_next:
             failure = self.fail_next.pop(0)
             if isinstance(failure, Exception):

@@ -122,7 +122,8 @@ async def test_a_concurrent_edit_is_transient_and_never_overwritten(
             TransientConnectorError,
             "database unavailable",
         ),
-        (outcome(409, "conflict", "Version conflict"), TransientConnectorError, "version conflict"),
+        # without our If-Match a 409 is a business-rule refusal, not a lost race
+        (outcome(409, "conflict", "Version conflict"), PermanentConnectorError, "409"),
         (
             outcome(403, "forbidden", "scope system/Practitioner.write required"),
             PermanentConnectorError,
@@ -147,6 +148,17 @@ async def test_errors_are_classified(
     assert words in str(info.value)
     if response.status_code == 429:
         assert isinstance(info.value, TransientConnectorError) and info.value.retry_after == 30.0
+
+
+async def test_a_409_to_our_conditional_write_is_a_lost_race(
+    fake: FakeFhir, fhir: FhirConnector
+) -> None:
+    fake.add_practitioner("W13")
+    account = await _found(fhir, "W13")
+    fake.fail_next_put.append(outcome(409, "conflict", "Version conflict"))
+    with pytest.raises(TransientConnectorError, match="version conflict") as info:
+        await fhir.disable(account)
+    assert info.value.retry_after == 0.0
 
 
 async def test_timeouts_are_transient(fake: FakeFhir, fhir: FhirConnector) -> None:
@@ -244,3 +256,24 @@ async def test_oauth_client_credentials(fake: FakeFhir, monkeypatch: pytest.Monk
         await connector.disable(account)
     assert len(fake.token_requests) == 1
     assert b"scope=system%2FPractitioner.write" in fake.token_requests[0].content
+
+
+async def test_a_next_link_to_another_host_is_refused(fake: FakeFhir, fhir: FhirConnector) -> None:
+    from connectors.base import Worker
+
+    fake.fail_next.append(
+        httpx.Response(
+            200,
+            json={
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [],
+                "link": [
+                    {"relation": "next", "url": "https://elsewhere.example/fhir/Practitioner?p=2"}
+                ],
+            },
+        )
+    )
+    with pytest.raises(PermanentConnectorError, match="leaves"):
+        await fhir.find_account(Worker(worker_id="W77"))
+    assert all(r.url.host != "elsewhere.example" for r in fake.requests)
