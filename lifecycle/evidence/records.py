@@ -21,6 +21,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+ERROR_CAP = 300
+"""Records are kept six years: a vendor's error text is cut short (it can quote data)."""
+
+
+def _capped(text: str | None) -> str | None:
+    if text is None or len(text) <= ERROR_CAP:
+        return text
+    return text[: ERROR_CAP - 1] + "\u2026"
+
+
 def _action(step: Step) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(step.result_json) if step.result_json else {}
     readback: dict[str, Any] | None = json.loads(step.readback_json) if step.readback_json else None
@@ -34,7 +44,7 @@ def _action(step: Step) -> dict[str, Any]:
         if step.status == StepStatus.DONE
         else step.status,
         "attempts": step.attempts,
-        "error": step.error,
+        "error": _capped(step.error),
         "vendor_request_id": result.get("vendor_request_id"),
         "response_sha256": result.get("response_sha256"),
         "removed": list(result.get("removed", [])),

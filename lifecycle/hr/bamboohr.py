@@ -109,7 +109,7 @@ def parse(
         worker_id=check_worker_id(parsed.data.employee_id),
         payload_sha256=payload_digest(body),
         effective_at=_effective(fields) if kind is HrEventType.TERMINATION else None,
-        reason=str(fields.get("terminationReason") or "") or None,
+        reason=str(fields.get("terminationReason") or "")[:200] or None,  # as Standard Webhooks
         job_code=fields.get("jobCode"),
         email=fields.get("workEmail"),
         name=" ".join(p for p in (fields.get("firstName"), fields.get("lastName")) if p) or None,
