@@ -409,17 +409,29 @@ class Engine:
         finally:
             self._in_flight.discard(run_id)
 
-    async def _chain(self, run: Run, worker: Worker, name: str, steps: list[Step]) -> None:
+    async def chain_start(
+        self, run: Run, name: str, steps: list[Step]
+    ) -> tuple[Connector, list[Step]] | None:
+        """What every chain does first: the steps still to run, and the connector to run them
+        with; None when there is nothing to do (all settled, or the connector is gone, in which
+        case the steps fail and an alert goes out)."""
         pending = [s for s in steps if not StepStatus(s.status).settled]
         if not pending:
-            return
+            return None
         connector = self.connectors.get(name)
         if connector is None:
             message = f"connector {name!r} is no longer configured"
             for step in pending:
                 await self._settle(step, StepStatus.FAILED, error=message)
             await self.alerts.send(Alert("connector_missing", message, run.id, run.worker_id, name))
+            return None
+        return connector, pending
+
+    async def _chain(self, run: Run, worker: Worker, name: str, steps: list[Step]) -> None:
+        started = await self.chain_start(run, name, steps)
+        if started is None:
             return
+        connector, pending = started
         async with self.limiters[name]:
             try:
                 account = await self._resolve(run, worker, connector, steps)

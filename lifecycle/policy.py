@@ -21,7 +21,6 @@ import anyio
 import anyio.to_thread
 
 from connectors.base import Capability, Connector, Control, PolicyBaseline, PolicyState
-from lifecycle.alerts import Alert
 from lifecycle.engine import result_json
 from lifecycle.exceptions import ConnectorError, LifecycleError, TransientConnectorError
 from lifecycle.models import Run, RunKind, Step, StepStatus
@@ -241,15 +240,10 @@ async def policy_chain(
     del worker  # a policy run concerns a system, not a worker
     raw = json.loads(run.plan_json or "{}")["baselines"][name]
     expected = {c: Expected(v, "run plan") for c, v in raw.items()}
-    connector = engine.connectors.get(name)
-    if connector is None:
-        message = f"connector {name!r} is no longer configured"
-        for step in steps:
-            if not StepStatus(step.status).settled:
-                await engine._settle(step, StepStatus.FAILED, error=message)
-        await engine.alerts.send(Alert("connector_missing", message, run.id, None, name))
+    started = await engine.chain_start(run, name, steps)
+    if started is None:
         return
-    system: Connector = connector
+    system: Connector = started[0]
 
     async def read_back() -> PolicyState:
         state = await system.read_policy()

@@ -27,7 +27,6 @@ from connectors.base import (
     Worker,
     action_result,
 )
-from lifecycle.alerts import Alert
 from lifecycle.engine import readback_of, result_json
 from lifecycle.exceptions import (
     ConnectorError,
@@ -85,16 +84,10 @@ async def provision_chain(
     engine: Engine, run: Run, worker: Worker, name: str, steps: list[Step]
 ) -> None:
     """Execute (or resume) one system's joiner/mover chain, persisting every step."""
-    pending = [s for s in steps if not StepStatus(s.status).settled]
-    if not pending:
+    started = await engine.chain_start(run, name, steps)
+    if started is None:
         return
-    connector = engine.connectors.get(name)
-    if connector is None:
-        message = f"connector {name!r} is no longer configured"
-        for step in pending:
-            await engine._settle(step, StepStatus.FAILED, error=message)
-        await engine.alerts.send(Alert("connector_missing", message, run.id, run.worker_id, name))
-        return
+    connector, pending = started
     target = SystemTarget.of(run.plan_json, name)
     async with engine.limiters[name]:
         resolved, account = await _resolve(engine, run, worker, connector, steps)
