@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC
 
 import pytest
@@ -26,7 +26,11 @@ from connectors.base import (
     Outcome,
     Worker,
 )
-from lifecycle.exceptions import ConnectorError, PermanentConnectorError
+from lifecycle.exceptions import (
+    ConnectorError,
+    PermanentConnectorError,
+    UnsupportedOperationError,
+)
 
 #: Values that would widen an unescaped LDAP, SCIM or OData filter.
 HOSTILE_IDS = ("*", "*)(uid=*", 'x" or "1" eq "1', "' or 1 eq 1 or '", "a\\*b\x00")
@@ -56,7 +60,9 @@ class ContractHarness(abc.ABC):
 
 
 class ConnectorContract:
-    """Subclass with a ``harness`` fixture; every test here then runs against that system."""
+    """Subclass with a ``harness`` fixture; every test here then runs against that system.
+    Operations a connector does not declare in ``capabilities`` must raise
+    UnsupportedOperationError (nothing is skipped)."""
 
     pytestmark = [pytest.mark.anyio]
 
@@ -109,17 +115,19 @@ class ConnectorContract:
         assert (await harness.connector.read_state(account)).enabled is False
 
     async def test_revoke_sessions(self, harness: ContractHarness) -> None:
-        if Capability.REVOKE_SESSIONS not in harness.connector.capabilities:
-            pytest.skip("connector declares no session revocation")
         account = await self._seeded(harness)
+        if Capability.REVOKE_SESSIONS not in harness.connector.capabilities:
+            await _refused(harness.connector.revoke_sessions(account))
+            return
         result = await harness.connector.revoke_sessions(account)
         assert result.outcome in (Outcome.DONE, Outcome.NOT_APPLICABLE)
 
     async def test_remove_access_lists_what_it_removed(self, harness: ContractHarness) -> None:
-        if Capability.REMOVE_ACCESS not in harness.connector.capabilities:
-            pytest.skip("connector declares no access removal")
         groups = harness.groups[:2]
         account = await self._seeded(harness, groups)
+        if Capability.REMOVE_ACCESS not in harness.connector.capabilities:
+            await _refused(harness.connector.remove_access(account))
+            return
         before = await harness.connector.read_state(account)
         assert before.entitlements >= set(groups)
         result = await harness.connector.remove_access(account)
@@ -141,16 +149,22 @@ class ConnectorContract:
 
     async def test_list_accounts_includes_seeded(self, harness: ContractHarness) -> None:
         if Capability.LIST_ACCOUNTS not in harness.connector.capabilities:
-            pytest.skip("connector declares no listing")
+            await _refused(_drain(harness.connector))
+            return
         account = await self._seeded(harness)
         ids = [state.account.account_id async for state in harness.connector.list_accounts()]
         assert account.account_id in ids
 
     async def test_create_then_apply_entitlements(self, harness: ContractHarness) -> None:
         caps = harness.connector.capabilities
-        if not {Capability.CREATE_ACCOUNT, Capability.APPLY_ENTITLEMENTS} <= caps:
-            pytest.skip("connector declares no joiner/mover operations")
         worker = harness.new_worker()
+        if Capability.CREATE_ACCOUNT not in caps:
+            await _refused(harness.connector.create_account(worker, DesiredAccess()))
+        if Capability.APPLY_ENTITLEMENTS not in caps:
+            ghost = Account(harness.connector.name, _ghost_id(harness))
+            await _refused(harness.connector.apply_entitlements(ghost, DesiredAccess()))
+        if not {Capability.CREATE_ACCOUNT, Capability.APPLY_ENTITLEMENTS} <= caps:
+            return
         first, second = harness.groups[0], harness.groups[1]
         account = await harness.connector.create_account(worker, DesiredAccess(frozenset({first})))
         found = await harness.connector.find_account(worker)
@@ -166,10 +180,22 @@ class ConnectorContract:
 
     async def test_read_policy_names_its_sources(self, harness: ContractHarness) -> None:
         if Capability.READ_POLICY not in harness.connector.capabilities:
-            pytest.skip("connector declares no policy reading")
+            await _refused(harness.connector.read_policy())
+            return
         policy = await harness.connector.read_policy()
         assert policy.settings, "read_policy must report at least one control"
         assert all(setting.source for setting in policy.settings)
+
+
+async def _refused(call: Awaitable[object]) -> None:
+    """An operation the connector does not declare must be refused as such, not half-done."""
+    with pytest.raises(UnsupportedOperationError):
+        await call
+
+
+async def _drain(connector: Connector) -> None:
+    async for _ in connector.list_accounts():
+        pass
 
 
 def _ghost_id(harness: ContractHarness) -> str:
