@@ -13,7 +13,7 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -343,3 +343,55 @@ def path_segment(value: str, *, connector: str) -> str:
             f"{value!r} is not a resource id", connector=connector, account_id=value or None
         )
     return quote(value, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class BearerAuth:
+    """The Authorization of a REST connector: a static bearer token, or an OAuth token source
+    whose cached token is refreshed once when the server answers 401."""
+
+    token: SecretStr | None = None
+    source: OAuthTokenSource | None = None
+
+    async def header(self) -> str:
+        if self.source is not None:
+            return f"Bearer {await self.source.token()}"
+        assert self.token is not None  # options validation guarantees one of the two
+        return f"Bearer {self.token.get_secret_value()}"
+
+    def refresh(self) -> bool:
+        """Forget the cached token; True when a retry can use a fresh one."""
+        if self.source is None:
+            return False
+        self.source.invalidate()
+        return True
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    auth: BearerAuth,
+    headers: Mapping[str, str],
+    connector: str,
+    account_id: str | None,
+    what: str,
+    **request: Any,
+) -> httpx.Response:
+    """One authenticated request. A cached OAuth token can be revoked early, so a 401 fetches
+    a fresh one once. Transport failures become connector errors; any HTTP status is returned
+    for the connector to classify."""
+    for attempt in (1, 2):
+        try:
+            response = await client.request(
+                method, url, headers={**headers, "Authorization": await auth.header()}, **request
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(
+                exc, connector=connector, account_id=account_id, what=what
+            ) from exc
+        if response.status_code == 401 and attempt == 1 and auth.refresh():
+            continue
+        return response
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -31,11 +31,12 @@ from scim2_models import (
 from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode
 
 from connectors._http import (
+    BearerAuth,
     OAuthTokenSource,
     path_segment,
+    send,
     short,
     status_error,
-    transport_error,
 )
 from lifecycle.exceptions import (
     ConfigError,
@@ -122,8 +123,7 @@ class ScimApi:
         self.base_url = base_url.rstrip("/")
         self._client = client
         self._owns_client = owns_client
-        self._token = token
-        self._oauth = oauth
+        self._auth = BearerAuth(token, oauth)
         self.page_size = page_size
         self._features: ScimFeatures | None = None
         self._discover_lock = anyio.Lock()
@@ -131,12 +131,6 @@ class ScimApi:
     async def aclose(self) -> None:
         if self._owns_client and not self._client.is_closed:
             await self._client.aclose()
-
-    async def _auth(self) -> str:
-        if self._oauth is not None:
-            return f"Bearer {await self._oauth.token()}"
-        assert self._token is not None
-        return f"Bearer {self._token.get_secret_value()}"
 
     async def request(
         self,
@@ -152,35 +146,33 @@ class ScimApi:
     ) -> httpx.Response:
         """One SCIM call; any non-2xx answer becomes a ConnectorError (see ``_raise_for``)."""
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        for attempt in (1, 2):
-            headers = {"Accept": SCIM_JSON, "Authorization": await self._auth()}
-            if json_body is not None:
-                headers["Content-Type"] = SCIM_JSON
-            if if_match:
-                headers["If-Match"] = if_match
-            content = None if json_body is None else json.dumps(json_body).encode()
-            try:
-                response = await self._client.request(
-                    method, url, headers=headers, params=params, content=content
-                )
-            except httpx.HTTPError as exc:
-                raise transport_error(
-                    exc, connector=self.name, account_id=account_id, what=what
-                ) from exc
-            # A cached OAuth token can be revoked early: fetch a fresh one once.
-            if response.status_code == 401 and self._oauth is not None and attempt == 1:
-                self._oauth.invalidate()
-                continue
-            if response.is_success:
-                return response
-            raise self._raise_for(
-                response,
-                what=what,
-                account_id=account_id,
-                conditional=if_match is not None,
-                resource=resource,
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+        headers = {"Accept": SCIM_JSON}
+        if json_body is not None:
+            headers["Content-Type"] = SCIM_JSON
+        if if_match:
+            headers["If-Match"] = if_match
+        content = None if json_body is None else json.dumps(json_body).encode()
+        response = await send(
+            self._client,
+            method,
+            url,
+            auth=self._auth,
+            headers=headers,
+            connector=self.name,
+            account_id=account_id,
+            what=what,
+            params=params,
+            content=content,
+        )
+        if response.is_success:
+            return response
+        raise self._raise_for(
+            response,
+            what=what,
+            account_id=account_id,
+            conditional=if_match is not None,
+            resource=resource,
+        )
 
     def _raise_for(
         self,

@@ -32,6 +32,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError
 
 from connectors._http import (
+    BearerAuth,
     BearerOrOAuthOptions,
     OAuthOptions,
     OAuthTokenSource,
@@ -40,9 +41,9 @@ from connectors._http import (
     path_segment,
     pydantic_summary,
     request_id,
+    send,
     short,
     status_error,
-    transport_error,
 )
 from connectors.base import (
     Account,
@@ -126,8 +127,7 @@ class FhirConnector(Connector):
         self.base_url = base_url.rstrip("/")
         self._client = client
         self._owns_client = owns_client
-        self._token = token
-        self._oauth = oauth
+        self._auth = BearerAuth(token, oauth)
         self.identifier_system = identifier_system
         self.identifier_from = identifier_from
         self.page_size = page_size
@@ -160,12 +160,6 @@ class FhirConnector(Connector):
 
     # ----------------------------------------------------------------- HTTP
 
-    async def _auth(self) -> str:
-        if self._oauth is not None:
-            return f"Bearer {await self._oauth.token()}"
-        assert self._token is not None
-        return f"Bearer {self._token.get_secret_value()}"
-
     async def _call(
         self,
         method: str,
@@ -178,29 +172,26 @@ class FhirConnector(Connector):
         if_match: str | None = None,
     ) -> httpx.Response:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        for attempt in (1, 2):
-            headers = {"Accept": FHIR_JSON, "Authorization": await self._auth()}
-            if body is not None:
-                headers["Content-Type"] = FHIR_JSON
-            if if_match:
-                headers["If-Match"] = if_match
-            try:
-                response = await self._client.request(
-                    method, url, headers=headers, params=params, json=body
-                )
-            except httpx.HTTPError as exc:
-                raise transport_error(
-                    exc, connector=self.name, account_id=account_id, what=what
-                ) from exc
-            if response.status_code == 401 and self._oauth is not None and attempt == 1:
-                self._oauth.invalidate()
-                continue
-            if response.is_success:
-                return response
-            raise self._error(
-                response, what=what, account_id=account_id, conditional=bool(if_match)
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+        headers = {"Accept": FHIR_JSON}
+        if body is not None:
+            headers["Content-Type"] = FHIR_JSON
+        if if_match:
+            headers["If-Match"] = if_match
+        response = await send(
+            self._client,
+            method,
+            url,
+            auth=self._auth,
+            headers=headers,
+            connector=self.name,
+            account_id=account_id,
+            what=what,
+            params=params,
+            json=body,
+        )
+        if response.is_success:
+            return response
+        raise self._error(response, what=what, account_id=account_id, conditional=bool(if_match))
 
     def _error(
         self, response: httpx.Response, *, what: str, account_id: str | None, conditional: bool

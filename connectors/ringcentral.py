@@ -35,14 +35,15 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from connectors._http import (
+    BearerAuth,
     OAuthTokenSource,
     digest,
     path_segment,
     pydantic_summary,
     request_id,
+    send,
     short,
     status_error,
-    transport_error,
 )
 from connectors.base import (
     Account,
@@ -172,26 +173,21 @@ class RingCentralConnector(Connector):
         params: Mapping[str, str | int | list[str]] | None = None,
     ) -> httpx.Response:
         url = self.server_url + path
-        for attempt in (1, 2):
-            headers = {
-                "Authorization": f"Bearer {await self._tokens.token()}",
-                "Accept": "application/json",
-            }
-            try:
-                response = await self._client.request(
-                    method, url, headers=headers, params=params, json=json_body
-                )
-            except httpx.HTTPError as exc:
-                raise transport_error(
-                    exc, connector=self.name, account_id=account_id, what=what
-                ) from exc
-            if response.status_code == 401 and attempt == 1:
-                self._tokens.invalidate()  # expired or revoked early: one fresh token
-                continue
-            if response.is_success:
-                return response
-            raise self._error(response, what=what, account_id=account_id)
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = await send(
+            self._client,
+            method,
+            url,
+            auth=BearerAuth(source=self._tokens),
+            headers={"Accept": "application/json"},
+            connector=self.name,
+            account_id=account_id,
+            what=what,
+            params=params,
+            json=json_body,
+        )
+        if response.is_success:
+            return response
+        raise self._error(response, what=what, account_id=account_id)
 
     def _error(
         self, response: httpx.Response, *, what: str, account_id: str | None
