@@ -25,14 +25,19 @@ from sqlmodel import Session, select
 from connectors.base import Worker, utcnow
 from connectors.memory import MemoryConnector
 from lifecycle.alerts import AlertSink
-from lifecycle.engine import Engine, EngineConfig
+from lifecycle.domain import Lease, PlanCodec, Run, RunDetail, RunStatus
+from lifecycle.domain import Worker as RosterWorker
+from lifecycle.engine.executor import Executor, ExecutorConfig
+from lifecycle.engine.kinds import TERMINATION, default_kinds
 from lifecycle.evidence.checkpoint import init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
 from lifecycle.metrics import Metrics
-from lifecycle.models import Run, RunStatus, Step, WorkerRow
 from lifecycle.retry import RetryPolicy
-from lifecycle.store import TERMINATION_ACTIONS, RunDetail, Store
+from lifecycle.services.offboard import start_offboard
+from lifecycle.store.sql import SqlStore
+from lifecycle.store.sql.tables import RunRow, StepRow
 
+TERMINATION_ACTIONS = tuple(a.name.value for a in TERMINATION)
 #: Calls in one connector's termination chain: find_account + the four actions (the last is
 #: the read-back that verifies).
 CHAIN_CALLS = 1 + len(TERMINATION_ACTIONS)
@@ -73,15 +78,15 @@ def ms(seconds: float) -> float:
 # ---------------------------------------------------------------------------- instrumented rig
 
 
-class TimedStore(Store):
+class TimedStore(SqlStore):
     """The real store, counting transactions and how long each one holds the database.
 
     On SQLite every transaction holds the process-wide writer lock, so the summed hold time is
     the database's busy time: when it approaches the wall time, the database is the bottleneck.
     """
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, *, plans: PlanCodec | None = None) -> None:
+        super().__init__(url, plans=plans)
         self._stats_lock = threading.Lock()
         self.transactions = 0
         self.held_seconds = 0.0
@@ -107,8 +112,8 @@ class TimedStore(Store):
             self.transactions, self.held_seconds, self.waited_seconds = 0, 0.0, 0.0
 
 
-class BenchEngine(Engine):
-    """The real engine; records when each run's ``execute`` returned (our own wall clock)."""
+class BenchExecutor(Executor):
+    """The real executor; records when each run's ``execute`` returned (our own wall clock)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -117,8 +122,9 @@ class BenchEngine(Engine):
         self.expect = 0
         self.all_done = anyio.Event()
 
-    async def execute(self, run_id: str, detail: RunDetail | None = None) -> RunStatus:
-        status = await super().execute(run_id, detail)
+    async def execute(self, lease: Lease, detail: RunDetail | None = None) -> RunStatus:
+        status = await super().execute(lease, detail)
+        run_id = lease.run_id
         self.done_at[run_id] = time.perf_counter()
         self._done.setdefault(run_id, anyio.Event()).set()
         if len(self.done_at) >= self.expect:
@@ -133,7 +139,7 @@ class BenchEngine(Engine):
 @dataclass
 class Rig:
     store: TimedStore
-    engine: BenchEngine
+    engine: BenchExecutor
     evidence: EvidenceLog
     connectors: dict[str, MemoryConnector]
     tg: anyio.abc.TaskGroup
@@ -149,8 +155,14 @@ class Rig:
 
     def terminate(self, worker_id: str) -> Run:
         """Store an immediate termination, received now (the admin intake path)."""
-        return self.store.create_offboard(
-            worker_id, reason="bench", actor="bench", connectors=self.names, now=utcnow()
+        return start_offboard(
+            self.store,
+            self.engine.kinds,
+            worker_id,
+            reason="bench",
+            actor="bench",
+            systems=self.names,
+            now=utcnow(),
         )
 
 
@@ -187,11 +199,12 @@ async def running_rig(
     in the background; ``Rig.start()`` starts the executor. Torn down (tasks cancelled, store
     disposed) on exit."""
     now = utcnow()
-    store = TimedStore(url)
+    kinds = default_kinds()
+    store = TimedStore(url, plans=kinds.plans)
     store.create_schema()
     store.seed_workers(
         [
-            WorkerRow(
+            RosterWorker(
                 worker_id=w, name=f"Bench {w}", email=f"{w.lower()}@bench.example", updated_at=now
             )
             for w in workers
@@ -209,13 +222,13 @@ async def running_rig(
     evidence = EvidenceLog(
         store, load_signing_key(key_path, ORIGIN), ORIGIN, sla_seconds=3600, clock=clock
     )
-    engine = BenchEngine(
-        store=store,
+    engine = BenchExecutor(
+        queue=store,
         connectors=connectors,
         evidence=evidence,
         alerts=AlertSink(None),
         metrics=Metrics(),
-        config=EngineConfig(
+        config=ExecutorConfig(
             retry=RetryPolicy(),
             step_timeout=30.0,
             lease=timedelta(seconds=120),
@@ -227,6 +240,8 @@ async def running_rig(
         ),
         clock=clock,
         owner="bench",
+        kinds=kinds,
+        db_threads=1 if store.is_sqlite else 16,
     )
     try:
         async with AsyncExitStack() as stack:
@@ -289,16 +304,16 @@ def gap_ms(a: datetime | None, b: datetime | None) -> float:
 
 
 def breakdown(
-    store: Store, run_ids: Sequence[str], latency_ms: dict[str, float]
+    store: SqlStore, run_ids: Sequence[str], latency_ms: dict[str, float]
 ) -> dict[str, Stats]:
     """Where a run's time above ``5 x L`` goes, on its slowest chain, from the stamps the engine
     stores (step started_at/finished_at, run received/started): the four parts sum to
     ``time to verified - 5 x L``."""
     wanted = set(run_ids)
     with store.session() as s:
-        runs = [r for r in s.exec(select(Run)).all() if r.id in wanted]
-        chains: dict[str, dict[str, dict[str, Step]]] = defaultdict(lambda: defaultdict(dict))
-        for step in s.exec(select(Step)).all():
+        runs = [r for r in s.exec(select(RunRow)).all() if r.id in wanted]
+        chains: dict[str, dict[str, dict[str, StepRow]]] = defaultdict(lambda: defaultdict(dict))
+        for step in s.exec(select(StepRow)).all():
             if step.run_id in wanted:
                 chains[step.run_id][step.connector][step.action] = step
     parts: dict[str, list[float]] = {k: [] for k in BREAKDOWN}

@@ -41,7 +41,7 @@ import anyio.abc
 import anyio.to_thread
 
 from connectors.base import utcnow
-from lifecycle.models import RunStatus
+from lifecycle.domain import RunStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
 

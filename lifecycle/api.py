@@ -4,14 +4,12 @@ bearer token with the right role. Errors are RFC 9457 problem+json."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -28,9 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lifecycle.alerts import Alert
 from lifecycle.api_roles import add_lifecycle_routes
-from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
-from lifecycle.engine import worker_of
+from lifecycle.domain import Run, Step, iso_z
 from lifecycle.evidence.export import export_bundle
 from lifecycle.exceptions import (
     AuthError,
@@ -46,7 +43,9 @@ from lifecycle.exceptions import (
     UnknownWorkerError,
 )
 from lifecycle.hr import HrEventType, parse_event
-from lifecycle.models import Run, Step
+from lifecycle.service import Service
+from lifecycle.services import intake
+from lifecycle.services.offboard import plan_offboard, start_offboard
 
 log = logging.getLogger("lifecycle.api")
 PROBLEM = "application/problem+json"
@@ -55,22 +54,21 @@ PROBLEM = "application/problem+json"
 # ---------------------------------------------------------------------- representations
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def step_json(step: Step) -> dict[str, Any]:
     return {
-        "connector": step.connector,
+        "connector": step.system,
         "action": step.action,
-        "status": step.status,
+        "status": step.status.value,
         "attempts": step.attempts,
         "account_id": step.account_id,
-        "started_at": _iso(step.started_at),
-        "finished_at": _iso(step.finished_at),
-        "error": step.error,
-        "result": json.loads(step.result_json) if step.result_json else None,
-        "readback": json.loads(step.readback_json) if step.readback_json else None,
+        "started_at": iso_z(step.started_at),
+        "finished_at": iso_z(step.finished_at),
+        "next_attempt_at": iso_z(step.next_attempt_at),
+        "error": step.error.message if step.error else None,
+        "error_class": step.error.error_class if step.error else None,
+        "error_code": step.error.code if step.error else None,
+        "result": step.result.as_json() if step.result else None,
+        "readback": dict(step.readback) if step.readback is not None else None,
     }
 
 
@@ -79,16 +77,17 @@ def run_json(run: Run, steps: Sequence[Step] | None = None) -> dict[str, Any]:
         "id": run.id,
         "kind": run.kind,
         "worker_id": run.worker_id,
-        "status": run.status,
+        "status": run.status.value,
         "reason": run.reason,
         "actor": run.actor,
         "source": run.source,
         "source_event_id": run.source_event_id,
-        "received_at": _iso(run.received_at),
-        "effective_at": _iso(run.effective_at),
-        "not_before": _iso(run.not_before),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "received_at": iso_z(run.received_at),
+        "effective_at": iso_z(run.effective_at),
+        "not_before": iso_z(run.not_before),
+        "started_at": iso_z(run.started_at),
+        "finished_at": iso_z(run.finished_at),
+        "next_attempt_at": iso_z(run.next_attempt_at),
         "time_to_revoke_ms": run.time_to_revoke_ms,
         "evidence_seq": run.evidence_seq,
         "playbook": run.playbook_name,
@@ -263,12 +262,14 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
             allow_inline_secrets=service.settings.service.demo,
         )
         try:
-            intake = await anyio.to_thread.run_sync(
-                lambda: service.store.accept_hr_event(
-                    event,
+            accepted = await anyio.to_thread.run_sync(
+                lambda: intake.accept(
+                    service.store,
+                    service.kinds,
+                    service.playbooks,
                     service.connector_names,
+                    event,
                     now,
-                    provision=service.playbooks.hr_planner(service.connector_names),
                 )
             )
         except UnknownWorkerError:
@@ -284,23 +285,23 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                     )
                 )
             raise
-        if intake.run_id and not intake.duplicate:
-            service.engine.wake()
+        if accepted.run_id and not accepted.duplicate:
+            service.executor.wake()
         log.info(
             "hr event accepted",
             extra={
                 "source": source,
                 "type": str(event.type),
-                "run_id": intake.run_id,
-                "duplicate": intake.duplicate,
+                "run_id": accepted.run_id,
+                "duplicate": accepted.duplicate,
             },
         )
         return JSONResponse(
             {
-                "event_id": intake.event_id,
-                "run_id": intake.run_id,
+                "event_id": accepted.event_id,
+                "run_id": accepted.run_id,
                 "type": str(event.type),
-                "duplicate": intake.duplicate,
+                "duplicate": accepted.duplicate,
             },
             status_code=202,
         )
@@ -316,7 +317,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         if worker is None:
             raise NotFoundError(f"worker {body.worker_id!r} is not in the workforce roster")
         if body.dry_run:
-            plan = await service.engine.plan_offboard(worker_of(worker, body.worker_id))
+            plan = await plan_offboard(service.connectors, service.kinds, worker.identity())
             return JSONResponse(
                 {
                     "dry_run": True,
@@ -326,15 +327,17 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                 status_code=200,
             )
         run = await anyio.to_thread.run_sync(
-            lambda: service.store.create_offboard(
+            lambda: start_offboard(
+                service.store,
+                service.kinds,
                 body.worker_id,
                 reason=body.reason,
                 actor=f"admin:{who.name}",
-                connectors=service.connector_names,
+                systems=service.connector_names,
                 now=service.clock(),
             )
         )
-        service.engine.wake()
+        service.executor.wake()
         return JSONResponse(run_json(run), status_code=202)
 
     # ------------------------------------------------------------------ admins and auditors

@@ -7,7 +7,7 @@ Kept apart from ``api.py`` so the termination API stays small; ``create_app`` mo
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -16,17 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from lifecycle.auth import Principal
-from lifecycle.engine import worker_of
-from lifecycle.exceptions import ConfigError, NotFoundError
-from lifecycle.models import Run, WorkerRow
-from lifecycle.playbooks import LoadedPlaybook
-from lifecycle.policy import check, enforce, expectations
-from lifecycle.provisioning import plan_diff
-from lifecycle.store import RunPlan
-from lifecycle.sweeps import reconcile
+from lifecycle.domain import Run, iso_z, plan_digest
+from lifecycle.services.policy import check, enforce, expectations
+from lifecycle.services.provisioning import PlaybookPlan, admin_plan, plan_diff
+from lifecycle.services.sweeps import reconcile
 
 if TYPE_CHECKING:
-    from lifecycle.app import Service
+    from lifecycle.service import Service
 
 
 class PlaybookRequest(BaseModel):
@@ -43,37 +39,16 @@ class ReconcileRequest(BaseModel):
     """Disable orphans now (default: ``[scheduler] disable_orphans``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PlaybookPlan:
-    worker: WorkerRow
-    target: LoadedPlaybook
-    previous: LoadedPlaybook | None
-    plan: RunPlan
-
-
 def plan_playbook(service: Service, name: str, worker_id: str) -> PlaybookPlan:
-    """Blocking (reads the roster): the run that applying playbook ``name`` would create.
-
-    The worker moves from the playbook they were last provisioned with, else from the one their
-    HR job code maps to; re-applying the same playbook converges the worker onto it.
-    """
-    if name not in service.playbooks.playbooks:
-        raise NotFoundError(
-            f"no playbook named {name!r} "
-            f"(known: {', '.join(sorted(service.playbooks.playbooks)) or 'none'})"
-        )
-    worker = service.store.get_worker(worker_id)
-    if worker is None:
-        raise NotFoundError(f"worker {worker_id!r} is not in the workforce roster")
-    target = service.playbooks.get(name)
-    current = service.store.current_playbook(worker_id)
-    previous = service.playbooks.playbooks.get(current or "") or service.playbooks.for_job_code(
-        worker.job_code
+    """Blocking (reads the roster): the run that applying playbook ``name`` would create."""
+    return admin_plan(
+        service.playbooks,
+        name,
+        service.store.get_worker(worker_id),
+        worker_id,
+        service.store.current_playbook(worker_id),
+        service.connector_names,
     )
-    if previous is not None and previous.name == target.name:
-        previous = None
-    plan = service.playbooks.plan(target, previous, service.connector_names)
-    return PlaybookPlan(worker, target, previous, plan)
 
 
 def _run_brief(run: Run) -> dict[str, Any]:
@@ -81,20 +56,17 @@ def _run_brief(run: Run) -> dict[str, Any]:
         "id": run.id,
         "kind": run.kind,
         "worker_id": run.worker_id,
-        "status": run.status,
+        "status": run.status.value,
         "actor": run.actor,
         "playbook": run.playbook_name,
         "playbook_sha256": run.playbook_sha256,
-        "received_at": run.received_at.isoformat().replace("+00:00", "Z"),
+        "received_at": iso_z(run.received_at),
     }
 
 
 def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader: Any) -> None:
     async def planned(name: str, worker_id: str) -> PlaybookPlan:
-        try:
-            return await anyio.to_thread.run_sync(plan_playbook, service, name, worker_id)
-        except ConfigError as exc:
-            raise NotFoundError(exc.message) from exc
+        return await anyio.to_thread.run_sync(plan_playbook, service, name, worker_id)
 
     @v1.get("/playbooks", tags=["playbooks"])
     async def list_playbooks(_: Principal = reader) -> dict[str, Any]:
@@ -118,7 +90,7 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
     ) -> dict[str, Any]:
         """What applying the playbook would create, add and remove in each system; read-only."""
         p = await planned(name, body.worker_id)
-        diffs = await plan_diff(service.connectors, worker_of(p.worker, p.worker.worker_id), p.plan)
+        diffs = await plan_diff(service.connectors, p.worker.identity(), p.plan)
         return {
             "worker_id": p.worker.worker_id,
             "playbook": p.target.name,
@@ -134,18 +106,18 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
     ) -> JSONResponse:
         """Apply the playbook to the worker as an onboard or transfer run (202 + run)."""
         p = await planned(name, body.worker_id)
-        run = await anyio.to_thread.run_sync(
-            lambda: service.store.create_run(
-                body.worker_id,
-                p.plan,
-                reason=body.reason,
-                actor=f"admin:{who.name}",
-                now=service.clock(),
-                source="admin",
-                source_event_id=str(uuid.uuid4()),
-            )
+        key = str(uuid.uuid4())
+        new = service.kinds.new_run(
+            p.plan,
+            worker_id=body.worker_id,
+            actor=f"admin:{who.name}",
+            source="admin",
+            source_event_id=key,
+            payload_sha256=plan_digest("admin", key, p.plan),
+            reason=body.reason,
         )
-        service.engine.wake()
+        run = await anyio.to_thread.run_sync(service.store.create_run, new, service.clock())
+        service.executor.wake()
         return JSONResponse(_run_brief(run), status_code=202)
 
     def expected() -> Any:
@@ -161,7 +133,11 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
     async def policy_enforce(body: EnforceRequest, who: Principal = admin) -> dict[str, Any]:
         """Remediate every out-of-policy system (a ``policy`` run with evidence)."""
         report = await enforce(
-            service.engine, expected(), actor=f"admin:{who.name}", dry_run=body.dry_run
+            service.executor,
+            service.store,
+            expected(),
+            actor=f"admin:{who.name}",
+            dry_run=body.dry_run,
         )
         return {**report.as_json(), "dry_run": body.dry_run}
 
@@ -170,7 +146,7 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
         """Compare every system's enabled accounts with the roster; report (and disable) orphans."""
         report = await reconcile(service.jobs, service.clock(), disable=body.disable)
         return {
-            "checked_at": report.checked_at.isoformat().replace("+00:00", "Z"),
+            "checked_at": iso_z(report.checked_at),
             "disabled": report.disabled,
             "orphans": [asdict(o) for o in report.orphans],
             "errors": report.errors,

@@ -119,7 +119,7 @@ def serve(
     import uvicorn
 
     from lifecycle.api import create_app
-    from lifecycle.app import Service
+    from lifecycle.service import Service
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -138,10 +138,10 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
     """Create or upgrade the database schema."""
-    from lifecycle.store import Store
+    from lifecycle.service import open_store
 
     settings = settings_from(config)
-    Store(settings.service.database_url).create_schema()
+    open_store(settings).dispose()
     out.print("database schema is up to date")
 
 
@@ -172,11 +172,10 @@ def tokens_create(
     config: ConfigOpt = None,
 ) -> None:
     """Create an API token; it is printed once, alone on the last line, and never again."""
-    from lifecycle.store import Store
+    from lifecycle.service import open_store
 
     settings = settings_from(config)
-    store = Store(settings.service.database_url)
-    store.create_schema()
+    store = open_store(settings)
     token = new_token()
     try:
         store.add_token(name, role.value, token_hash(token), utcnow())
@@ -339,15 +338,14 @@ def evidence_export(
     """Write an auditor's evidence bundle (records, proofs, checkpoint, key, CSV, PDF)."""
     from dataclasses import asdict
 
-    from lifecycle.app import load_key
     from lifecycle.evidence.export import export_bundle
-    from lifecycle.store import Store
+    from lifecycle.service import load_key, open_store
 
     settings = settings_from(config)
     key = load_key(settings)
     if key is None:
         fail(f"cannot load the evidence key {settings.service.evidence_key}")
-    store = Store(settings.service.database_url)
+    store = open_store(settings)
     utc = [v if v is None or v.tzinfo else v.replace(tzinfo=UTC) for v in (since, until)]
     try:
         summary = export_bundle(

@@ -24,7 +24,7 @@ def register(app: typer.Typer, hr_app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
 
     def library(config: Path | None) -> Any:
-        from lifecycle.app import load_playbooks
+        from lifecycle.service import load_playbooks
 
         try:
             return load_playbooks(c.settings_from(config))
@@ -210,12 +210,11 @@ def register(app: typer.Typer, hr_app: typer.Typer) -> None:
     ) -> None:
         """Load or refresh the workforce roster (worker_id, name, email, job_code, engagement,
         vendor, status). Rejected rows are listed with their line; exit 1 if there are any."""
-        from lifecycle.roster import import_roster
-        from lifecycle.store import Store
+        from lifecycle.service import open_store
+        from lifecycle.services.roster import import_roster
 
         settings = c.settings_from(config)
-        store = Store(settings.service.database_url)
-        store.create_schema()
+        store = open_store(settings)
         try:
             result = import_roster(store, roster, utcnow(), complete=complete)
         except LifecycleError as exc:

@@ -14,9 +14,12 @@
      │    └── ForbiddenError
      ├── NotFoundError
      ├── StoreError
-     │    └── EvidenceError
+     │    ├── EvidenceError
+     │    └── LeaseLostError          (another replica took the run over: stop, write nothing)
      └── ConnectorError               (carries connector name and account id)
           ├── TransientConnectorError (retried with backoff; honours retry_after)
+          │    ├── StepTimeoutError   (the engine stopped waiting for a call)
+          │    └── ReadbackMismatchError (the read-back does not show the change yet)
           └── PermanentConnectorError (escalated at once)
                └── UnsupportedOperationError
 
@@ -103,6 +106,10 @@ class EvidenceError(StoreError):
     """The evidence log could not be appended to or verified."""
 
 
+class LeaseLostError(StoreError):
+    """Another replica has taken this run over; this replica's writes to it are refused."""
+
+
 class ConnectorError(LifecycleError):
     """A connected system reported an error."""
 
@@ -141,3 +148,11 @@ class PermanentConnectorError(ConnectorError):
 
 class UnsupportedOperationError(PermanentConnectorError):
     """This connector does not support the operation."""
+
+
+class StepTimeoutError(TransientConnectorError):
+    """The connected system did not answer within the step timeout."""
+
+
+class ReadbackMismatchError(TransientConnectorError):
+    """The read-back does not (yet) show the intended state."""

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lifecycle.models import RunStatus
+from lifecycle.domain import RunStatus
 
 
 class _RunsByStatus(Collector):

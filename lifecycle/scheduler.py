@@ -1,4 +1,4 @@
-"""When the jobs of ``lifecycle.sweeps`` run: APScheduler 3 on the replica that leads.
+"""When the jobs of ``lifecycle.services.sweeps`` run: APScheduler 3 on the replica that leads.
 
 * Leadership: on PostgreSQL only the replica holding a session advisory lock (on a dedicated
   connection) runs the scheduler; if that replica dies its connection closes, the lock is
@@ -26,13 +26,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
 from lifecycle.exceptions import ConfigError
-from lifecycle.settings import SchedulerSettings
-from lifecycle.store import Store
-from lifecycle.sweeps import (
+from lifecycle.services.sweeps import (
     Job,
     JobContext,
     checkpoint_job,
@@ -41,11 +37,10 @@ from lifecycle.sweeps import (
     reconcile,
     reverify_terminations,
 )
+from lifecycle.settings import SchedulerSettings
+from lifecycle.store.ports import LeaderLock
 
 log = logging.getLogger("lifecycle.scheduler")
-
-#: Advisory lock key held by the leading replica ("LCSC").
-SCHEDULER_LOCK_KEY = 0x4C435343
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,81 +86,6 @@ def missed(trigger: BaseTrigger, last_run: datetime, now: datetime) -> bool:
     return upcoming is not None and upcoming <= now
 
 
-class Leadership:
-    """Who runs the scheduler: the holder of a PostgreSQL advisory lock, or the one SQLite
-    process. Methods are blocking; call them in a worker thread."""
-
-    def __init__(self, store: Store, key: int = SCHEDULER_LOCK_KEY) -> None:
-        self.store = store
-        self.key = key
-        self._conn: Connection | None = None
-
-    @property
-    def held(self) -> bool:
-        return self.store.is_sqlite or self._conn is not None
-
-    def try_acquire(self) -> bool:
-        if not self.store.is_postgres:
-            return True
-        if self._conn is not None:
-            return self.still_held()
-        conn = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            got = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
-            )
-        except Exception:
-            conn.close()
-            raise
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
-
-    def still_held(self) -> bool:
-        """Ask the server whether this session still holds the lock (a reconnected session
-        would not: the lock dies with the session that took it)."""
-        if not self.store.is_postgres:
-            return True
-        if self._conn is None:
-            return False
-        try:
-            held = bool(
-                self._conn.execute(
-                    text(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-                        "AND pid = pg_backend_pid() AND granted "
-                        "AND ((classid::bigint << 32) | objid::bigint) = :k)"
-                    ),
-                    {"k": self.key},
-                ).scalar()
-            )
-        except Exception:
-            held = False
-        if not held:
-            log.warning("scheduler leadership lost: the lock's database session ended")
-            self._drop()
-        return held
-
-    def release(self) -> None:
-        if self._conn is None:
-            return
-        try:
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        except Exception:
-            log.warning("could not release the scheduler lock; closing its connection")
-        self._drop()
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                log.debug("closing a failed connection failed too", exc_info=True)
-            self._conn = None
-
-
 class Scheduler:
     def __init__(
         self,
@@ -174,7 +94,7 @@ class Scheduler:
         *,
         clock: Callable[[], datetime],
         jobs: list[ScheduledJob] | None = None,
-        leadership: Leadership | None = None,
+        leadership: LeaderLock | None = None,
     ) -> None:
         self.ctx = ctx
         self.options = options
@@ -182,7 +102,7 @@ class Scheduler:
         self.jobs: Mapping[str, ScheduledJob] = {
             j.name: j for j in (jobs if jobs is not None else default_jobs(options))
         }
-        self.leadership = leadership or Leadership(ctx.store)
+        self.leadership = leadership or ctx.store.leader_lock()
         self.last_results: dict[str, Any] = {}
 
     async def run_job(self, name: str) -> Any:

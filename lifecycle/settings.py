@@ -41,6 +41,8 @@ class ServiceSettings(_Section):
     connector_concurrency: int = Field(default=32, gt=0)
     """Default for connectors that do not set ``max_concurrency`` in their own table."""
     instance_id: str | None = None
+    """This replica's name in run leases (default: the host name). A restarted service with the
+    same instance id resumes the runs it held at once; replicas sharing a host need their own."""
 
 
 class RetrySettings(_Section):
@@ -48,6 +50,10 @@ class RetrySettings(_Section):
     initial_seconds: float = Field(default=0.5, ge=0)
     max_seconds: float = Field(default=30.0, ge=0)
     max_retry_after_seconds: float = Field(default=300.0, ge=0)
+    horizon_seconds: float | None = Field(default=None, ge=0)
+    """How long a run keeps retrying an unreachable system, durably, before that step fails
+    and the run ends ``incomplete``: default half of ``[service] termination_sla_seconds``;
+    0 gives up after the in-process ``attempts``."""
 
     def policy(self) -> RetryPolicy:
         return RetryPolicy(

@@ -8,18 +8,15 @@ from datetime import datetime
 from importlib.metadata import version
 from typing import IO
 
+from lifecycle.domain import iso_z
 from lifecycle.evidence.bundle import BundleSummary, write_bundle
 from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint
 from lifecycle.evidence.merkle import root_hash
-from lifecycle.store import Store
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+from lifecycle.store.ports import EvidenceStore
 
 
 def export_bundle(
-    store: Store,
+    store: EvidenceStore,
     key: SigningKey,
     origin: str,
     out: str | os.PathLike[str] | IO[bytes],
@@ -54,7 +51,7 @@ def export_bundle(
         leaf_hashes=leaves,
         checkpoint=checkpoint,
         signing_key=key,
-        query={"since": _iso(since), "until": _iso(until), "worker": worker},
+        query={"since": iso_z(since), "until": iso_z(until), "worker": worker},
         generator_version=f"lifecycle {version('lifecycle')}",
         previous_tree_size=previous_tree_size,
         generated_at=now,

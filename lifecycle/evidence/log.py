@@ -14,11 +14,11 @@ from datetime import datetime
 import anyio
 import anyio.to_thread
 
+from lifecycle.domain import Checkpoint, RunDetail, RunStatus
 from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint
 from lifecycle.evidence.merkle import MerkleTree, leaf_hash
-from lifecycle.evidence.records import build_record, canonical
-from lifecycle.models import CheckpointRow, RunStatus
-from lifecycle.store import RunDetail, Store
+from lifecycle.evidence.records import RecordOptions, build_record, canonical
+from lifecycle.store.ports import EvidenceStore, RecordBuilder
 
 log = logging.getLogger("lifecycle.evidence")
 
@@ -26,7 +26,7 @@ log = logging.getLogger("lifecycle.evidence")
 class EvidenceLog:
     def __init__(
         self,
-        store: Store,
+        store: EvidenceStore,
         key: SigningKey | None,
         origin: str,
         *,
@@ -41,7 +41,7 @@ class EvidenceLog:
         self.tree = MerkleTree()
         self._lock = anyio.Lock()
         self._dirty = anyio.Event()
-        self._signed: CheckpointRow | None = None
+        self._signed: Checkpoint | None = None
         """The newest checkpoint this process knows of (saves a query per signing)."""
 
     async def _catch_up(self) -> None:
@@ -51,8 +51,12 @@ class EvidenceLog:
                 self.tree.append(leaf)
 
     def builder(
-        self, detail: RunDetail, status: RunStatus, time_to_revoke_ms: int | None
-    ) -> Callable[[int], tuple[str, bytes, bytes]]:
+        self,
+        detail: RunDetail,
+        status: RunStatus,
+        time_to_revoke_ms: int | None,
+        options: RecordOptions,
+    ) -> RecordBuilder:
         """How to build the run's record once its sequence number is known (in the store's
         transaction): returns (record id, canonical bytes, leaf hash)."""
 
@@ -68,6 +72,7 @@ class EvidenceLog:
                     status=status,
                     time_to_revoke_ms=time_to_revoke_ms,
                     sla_seconds=self.sla_seconds,
+                    options=options,
                 )
             )
             return record_id, body, leaf_hash(body)
@@ -79,20 +84,24 @@ class EvidenceLog:
         self._dirty.set()
 
     async def append(
-        self, detail: RunDetail, status: RunStatus, time_to_revoke_ms: int | None
+        self,
+        detail: RunDetail,
+        status: RunStatus,
+        time_to_revoke_ms: int | None,
+        options: RecordOptions,
     ) -> int:
         """Append the run's record (exactly once per run); returns its sequence number."""
         seq, _ = await anyio.to_thread.run_sync(
             self.store.append_evidence,
             detail.run.id,
             detail.run.worker_id,
-            self.builder(detail, status, time_to_revoke_ms),
+            self.builder(detail, status, time_to_revoke_ms, options),
             self.clock(),
         )
         self.appended()
         return seq
 
-    async def sign(self) -> CheckpointRow | None:
+    async def sign(self) -> Checkpoint | None:
         """Sign a checkpoint of the current log if it grew since the last one."""
         await self._catch_up()
         async with self._lock:

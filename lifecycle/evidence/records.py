@@ -1,76 +1,63 @@
-"""``dpe/1`` evidence records: built from a finished run, serialised as RFC 8785 canonical JSON.
+"""``dpe/1`` evidence records: built from a finished run's domain values, serialised as RFC 8785
+canonical JSON.
 
 No patient data and no secrets: systems, account ids, operations, times, hashes of vendor
-responses (never the bodies), and what the read-back showed.
+responses (never the bodies), what the read-back showed, and for a failed step the error's
+class and code, never its text (a vendor's message can quote data; records are kept six years).
 """
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
 
-from lifecycle.models import Run, RunStatus, Step, StepStatus, WorkerRow
+from lifecycle.domain import Run, RunStatus, Step, StepStatus, Worker, iso_z
 
 SCHEMA = "dpe/1"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    """What the run's kind asks of its record (from its ``RunSpec``)."""
+
+    sla: bool = False
+    """A termination: ``computed.sla_met`` is decided (None for other kinds)."""
+    added: bool = False
+    """A joiner/mover: each action records what it added as well as what it removed."""
 
 
-ERROR_CAP = 300
-"""Records are kept six years: a vendor's error text is cut short (it can quote data)."""
+def _error(step: Step) -> dict[str, str | None] | None:
+    if step.error is None or step.status is not StepStatus.FAILED:
+        return None
+    return {"class": step.error.error_class, "code": step.error.code}
 
 
-def _capped(text: str | None) -> str | None:
-    if text is None or len(text) <= ERROR_CAP:
-        return text
-    return text[: ERROR_CAP - 1] + "\u2026"
-
-
-def _action(step: Step) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(step.result_json) if step.result_json else {}
-    readback: dict[str, Any] | None = json.loads(step.readback_json) if step.readback_json else None
-    return {
-        "system": step.connector,
+def _action(step: Step, options: RecordOptions) -> dict[str, Any]:
+    result = step.result
+    action: dict[str, Any] = {
+        "system": step.system,
         "account_id": step.account_id,
         "op": step.action,
-        "requested_at": _iso(step.started_at),
-        "completed_at": _iso(step.finished_at),
-        "outcome": result.get("outcome", step.status)
-        if step.status == StepStatus.DONE
-        else step.status,
+        "requested_at": iso_z(step.started_at),
+        "completed_at": iso_z(step.finished_at),
+        "outcome": (result.outcome if result else step.status.value)
+        if step.status is StepStatus.DONE
+        else step.status.value,
         "attempts": step.attempts,
-        "error": _capped(step.error),
-        "vendor_request_id": result.get("vendor_request_id"),
-        "response_sha256": result.get("response_sha256"),
-        "removed": list(result.get("removed", [])),
-        "skipped": list(result.get("skipped", [])),
-        "detail": dict(result.get("detail", {})),
-        "readback": readback,
+        "error": _error(step),
+        "vendor_request_id": result.vendor_request_id if result else None,
+        "response_sha256": result.response_sha256 if result else None,
+        "removed": list(result.removed) if result else [],
+        "skipped": list(result.skipped) if result else [],
+        "detail": dict(result.detail) if result else {},
+        "readback": dict(step.readback) if step.readback is not None else None,
     }
-
-
-def _policy(run: Run) -> dict[str, Any] | None:
-    """Policy, inactivity and reconciliation runs name the policy version they enforced."""
-    plan: dict[str, Any] = json.loads(run.plan_json) if run.plan_json else {}
-    policy = plan.get("policy")
-    return {"name": policy["name"], "version_sha256": policy["sha256"]} if policy else None
-
-
-def _actions(run: Run, steps: list[Step]) -> list[dict[str, Any]]:
-    actions = []
-    for step in sorted(steps, key=lambda s: (s.connector, s.position)):
-        action = _action(step)
-        if run.kind in ("onboard", "transfer"):
-            # A mover records what was added as well as what was removed (PS-5).
-            result = json.loads(step.result_json) if step.result_json else {}
-            action["added"] = list(result.get("added", []))
-        actions.append(action)
-    return actions
+    if options.added:
+        action["added"] = list(result.added) if result else []
+    return action
 
 
 def build_record(
@@ -78,22 +65,27 @@ def build_record(
     seq: int,
     record_id: str,
     run: Run,
-    steps: list[Step],
-    worker: WorkerRow | None,
+    steps: Sequence[Step],
+    worker: Worker | None,
     status: RunStatus,
     time_to_revoke_ms: int | None,
     sla_seconds: int,
+    options: RecordOptions,
 ) -> dict[str, Any]:
     """The record for a finished run (``status`` is the run's final status)."""
-    playbook: dict[str, Any] | None = (
-        {"name": run.playbook_name, "version_sha256": run.playbook_sha256}
-        if run.playbook_name
-        else None
+    plan = run.plan
+    playbook: dict[str, Any] | None = None
+    if plan.playbook is not None:
+        playbook = {"name": plan.playbook.name, "version_sha256": plan.playbook.sha256}
+        if plan.previous_playbook is not None:
+            # A mover's record names the role it moved from as well (its file's SHA-256 too).
+            playbook["from"] = {
+                "name": plan.previous_playbook.name,
+                "version_sha256": plan.previous_playbook.sha256,
+            }
+    policy = (
+        {"name": plan.policy.name, "version_sha256": plan.policy.sha256} if plan.policy else None
     )
-    previous = json.loads(run.plan_json).get("from") if run.plan_json else None
-    if playbook is not None and previous:
-        # A mover's record names the role it moved from as well (its file's SHA-256 too).
-        playbook["from"] = {"name": previous["name"], "version_sha256": previous["sha256"]}
     return {
         "schema": SCHEMA,
         "record_id": record_id,
@@ -109,20 +101,23 @@ def build_record(
         "trigger": {
             "source": run.source,
             "event_id": run.source_event_id,
-            "effective_at": _iso(run.effective_at),
-            "received_at": _iso(run.received_at),
+            "effective_at": iso_z(run.effective_at),
+            "received_at": iso_z(run.received_at),
             "reason": run.reason,
             "payload_sha256": run.payload_sha256,
         },
         "playbook": playbook,
-        "policy": _policy(run),
-        "actions": _actions(run, steps),
+        "policy": policy,
+        "actions": [
+            _action(step, options) for step in sorted(steps, key=lambda s: (s.system, s.position))
+        ],
         "computed": {
             "time_to_revoke_ms": time_to_revoke_ms,
             "sla_seconds": sla_seconds,
+            # Joiners, movers and policy runs have no revocation SLA.
             "sla_met": (time_to_revoke_ms is not None and time_to_revoke_ms <= sla_seconds * 1000)
-            if run.kind == "offboard"
-            else None,  # joiners, movers and policy runs have no revocation SLA
+            if options.sla
+            else None,
         },
         "actor": run.actor,
     }

@@ -53,13 +53,14 @@ def _text(value: Any) -> str:
 def termination_row(seq: int, record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The compact row of one offboard record, or None for records of other kinds.
 
-    Re-verifications by the scheduler (actor ``scheduler:...``) are offboard runs too, but an
-    auditor's table has one row per termination: they stay in the log, not in the table.
+    An auditor's table has one row per termination. Re-verifications are ``reverify`` records;
+    records written before that kind existed called them ``offboard`` runs triggered by the
+    scheduler (only re-verifications ever were), so those stay out of the table too.
     """
-    if record.get("kind") != "offboard" or str(record.get("actor", "")).startswith("scheduler:"):
+    trigger = record.get("trigger") or {}
+    if record.get("kind") != "offboard" or trigger.get("source") == "scheduler":
         return None
     subject = record.get("subject") or {}
-    trigger = record.get("trigger") or {}
     computed = record.get("computed") or {}
     disabled: dict[str, list[str]] = {}
     verified: dict[str, list[str]] = {}

@@ -19,8 +19,8 @@ from standardwebhooks.webhooks import Webhook
 
 from connectors.base import Worker
 from lifecycle.api import create_app
-from lifecycle.app import Service
 from lifecycle.evidence.export import export_bundle
+from lifecycle.service import Service
 from lifecycle.settings import Settings
 from tests.integration.scim.conftest import ScimServer, seed_user
 from tests.unit.ringcentral.fake import CLIENT_ID, CLIENT_SECRET, JWT, SERVER, FakeRingCentral

@@ -1,0 +1,84 @@
+"""The words of a run: its kind, its status, its steps' actions and statuses."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunKind(StrEnum):
+    """The built-in kinds (DESIGN.md "Runs"); ``engine.kinds`` says how each one runs."""
+
+    OFFBOARD = "offboard"
+    ONBOARD = "onboard"
+    TRANSFER = "transfer"
+    POLICY = "policy"
+    REVERIFY = "reverify"
+    DISABLE = "disable"
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    VERIFIED = "verified"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+    NO_ACCOUNTS = "no_accounts"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    NOT_APPLICABLE = "not_applicable"
+    NO_ACCOUNT = "no_account"
+    FAILED = "failed"
+
+    @property
+    def settled(self) -> bool:
+        """Settled steps are never executed again (a resumed run skips them)."""
+        return self is not StepStatus.PENDING
+
+
+class StepAction(StrEnum):
+    """What a step does in one system. The stored name is also the evidence record's ``op``;
+    ``verify`` is the read-back of whatever the run's kind set out to achieve."""
+
+    DISABLE = "disable"
+    REVOKE_SESSIONS = "revoke_sessions"
+    REMOVE_ACCESS = "remove_access"
+    CREATE_ACCOUNT = "create_account"
+    REMOVE_ENTITLEMENTS = "remove_entitlements"
+    ADD_ENTITLEMENTS = "add_entitlements"
+    APPLY_POLICY = "apply_policy"
+    VERIFY = "verify"
+
+
+class WorkerStatus(StrEnum):
+    ACTIVE = "active"
+    TERMINATED = "terminated"
+    LEAVE = "leave"
+    ABSENT = "absent"
+    """Not in the last complete roster import."""
+
+
+class ErrorCode(StrEnum):
+    """Why a step failed, as evidence records it (with the error's class, never its text)."""
+
+    PERMANENT = "permanent"
+    """The system refused the call."""
+    UNSUPPORTED = "unsupported"
+    EXHAUSTED = "exhausted"
+    """Transient errors until the retries (and the retry horizon) ran out."""
+    TIMEOUT = "timeout"
+    READBACK_MISMATCH = "readback_mismatch"
+    """The read-back never showed the intended state."""
+    ACCOUNT_VANISHED = "account_vanished"
+    """The worker's linked account is gone from the system."""
+    CONNECTOR_MISSING = "connector_missing"
+    NOT_ATTEMPTED = "not_attempted"
+    """An earlier step of the same system failed and this one depends on it."""
+    CONNECTOR_BUG = "connector_bug"
+    """The connector raised something outside the connector error tree."""

@@ -1,0 +1,832 @@
+"""The executor: claims due runs (fenced leases, heartbeat) and executes every kind of run with
+the one step runner.
+
+A run's plan expands into steps, one per (system, action); every system runs its own chain
+concurrently, in the order its kind's ``RunSpec`` gives. Each step is persisted the moment it
+settles, under the lease the run was claimed with, so a restarted replica resumes a run without
+repeating confirmed steps, and a replica whose lease another took over can write nothing more.
+The slowest system alone sets the time to verified.
+
+Failures: transient errors (timeouts, 5xx, 429 with Retry-After, a read-back not yet showing
+the change) are retried fast, in process; a step still failing then waits durably (persisted
+next attempt, backoff growing to ``[retry] max_seconds``) until the retry horizon, with the run
+``running`` meanwhile; an alert goes out at the first such failure and when a termination's SLA
+is at risk. Permanent errors, and transient ones past the horizon, fail the step and escalate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from connectors import base
+from connectors.base import Account, Connector
+from lifecycle.alerts import Alert, AlertSink
+from lifecycle.domain import (
+    ErrorCode,
+    Lease,
+    Link,
+    Run,
+    RunDetail,
+    RunStatus,
+    Step,
+    StepError,
+    StepStatus,
+    identity_of,
+)
+from lifecycle.engine.actions import Action, ActionContext
+from lifecycle.engine.commit import GroupCommit
+from lifecycle.engine.kinds import Kinds, OnFailure, RunSpec, default_kinds
+from lifecycle.evidence.log import EvidenceLog
+from lifecycle.evidence.records import RecordOptions
+from lifecycle.exceptions import (
+    ConnectorError,
+    LeaseLostError,
+    LifecycleError,
+    PermanentConnectorError,
+    ReadbackMismatchError,
+    StepTimeoutError,
+    TransientConnectorError,
+    UnsupportedOperationError,
+)
+from lifecycle.metrics import Metrics
+from lifecycle.retry import RetryPolicy, retry_transient
+from lifecycle.store.ports import Deferral, Finish, LinkProgress, Progress, RunQueue, StepProgress
+
+log = logging.getLogger("lifecycle.engine")
+T = TypeVar("T")
+LOOP_BACKOFF = 2.0
+"""Seconds the executor waits after a database error before it tries again."""
+
+
+def default_owner() -> str:
+    """The instance id when none is configured: the host name, so that a restarted single-node
+    service recognises the leases it held and resumes those runs at once. Replicas sharing a
+    host need distinct ``[service] instance_id`` values."""
+    return socket.gethostname() or f"replica-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    retry: RetryPolicy
+    step_timeout: float = 30.0
+    sla_seconds: int = 3600
+    horizon_seconds: float | None = None
+    """How long a run keeps retrying an unreachable system (durably) before its step fails;
+    None: half the termination SLA; 0: give up after the in-process retries."""
+    lease: timedelta = timedelta(seconds=30)
+    poll_seconds: float = 1.0
+    max_parallel_runs: int = 256
+    connector_concurrency: Mapping[str, int] | None = None
+    default_concurrency: int = 32
+
+    @property
+    def horizon(self) -> timedelta:
+        seconds = self.sla_seconds / 2 if self.horizon_seconds is None else self.horizon_seconds
+        return timedelta(seconds=seconds)
+
+
+class _ChainStopped(Exception):
+    """The system's chain cannot go on now (its steps are already settled or deferred)."""
+
+
+@dataclass
+class _Execution:
+    """One run being executed here: the latest state of its steps, and what waits."""
+
+    lease: Lease
+    run: Run
+    spec: RunSpec
+    worker: base.Worker
+    links: dict[str, Link]
+    steps: dict[int, Step]
+    deferred: dict[str, datetime] = field(default_factory=dict)
+    """System -> when its waiting step is due again."""
+
+
+class Executor:
+    """Claims and executes runs of every kind (one step runner, chosen by ``RunSpec``)."""
+
+    def __init__(
+        self,
+        *,
+        queue: RunQueue,
+        connectors: Mapping[str, Connector],
+        evidence: EvidenceLog,
+        alerts: AlertSink,
+        metrics: Metrics,
+        config: ExecutorConfig,
+        clock: Callable[[], datetime],
+        owner: str | None = None,
+        kinds: Kinds | None = None,
+        db_threads: int = 16,
+    ) -> None:
+        self.queue = queue
+        self.connectors = connectors
+        self.evidence = evidence
+        self.alerts = alerts
+        self.metrics = metrics
+        self.config = config
+        self.clock = clock
+        self.kinds = kinds or default_kinds()
+        self.owner = owner or default_owner()
+        concurrency = config.connector_concurrency or {}
+        self.limiters = {
+            name: anyio.CapacityLimiter(concurrency.get(name, config.default_concurrency))
+            for name in connectors
+        }
+        self._db_limiter = anyio.CapacityLimiter(db_threads)
+        self._in_flight: dict[str, Lease] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._wake = anyio.Event()
+        self._reclaim_own = True
+        self._writes: GroupCommit[Progress] = GroupCommit(
+            lambda items: self._db(self.queue.save_progress, items), lambda i: i.lease.run_id
+        )
+        self._finishes: GroupCommit[Finish] = GroupCommit(self._finish_batch, _run_of)
+        self.finished_runs = 0
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._db_limiter)
+
+    async def _finish_batch(self, items: list[Finish]) -> set[str]:
+        seqs = await self._db(self.queue.finish_runs, items, self.clock())
+        return {item.lease.run_id for item in items} - set(seqs)
+
+    def wake(self) -> None:
+        """New work was stored: look for it now instead of at the next poll."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run_forever(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Claim and execute due runs until cancelled. A database error never stops the loop:
+        it is logged and the loop tries again after a pause (runs stay durable meanwhile)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat)
+            task_status.started()
+            while True:
+                try:
+                    more = await self._claim_and_start(tg)
+                    if not more:
+                        await self._sleep_until_work()
+                except Exception:
+                    log.exception("executor: claiming failed; retrying in %.1f s", LOOP_BACKOFF)
+                    await anyio.sleep(LOOP_BACKOFF)
+
+    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
+        """Claim what is due and start it; True when more may be waiting."""
+        self._wake = anyio.Event()
+        free = self.config.max_parallel_runs - len(self._in_flight)
+        if free <= 0:
+            return False
+        claimed = await self._db(
+            lambda: self.queue.claim_runs(
+                self.owner,
+                self.clock(),
+                self.config.lease,
+                free,
+                # A run still executing here (its lease lapsed under load) is not started a
+                # second time: the heartbeat renews its lease.
+                exclude=sorted(self._in_flight),
+                # Just started: runs this instance held before a restart are resumed now,
+                # not after their leases expire.
+                reclaim_own=self._reclaim_own,
+            )
+        )
+        self._reclaim_own = False
+        for lease in claimed:
+            self._in_flight[lease.run_id] = lease
+        try:
+            details = await self._db(self.queue.load_runs, [c.run_id for c in claimed])
+        except BaseException:
+            for lease in claimed:  # their leases lapse; they are re-claimed
+                self._in_flight.pop(lease.run_id, None)
+            raise
+        by_id = {lease.run_id: lease for lease in claimed}
+        for detail in details:
+            tg.start_soon(self._execute_claimed, by_id[detail.run.id], detail)
+        return len(claimed) == free
+
+    async def _sleep_until_work(self) -> None:
+        wait = self.config.poll_seconds
+        due = await self._db(self.queue.next_due, self.clock())
+        if due is not None:
+            wait = min(wait, max((due - self.clock()).total_seconds(), 0.0))
+        with anyio.move_on_after(wait):
+            await self._wake.wait()
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.lease.total_seconds() / 3
+        while True:
+            await anyio.sleep(interval)
+            if not self._in_flight:
+                continue
+            try:
+                lost = await self._db(
+                    self.queue.renew_leases,
+                    list(self._in_flight.values()),
+                    self.clock() + self.config.lease,
+                )
+            except Exception:
+                log.exception("lease renewal failed; trying again at the next beat")
+                continue
+            for run_id in lost:
+                log.warning("run %s was taken over by another replica; stopping here", run_id)
+                scope = self._scopes.get(run_id)
+                if scope is not None:
+                    scope.cancel()
+
+    async def _execute_claimed(self, lease: Lease, detail: RunDetail | None = None) -> None:
+        try:
+            await self._execute_tracked(lease, detail)
+        except LeaseLostError:
+            log.warning("run %s was taken over by another replica; stopped", lease.run_id)
+        except Exception:
+            # The lease lapses and another attempt (here or on a replica) resumes the run.
+            log.exception("run %s raised; it will be resumed after its lease expires", lease.run_id)
+
+    async def _execute_tracked(self, lease: Lease, detail: RunDetail | None) -> RunStatus | None:
+        self._in_flight[lease.run_id] = lease
+        try:
+            with anyio.CancelScope() as scope:
+                self._scopes[lease.run_id] = scope
+                return await self.execute(lease, detail)
+            return None  # cancelled: the lease was lost
+        finally:
+            self._scopes.pop(lease.run_id, None)
+            self._in_flight.pop(lease.run_id, None)
+
+    async def execute_owned(self, lease: Lease) -> RunStatus | None:
+        """Execute a run this replica created already leased to itself (scheduled jobs, policy
+        enforcement); while it runs the heartbeat renews its lease like a claimed run's.
+        Returns None if another replica took it over meanwhile."""
+        try:
+            return await self._execute_tracked(lease, None)
+        except LeaseLostError:
+            log.warning("run %s was taken over by another replica; stopped", lease.run_id)
+            return None
+
+    # ------------------------------------------------------------------ one run
+
+    async def execute(self, lease: Lease, detail: RunDetail | None = None) -> RunStatus:
+        """Execute (or resume) a claimed run until it ends or waits; returns its status
+        (``running``: a system is unreachable and its step waits for its next attempt).
+        Raises LeaseLostError when another replica has taken the run over."""
+        if detail is None:
+            loaded = await self._db(self.queue.load_runs, [lease.run_id])
+            if not loaded:
+                raise LeaseLostError(f"run {lease.run_id} no longer exists")
+            detail = loaded[0]
+        run = detail.run
+        ex = _Execution(
+            lease=lease,
+            run=run,
+            spec=self.kinds[run.kind],
+            worker=identity_of(detail.worker, run.worker_id),
+            links=dict(detail.links),
+            steps={s.id: s for s in detail.steps},
+        )
+        by_system: dict[str, list[Step]] = defaultdict(list)
+        for step in detail.steps:
+            by_system[step.system].append(step)
+        async with anyio.create_task_group() as tg:
+            for name, steps in by_system.items():
+                chain = sorted(steps, key=lambda s: s.position)
+                tg.start_soon(self._run_system, ex, name, chain)
+        if ex.deferred:
+            return await self._defer(ex)
+        return await self._finish(ex, detail)
+
+    async def _finish(self, ex: _Execution, detail: RunDetail) -> RunStatus:
+        run, spec = ex.run, ex.spec
+        steps = tuple(ex.steps.values())
+        status, finished, ttr = outcome_of(run, spec, steps)
+        final = RunDetail(run, steps, detail.worker, detail.links)
+        options = RecordOptions(sla=spec.sla, added=spec.record_added)
+        worker_status = spec.worker_status if status is not RunStatus.NO_ACCOUNTS else None
+        # The record and the run's end are one transaction (batched with other runs' ends).
+        await self._finishes.submit(
+            Finish(
+                ex.lease,
+                run.worker_id,
+                status,
+                finished,
+                ttr,
+                self.evidence.builder(final, status, ttr, options),
+                worker_status,
+            )
+        )
+        self.evidence.appended()
+        self.finished_runs += 1
+        if ttr is not None:
+            self.metrics.time_to_revoke.observe(ttr / 1000)
+        if status is RunStatus.INCOMPLETE:
+            failed = [f"{s.system}.{s.action}" for s in steps if s.status is StepStatus.FAILED]
+            await self.alerts.send(
+                Alert(
+                    "run_incomplete",
+                    f"{spec.describe()} of {run.worker_id} is NOT verified; failed steps: "
+                    f"{', '.join(failed) or 'none'}",
+                    run_id=run.id,
+                    worker_id=run.worker_id,
+                )
+            )
+        log.info(
+            "run %s finished: %s",
+            run.id,
+            status,
+            extra={"run_id": run.id, "status": str(status), "time_to_revoke_ms": ttr},
+        )
+        return status
+
+    async def _defer(self, ex: _Execution) -> RunStatus:
+        run, spec = ex.run, ex.spec
+        now = self.clock()
+        at_risk = (
+            spec.sla and run.sla_alerted_at is None and now >= run.due_at + self.config.horizon / 2
+        )
+        not_before = min(ex.deferred.values())
+        ok = await self._db(
+            self.queue.defer_run, Deferral(ex.lease, not_before, now if at_risk else None)
+        )
+        if not ok:
+            raise LeaseLostError(f"run {run.id} was taken over by another replica")
+        if at_risk:
+            deadline = run.due_at + timedelta(seconds=self.config.sla_seconds)
+            await self.alerts.send(
+                Alert(
+                    "sla_at_risk",
+                    f"{spec.describe()} of {run.worker_id} is still not verified in "
+                    f"{', '.join(sorted(ex.deferred))}; its SLA ends at {deadline.isoformat()}",
+                    run_id=run.id,
+                    worker_id=run.worker_id,
+                )
+            )
+        log.info(
+            "run %s waits for %s until %s",
+            run.id,
+            ", ".join(sorted(ex.deferred)),
+            not_before.isoformat(),
+            extra={"run_id": run.id, "next_attempt_at": not_before.isoformat()},
+        )
+        return RunStatus.RUNNING
+
+    # ------------------------------------------------------------------ the step runner
+
+    async def _run_system(self, ex: _Execution, system: str, steps: list[Step]) -> None:
+        """One system's chain: resolve the account, then each pending step in order."""
+        pending = [s for s in steps if not s.status.settled]
+        if not pending:
+            return
+        connector = self.connectors.get(system)
+        if connector is None:
+            message = f"connector {system!r} is no longer configured"
+            await self._fail_all(ex, pending, StepError(message, None, ErrorCode.CONNECTOR_MISSING))
+            await self.alerts.send(
+                Alert("connector_missing", message, ex.run.id, ex.run.worker_id, system)
+            )
+            return
+        async with self.limiters[system]:
+            try:
+                account = await self._account(ex, connector, steps, pending)
+                for step in pending:
+                    account = await self._step(ex, connector, account, step, pending)
+            except _ChainStopped:
+                return
+
+    async def _account(
+        self, ex: _Execution, connector: Connector, steps: list[Step], pending: list[Step]
+    ) -> Account | None:
+        """The worker's account here (None: the chain runs without one, as a joiner's create
+        does); raises _ChainStopped with the steps settled when there is nothing to do."""
+        spec, system = ex.spec, connector.name
+        if not spec.find_account:
+            return None
+        account = await self._resolve(ex, connector, steps)
+        if account is None and not (
+            spec.creates_account and spec.creates_account(ex.run.plan, system)
+        ):
+            now = self.clock()
+            for step in pending:
+                await self._save(
+                    ex, step, status=StepStatus.NO_ACCOUNT, started_at=now, finished_at=now
+                )
+            raise _ChainStopped
+        return account
+
+    async def _resolve(
+        self, ex: _Execution, connector: Connector, steps: list[Step]
+    ) -> Account | None:
+        """The account the steps already name, else a lookup (linked accounts must be found)."""
+        known = next((s for s in steps if s.account_id), None)
+        if known is not None and known.account_id:
+            return Account(
+                connector.name, known.account_id, known.account_login, ex.worker.worker_id
+            )
+        pending = [ex.steps[s.id] for s in steps if not s.status.settled]
+        waiting = pending[0].first_failed_at is not None
+        try:
+            account: Account | None = await self._call(
+                ex,
+                connector,
+                "find_account",
+                None,
+                lambda: connector.find_account(ex.worker),
+                attempts=1 if waiting else None,
+            )
+        except TransientConnectorError as exc:
+            # An outage shows first here: the lookup waits as the chain's first step would.
+            if not await self._wait_durably(ex, connector.name, pending[0].id, exc):
+                await self._failed(
+                    ex, connector.name, "find_account", pending, exc, prefix="find_account: "
+                )
+            raise _ChainStopped from exc
+        except Exception as exc:  # a connector bug must fail the run, not loop it forever
+            await self._failed(
+                ex, connector.name, "find_account", pending, exc, prefix="find_account: "
+            )
+            raise _ChainStopped from exc
+        link = ex.links.get(connector.name)
+        if account is None:
+            if link is None:
+                return None
+            message = (
+                f"linked account {link.account_id} was not found; it may have been "
+                "renamed or deleted outside lifecycle"
+            )
+            await self._fail_all(ex, pending, StepError(message, None, ErrorCode.ACCOUNT_VANISHED))
+            await self.alerts.send(
+                Alert("step_failed", message, ex.run.id, ex.run.worker_id, connector.name)
+            )
+            raise _ChainStopped
+        await self._adopt(ex, account)
+        return account
+
+    async def _adopt(self, ex: _Execution, account: Account) -> None:
+        """Link the account to the worker and name it on the system's steps."""
+        link = ex.links.get(account.system)
+        if link is None or link.account_id != account.account_id:
+            new = Link(
+                ex.worker.worker_id, account.system, account.account_id, account.login, self.clock()
+            )
+            ex.links[account.system] = new
+            await self._writes.submit(LinkProgress(ex.lease, new))
+        for step in list(ex.steps.values()):
+            if step.system == account.system and not step.status.settled:
+                ex.steps[step.id] = replace(
+                    step, account_id=account.account_id, account_login=account.login
+                )
+
+    async def _step(
+        self,
+        ex: _Execution,
+        connector: Connector,
+        account: Account | None,
+        step: Step,
+        pending: list[Step],
+    ) -> Account | None:
+        """Run one step to its settled state (or its durable wait); returns the account the
+        later steps use. Raises _ChainStopped when the chain cannot go on."""
+        action = ex.spec.action(step.action)
+        now = self.clock()
+        if action.capability is not None and action.capability not in connector.capabilities:
+            await self._save(
+                ex, step, status=StepStatus.NOT_APPLICABLE, started_at=now, finished_at=now
+            )
+            return account
+        step = await self._save(ex, step, started_at=step.started_at or now, persist=False)
+        try:
+            done = await action.run(
+                ActionContext(
+                    system=connector.name,
+                    connector=connector,
+                    worker=ex.worker,
+                    plan=ex.run.plan,
+                    account=account,
+                    call=_Caller(self, ex, connector, step.id, action),
+                )
+            )
+        except LeaseLostError:
+            raise
+        except TransientConnectorError as exc:
+            if await self._wait_durably(ex, connector.name, step.id, exc):
+                raise _ChainStopped from exc
+            await self._give_up(ex, connector.name, step.id, exc, pending)
+            return account
+        except Exception as exc:
+            await self._give_up(ex, connector.name, step.id, exc, pending)
+            return account
+        if done.account is not None:
+            account = done.account
+            await self._adopt(ex, account)
+        await self._save(
+            ex,
+            ex.steps[step.id],
+            status=done.status,
+            finished_at=self.clock(),
+            result=done.result,
+            readback=done.readback,
+            error=None,
+            next_attempt_at=None,
+        )
+        return account
+
+    async def _give_up(
+        self,
+        ex: _Execution,
+        system: str,
+        step_id: int,
+        exc: BaseException,
+        pending: list[Step],
+    ) -> None:
+        """Fail the step and escalate; with a STOP spec the system's later steps fail too."""
+        step = ex.steps[step_id]
+        prefix = (
+            f"gave up after {step.attempts} attempts: "
+            if isinstance(exc, TransientConnectorError)
+            else ""
+        )
+        await self._failed(ex, system, step.action, [step], exc, prefix=prefix)
+        if ex.spec.on_failure is OnFailure.STOP:
+            later = [s for s in pending if s.position > step.position]
+            message = f"not attempted: {step.action} failed"
+            await self._fail_all(ex, later, StepError(message, None, ErrorCode.NOT_ATTEMPTED))
+            raise _ChainStopped from exc
+
+    async def _failed(
+        self,
+        ex: _Execution,
+        system: str,
+        action: str,
+        steps: Iterable[Step],
+        exc: BaseException,
+        *,
+        prefix: str = "",
+    ) -> None:
+        error = error_of(exc, prefix)
+        if error.code == ErrorCode.CONNECTOR_BUG:
+            log.error(
+                "connector %s raised unexpectedly in %s",
+                system,
+                action,
+                exc_info=exc,
+                extra=self._context(ex, system, action),
+            )
+        await self._fail_all(ex, list(steps), error)
+        await self._escalate(ex, system, action, exc)
+
+    async def _fail_all(self, ex: _Execution, steps: list[Step], error: StepError) -> None:
+        now = self.clock()
+        for step in steps:
+            current = ex.steps[step.id]
+            await self._save(
+                ex,
+                current,
+                status=StepStatus.FAILED,
+                error=error,
+                finished_at=now,
+                next_attempt_at=None,
+            )
+
+    async def _wait_durably(
+        self, ex: _Execution, system: str, step_id: int, exc: TransientConnectorError
+    ) -> bool:
+        """Put the step off to a persisted next attempt while the horizon allows; False when
+        it is past (the step then fails)."""
+        step = ex.steps[step_id]
+        now = self.clock()
+        next_attempt = now + timedelta(seconds=self._durable_wait(step, exc, now))
+        if (
+            self.config.horizon <= timedelta(0)
+            or next_attempt > ex.run.due_at + self.config.horizon
+        ):
+            return False
+        if any(s.system == system and s.status is StepStatus.FAILED for s in ex.steps.values()):
+            # An earlier step here failed for good (and is escalated): waiting for this one
+            # (say, a read-back that cannot show the disable that failed) helps nobody.
+            return False
+        first = step.first_failed_at is None
+        await self._save(
+            ex,
+            step,
+            error=error_of(exc, f"attempt {step.attempts}: "),
+            next_attempt_at=next_attempt,
+            first_failed_at=step.first_failed_at or now,
+        )
+        ex.deferred[system] = next_attempt
+        if first:
+            await self.alerts.send(
+                Alert(
+                    "step_retrying",
+                    f"{step.action} for {ex.run.worker_id} in {system} keeps failing "
+                    f"({exc.message}); retrying until "
+                    f"{(ex.run.due_at + self.config.horizon).isoformat()}",
+                    ex.run.id,
+                    ex.run.worker_id,
+                    system,
+                )
+            )
+        return True
+
+    def _durable_wait(self, step: Step, exc: TransientConnectorError, now: datetime) -> float:
+        """Seconds until the next attempt: as long as the step has already been failing
+        (so the wait doubles each time), from ``[retry] initial_seconds`` up to
+        ``max_seconds``; a server's Retry-After wins (capped), as in process."""
+        policy = self.config.retry
+        if exc.retry_after is not None:
+            return policy.wait(1, exc)
+        failing = (now - (step.first_failed_at or now)).total_seconds()
+        base = min(max(failing, policy.initial_seconds), policy.max_seconds)
+        return base * (1 + random.uniform(0, policy.jitter))  # noqa: S311 - jitter, not crypto
+
+    async def _save(
+        self, ex: _Execution, step: Step, *, persist: bool = True, **changes: Any
+    ) -> Step:
+        """The step's new state, kept for the run's outcome and (by default) persisted under
+        the run's lease before the chain moves on."""
+        current = ex.steps.get(step.id, step)
+        new = replace(current, **changes) if changes else current
+        ex.steps[step.id] = new
+        if persist:
+            await self._writes.submit(StepProgress(ex.lease, new))
+        return new
+
+    async def _call(
+        self,
+        ex: _Execution,
+        connector: Connector,
+        action: str,
+        step_id: int | None,
+        call: Callable[[], Awaitable[T]],
+        attempts: int | None = None,
+    ) -> T:
+        """One connector call with timeout and the retry policy; a step's attempts are
+        counted and persisted (``step_id`` None: the account lookup, which is no step's)."""
+        policy = self.config.retry
+        if attempts is not None:
+            policy = replace(policy, attempts=attempts)
+
+        async def attempt() -> T:
+            if step_id is not None:
+                step = ex.steps[step_id]
+                await self._save(ex, step, attempts=step.attempts + 1, persist=False)
+            self.metrics.step_attempts.labels(connector.name, action).inc()
+            try:
+                with anyio.fail_after(self.config.step_timeout):
+                    return await call()
+            except TimeoutError as exc:
+                self.metrics.step_errors.labels(connector.name, action, "transient").inc()
+                raise StepTimeoutError(
+                    f"{action} did not answer within {self.config.step_timeout:g} s",
+                    connector=connector.name,
+                ) from exc
+            except ConnectorError as exc:
+                kind = "transient" if isinstance(exc, TransientConnectorError) else "permanent"
+                self.metrics.step_errors.labels(connector.name, action, kind).inc()
+                raise
+
+        async def on_retry(number: int, exc: TransientConnectorError, wait: float) -> None:
+            log.warning(
+                "%s in %s failed (attempt %d), retrying in %.1f s",
+                action,
+                connector.name,
+                number,
+                wait,
+                extra={
+                    **self._context(ex, connector.name, action),
+                    "attempt": number,
+                    "error_class": type(exc).__name__,
+                },
+            )
+            if step_id is None:
+                return
+            step = ex.steps[step_id]
+            await self._save(
+                ex,
+                step,
+                error=error_of(exc, f"attempt {number}: ", suffix=f" (retrying in {wait:.1f} s)"),
+            )
+
+        return await retry_transient(attempt, policy, on_retry=on_retry)
+
+    @staticmethod
+    def _context(ex: _Execution, system: str, action: str) -> dict[str, Any]:
+        return {
+            "run_id": ex.run.id,
+            "worker_id": ex.run.worker_id,
+            "system": system,
+            "action": action,
+        }
+
+    async def _escalate(self, ex: _Execution, system: str, action: str, exc: BaseException) -> None:
+        message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__
+        kind = "permanent" if isinstance(exc, PermanentConnectorError) else "exhausted"
+        await self.alerts.send(
+            Alert(
+                "step_failed",
+                f"{action} failed ({kind}) for {ex.run.worker_id} in {system}: {message}",
+                ex.run.id,
+                ex.run.worker_id,
+                system,
+            )
+        )
+
+
+class _Caller:
+    """``ActionContext.call`` for one step: in the durable phase one attempt per scheduled
+    time, else the whole in-process retry policy."""
+
+    __slots__ = ("action", "connector", "ex", "executor", "step_id")
+
+    def __init__(
+        self, executor: Executor, ex: _Execution, connector: Connector, step_id: int, action: Action
+    ) -> None:
+        self.executor, self.ex, self.connector = executor, ex, connector
+        self.step_id, self.action = step_id, action
+
+    def __call__(self, call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        waiting = self.ex.steps[self.step_id].first_failed_at is not None
+        return self.executor._call(
+            self.ex,
+            self.connector,
+            self.action.name,
+            self.step_id,
+            call,
+            attempts=1 if waiting else None,
+        )
+
+
+def _run_of(item: Finish) -> str:
+    return item.lease.run_id
+
+
+def error_of(exc: BaseException, prefix: str = "", suffix: str = "") -> StepError:
+    """The class and code evidence keeps, and the operators' message."""
+    if isinstance(exc, UnsupportedOperationError):
+        code = ErrorCode.UNSUPPORTED
+    elif isinstance(exc, PermanentConnectorError):
+        code = ErrorCode.PERMANENT
+    elif isinstance(exc, StepTimeoutError):
+        code = ErrorCode.TIMEOUT
+    elif isinstance(exc, ReadbackMismatchError):
+        code = ErrorCode.READBACK_MISMATCH
+    elif isinstance(exc, TransientConnectorError):
+        code = ErrorCode.EXHAUSTED
+    elif isinstance(exc, LifecycleError):
+        code = ErrorCode.PERMANENT
+    else:
+        code = ErrorCode.CONNECTOR_BUG
+    message = (
+        exc.message
+        if isinstance(exc, LifecycleError)
+        else f"unexpected {type(exc).__name__} in connector"
+    )
+    return StepError(prefix + message + suffix, type(exc).__name__, code)
+
+
+def outcome_of(
+    run: Run, spec: RunSpec, steps: Sequence[Step]
+) -> tuple[RunStatus, datetime, int | None]:
+    """The run's final status, when it finished, and its time to revoke (terminations that
+    verified only)."""
+    by_system: dict[str, list[Step]] = defaultdict(list)
+    for step in steps:
+        by_system[step.system].append(step)
+    finished = max((s.finished_at for s in steps if s.finished_at), default=run.received_at)
+    with_accounts = {
+        name: chain
+        for name, chain in by_system.items()
+        if not all(s.status is StepStatus.NO_ACCOUNT for s in chain)
+    }
+    if not with_accounts:
+        return RunStatus.NO_ACCOUNTS, finished, None
+    verifies = [
+        next((s for s in chain if s.action == spec.verify), None)
+        for chain in with_accounts.values()
+    ]
+    any_failed = any(s.status is StepStatus.FAILED for s in steps)
+    if any_failed or not all(v is not None and v.status is StepStatus.DONE for v in verifies):
+        return RunStatus.INCOMPLETE, finished, None
+    if not spec.sla:
+        return RunStatus.VERIFIED, finished, None
+    last = max(v.finished_at for v in verifies if v is not None and v.finished_at)
+    return (
+        RunStatus.VERIFIED,
+        finished,
+        max(math.ceil((last - run.due_at).total_seconds() * 1000), 0),
+    )

@@ -1,0 +1,214 @@
+"""The composition root: the service's object graph, built once from Settings and handed to the
+web app, the CLI and tests. The only module that builds the SQL store and concrete connectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import anyio
+
+from connectors import build_connector
+from connectors.base import Connector, ConnectorContext, utcnow
+from lifecycle.alerts import AlertSink
+from lifecycle.domain import Worker
+from lifecycle.engine.executor import Executor, ExecutorConfig
+from lifecycle.engine.kinds import Kinds, default_kinds
+from lifecycle.evidence.checkpoint import SigningKey, init_key, load_signing_key
+from lifecycle.evidence.log import EvidenceLog
+from lifecycle.exceptions import ConfigError, EvidenceError
+from lifecycle.metrics import Metrics
+from lifecycle.scheduler import Scheduler
+from lifecycle.services.playbooks import SHIPPED, PlaybookLibrary
+from lifecycle.services.sweeps import JobContext
+from lifecycle.settings import Settings
+from lifecycle.store.sql import SqlStore
+
+log = logging.getLogger("lifecycle.service")
+
+
+def demo_workers(settings: Settings, now: datetime) -> list[Worker]:
+    domain = settings.demo.domain
+    return [
+        Worker(
+            worker_id=f"W{n:04d}",
+            name=f"Demo Worker {n:04d}",
+            email=f"w{n:04d}@{domain}",
+            job_code=("VA-SCHED", "VA-BILL", "VA-CALLBACK", "VA-INTAKE")[n % 4],
+            engagement="contractor" if n % 3 else "employee",
+            vendor="Acme Staffing" if n % 3 else None,
+            updated_at=now,
+        )
+        for n in range(1, settings.demo.workers + 1)
+    ]
+
+
+def load_key(settings: Settings) -> SigningKey | None:
+    """The evidence signing key; created on first start in demo mode only."""
+    path = settings.service.evidence_key
+    name = settings.service.log_origin
+    if not path.exists() and settings.service.demo:
+        init_key(path, name)
+        log.warning("demo mode: created evidence key %s", path)
+    try:
+        return load_signing_key(path, name)
+    except EvidenceError as exc:
+        log.error("evidence key not loaded: %s", exc.message)
+        return None
+
+
+def load_playbooks(settings: Settings, base_dir: Path | None = None) -> PlaybookLibrary:
+    """``[playbooks] directory`` (relative to the working directory), else the shipped ones."""
+    directory = settings.playbooks.directory
+    if directory is None:
+        return (
+            PlaybookLibrary.load(SHIPPED, settings.policy)
+            if SHIPPED.is_dir()
+            else PlaybookLibrary()
+        )
+    if not directory.is_absolute():
+        directory = (base_dir or Path.cwd()) / directory
+    return PlaybookLibrary.load(directory, settings.policy)
+
+
+def open_store(settings: Settings, kinds: Kinds | None = None) -> SqlStore:
+    """The database of ``settings``, its schema brought up to date (CLI commands use this)."""
+    store = SqlStore(settings.service.database_url, plans=(kinds or default_kinds()).plans)
+    store.create_schema()
+    return store
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: SqlStore
+    connectors: dict[str, Connector]
+    evidence: EvidenceLog
+    executor: Executor
+    alerts: AlertSink
+    metrics: Metrics
+    key: SigningKey | None
+    clock: Callable[[], datetime] = field(default=utcnow)
+    playbooks: PlaybookLibrary = field(default_factory=PlaybookLibrary)
+    scheduler: Scheduler | None = None
+    kinds: Kinds = field(default_factory=default_kinds)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        base_dir: Path | None = None,
+    ) -> Service:
+        if not settings.connectors:
+            raise ConfigError(
+                "no [connectors.*] are configured: a termination would reach no system "
+                "(use --config, or LIFECYCLE_CONFIG; config/demo.toml is the demo)"
+            )
+        kinds = default_kinds()
+        store = open_store(settings, kinds)
+        if settings.demo.workers:
+            store.seed_workers(demo_workers(settings, clock()))
+        context = ConnectorContext(
+            allow_inline_secrets=settings.service.demo, base_dir=base_dir or Path.cwd()
+        )
+        connectors = {
+            name: build_connector(name, options, context)
+            for name, options in sorted(settings.connectors.items())
+        }
+        key = load_key(settings)
+        metrics = Metrics()
+        metrics.watch_runs(store.run_counts)
+        alerts = AlertSink(settings.alerts.webhook_url, timeout=settings.alerts.timeout_seconds)
+        evidence = EvidenceLog(
+            store,
+            key,
+            settings.service.log_origin,
+            sla_seconds=settings.service.termination_sla_seconds,
+            clock=clock,
+        )
+        concurrency = {
+            name: int(options["max_concurrency"])
+            for name, options in settings.connectors.items()
+            if "max_concurrency" in options
+        }
+        executor = Executor(
+            queue=store,
+            connectors=connectors,
+            evidence=evidence,
+            alerts=alerts,
+            metrics=metrics,
+            config=ExecutorConfig(
+                retry=settings.retry.policy(),
+                step_timeout=settings.service.step_timeout_seconds,
+                sla_seconds=settings.service.termination_sla_seconds,
+                horizon_seconds=settings.retry.horizon_seconds,
+                lease=timedelta(seconds=settings.service.lease_seconds),
+                poll_seconds=settings.service.poll_seconds,
+                max_parallel_runs=settings.service.max_parallel_runs,
+                connector_concurrency=concurrency,
+                default_concurrency=settings.service.connector_concurrency,
+            ),
+            clock=clock,
+            owner=settings.service.instance_id,
+            kinds=kinds,
+            db_threads=1 if store.is_sqlite else 16,
+        )
+        service = cls(
+            settings,
+            store,
+            connectors,
+            evidence,
+            executor,
+            alerts,
+            metrics,
+            key,
+            clock,
+            kinds=kinds,
+        )
+        service.playbooks = load_playbooks(settings, base_dir)
+        for book in service.playbooks.playbooks.values():
+            missing = sorted(set(book.playbook.systems) - set(connectors))
+            if missing:
+                log.warning(
+                    "playbook %s names unconfigured system(s) %s: it cannot be applied",
+                    book.name,
+                    ", ".join(missing),
+                )
+        service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
+        return service
+
+    @property
+    def jobs(self) -> JobContext:
+        """What scheduled jobs (and their API/CLI triggers) are given."""
+        return JobContext(
+            self.settings, self.store, self.executor, self.playbooks, self.alerts, self.evidence
+        )
+
+    @property
+    def connector_names(self) -> list[str]:
+        return sorted(self.connectors)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The background work of a replica: the executor and the checkpoint signer."""
+        async with AsyncExitStack() as stack:
+            for connector in self.connectors.values():
+                await stack.enter_async_context(connector)
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.executor.run_forever)
+                tg.start_soon(self.evidence.run_signer)
+                if self.scheduler is not None and self.settings.scheduler.enabled:
+                    await tg.start(self.scheduler.run)
+                task_status.started()
+
+    async def aclose(self) -> None:
+        for connector in self.connectors.values():
+            await connector.aclose()
+        self.store.dispose()

@@ -1,0 +1,267 @@
+"""What the engine and the services need from storage, as Protocols.
+
+``lifecycle.store.sql.SqlStore`` satisfies every one of them (on SQLite and PostgreSQL); the
+composition root (``lifecycle.service``) builds it and hands each part the port it uses. Every
+method is blocking: async callers go through a worker thread. Every value in or out is a domain
+value (``lifecycle.domain``); no row crosses this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from lifecycle.domain import (
+    ApiToken,
+    Checkpoint,
+    InboxEntry,
+    Intake,
+    IntakeDecision,
+    Lease,
+    Link,
+    NewRun,
+    RosterCounts,
+    RosterEntry,
+    Run,
+    RunDetail,
+    RunStatus,
+    Step,
+    Worker,
+)
+
+#: Given the seq the store assigns, the record: (record id, canonical bytes, leaf hash).
+RecordBuilder = Callable[[int], tuple[str, bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class StepProgress:
+    """A step's new state, written under the lease the run was claimed with."""
+
+    lease: Lease
+    step: Step
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProgress:
+    """A worker's account found or created during a run (written under the run's lease)."""
+
+    lease: Lease
+    link: Link
+
+
+Progress = StepProgress | LinkProgress
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A run's end: its status, and how to build its evidence record once its seq is known."""
+
+    lease: Lease
+    worker_id: str
+    status: RunStatus
+    finished_at: datetime
+    time_to_revoke_ms: int | None
+    build: RecordBuilder
+    worker_status: str | None = None
+    """The roster status the run leaves the worker in (a termination: ``terminated``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A run put back to wait for its next attempt: status stays ``running``, lease released."""
+
+    lease: Lease
+    not_before: datetime
+    sla_alerted_at: datetime | None = None
+
+
+class RunQueue(Protocol):
+    """Claiming and executing runs, fenced: every write names the lease it was claimed with."""
+
+    def claim_runs(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        exclude: Sequence[str] = (),
+        reclaim_own: bool = False,
+    ) -> list[Lease]:
+        """Take up to ``limit`` due runs nobody holds a live lease on (and, with ``reclaim_own``,
+        the runs ``owner`` itself still holds: a restarted replica with the same instance id).
+        One worker's runs are claimed in order. Each claim raises the run's lease epoch."""
+        ...
+
+    def renew_leases(self, leases: Sequence[Lease], until: datetime) -> list[str]:
+        """Extend live leases; returns the run ids whose lease another replica has taken."""
+        ...
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the earliest run waiting for a future time becomes due."""
+        ...
+
+    def load_runs(self, run_ids: Sequence[str]) -> list[RunDetail]:
+        """Runs with steps, workers and links, in one transaction; unknown ids left out."""
+        ...
+
+    def save_progress(self, items: Sequence[Progress]) -> set[str]:
+        """Persist steps and links in one transaction; returns the run ids whose items were
+        refused because their lease is no longer the run's (nothing of those is written)."""
+        ...
+
+    def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
+        """Append each run's evidence record and end the run, in one transaction for the
+        batch; returns run id -> evidence seq. Runs whose lease was taken over are left out
+        (neither recorded nor ended)."""
+        ...
+
+    def defer_run(self, item: Deferral) -> bool:
+        """Release the run to wait for its next attempt; False when the lease was lost."""
+        ...
+
+
+class Runs(Protocol):
+    """Creating and reading runs."""
+
+    def create_run(self, run: NewRun, now: datetime) -> Run:
+        """Store the run and its steps; idempotent on (source, source event id): a second
+        request returns the first run."""
+        ...
+
+    def load_run(self, run_id: str) -> RunDetail:
+        """Raises NotFoundError."""
+        ...
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Run]: ...
+
+    def run_counts(self) -> dict[str, int]: ...
+
+    def current_playbook(self, worker_id: str) -> str | None:
+        """The playbook of the worker's last joiner/mover run that did not fail outright."""
+        ...
+
+    def finished_runs(self, kind: str, since: datetime, until: datetime) -> list[Run]:
+        """Runs of ``kind`` that finished verified or incomplete in [since, until)."""
+        ...
+
+    def source_event_ids(self, source: str, prefix: str) -> set[str]: ...
+
+
+class Intakes(Protocol):
+    def accept_hr_event(
+        self,
+        event: InboxEntry,
+        now: datetime,
+        decide: Callable[[Worker | None, str | None], IntakeDecision],
+    ) -> Intake:
+        """Store the inbox row, the roster change and the run ``decide`` asks for, in one
+        transaction. ``decide(known worker, their current playbook)`` runs inside it and may
+        raise (then nothing is stored). A second delivery of the same source event id returns
+        the first one's outcome without calling ``decide``."""
+        ...
+
+
+class Roster(Protocol):
+    def get_worker(self, worker_id: str) -> Worker | None: ...
+
+    def upsert_worker(self, worker: Worker) -> None: ...
+
+    def seed_workers(self, workers: Sequence[Worker]) -> int:
+        """Insert workers not yet in the roster; returns how many were added."""
+        ...
+
+    def import_workers(
+        self, entries: Sequence[RosterEntry], *, complete: bool, now: datetime
+    ) -> RosterCounts:
+        """Insert or refresh roster rows (a value the file leaves blank never erases what is
+        known); with ``complete`` active workers missing from the file become ``absent``."""
+        ...
+
+    def workers(self) -> list[Worker]: ...
+
+    def link_account(self, link: Link) -> None: ...
+
+    def links_by_account(self) -> dict[tuple[str, str], str]:
+        """(system, account id) -> worker id, for every account lifecycle has linked."""
+        ...
+
+
+class EvidenceStore(Protocol):
+    def leaf_hashes(self, from_seq: int = 0) -> list[bytes]:
+        """Raises StoreError if the log has a gap."""
+        ...
+
+    def append_evidence(
+        self, run_id: str, worker_id: str, build: RecordBuilder, now: datetime
+    ) -> tuple[int, list[bytes]]:
+        """Append the run's record once; (seq, [its leaf hash] if this call appended it)."""
+        ...
+
+    def evidence_records(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        worker_id: str | None = None,
+        batch: int = 1000,
+    ) -> Iterator[tuple[int, bytes]]: ...
+
+    def save_checkpoint(self, tree_size: int, root: bytes, note: str, now: datetime) -> None: ...
+
+    def latest_checkpoint(self) -> Checkpoint | None: ...
+
+
+class Tokens(Protocol):
+    def add_token(self, name: str, role: str, token_sha256: str, now: datetime) -> None:
+        """Raises StoreError when the name is taken."""
+        ...
+
+    def token_by_hash(self, token_sha256: str) -> ApiToken | None:
+        """The live (not revoked) token with this hash."""
+        ...
+
+
+class JobTimes(Protocol):
+    def job_last_run(self, name: str) -> datetime | None: ...
+
+    def mark_job_run(self, name: str, at: datetime) -> None: ...
+
+
+class LeaderLock(Protocol):
+    """Who runs the scheduler among replicas; blocking, call in a worker thread."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def try_acquire(self) -> bool: ...
+
+    def still_held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class Health(Protocol):
+    def ping(self) -> None:
+        """Raises StoreError when the database does not answer."""
+        ...
+
+
+class Store(RunQueue, Runs, Intakes, Roster, EvidenceStore, Tokens, JobTimes, Health, Protocol):
+    """Everything at once: what the composition root holds."""
+
+    @property
+    def is_sqlite(self) -> bool: ...
+
+    def leader_lock(self) -> LeaderLock: ...
+
+    def dispose(self) -> None: ...

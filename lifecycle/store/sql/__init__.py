@@ -1,0 +1,25 @@
+"""The SQL store (SQLModel on SQLite or PostgreSQL): every port of ``lifecycle.store.ports``.
+
+Only the composition root (``lifecycle.service``) and the ``db`` command import this package.
+"""
+
+from __future__ import annotations
+
+from lifecycle.store.sql.evidence import EvidenceQueries
+from lifecycle.store.sql.intake import IntakeQueries
+from lifecycle.store.sql.leader import SqlLeaderLock
+from lifecycle.store.sql.roster import RosterQueries
+from lifecycle.store.sql.schema import create_schema
+
+
+class SqlStore(IntakeQueries, EvidenceQueries, RosterQueries):
+    """Synchronous SQLAlchemy with short transactions; async callers use a worker thread."""
+
+    def create_schema(self) -> None:
+        create_schema(self.engine)
+
+    def leader_lock(self) -> SqlLeaderLock:
+        return SqlLeaderLock(self)
+
+
+__all__ = ["SqlLeaderLock", "SqlStore"]

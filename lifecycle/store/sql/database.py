@@ -1,0 +1,86 @@
+"""The SQLAlchemy engine and transactions, on SQLite (the embedded default: every transaction
+takes the write lock with ``BEGIN IMMEDIATE``) and on PostgreSQL (several replicas)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, create_engine, select
+
+from lifecycle.domain import PlanCodec
+from lifecycle.exceptions import StoreError
+
+
+class Database:
+    """A connection pool and short transactions (``session()``); the query mixins build on it."""
+
+    def __init__(self, url: str, *, plans: PlanCodec | None = None) -> None:
+        self.url = url
+        self.plans = plans or PlanCodec()
+        self.is_sqlite = url.startswith("sqlite")
+        self.is_postgres = url.startswith("postgresql")
+        self.engine = self._make_engine(url)
+        # One writer at a time inside this process: SQLite would otherwise spin on busy locks.
+        self._sqlite_lock = threading.Lock() if self.is_sqlite else None
+
+    def _make_engine(self, url: str) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" below issue BEGIN
+            cursor = dbapi_conn.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on error."""
+        lock = self._sqlite_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                try:
+                    yield session
+                    session.commit()
+                except OperationalError as exc:
+                    session.rollback()
+                    raise StoreError(f"database error: {exc.orig}") from exc
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def ping(self) -> None:
+        with self.session() as s:
+            s.exec(select(1)).one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

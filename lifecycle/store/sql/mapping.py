@@ -1,0 +1,213 @@
+"""Rows to domain values and back: the only place that knows both."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lifecycle.domain import (
+    ApiToken,
+    Checkpoint,
+    Lease,
+    Link,
+    NewRun,
+    NewStep,
+    PlanCodec,
+    Run,
+    RunStatus,
+    Step,
+    StepError,
+    StepResult,
+    StepStatus,
+    Worker,
+)
+from lifecycle.store.sql.tables import (
+    ApiTokenRow,
+    CheckpointRow,
+    LinkRow,
+    RunRow,
+    StepRow,
+    WorkerRow,
+)
+
+#: The columns of a step that change while it runs.
+STEP_PROGRESS = (
+    "status",
+    "attempts",
+    "account_id",
+    "account_login",
+    "started_at",
+    "finished_at",
+    "error",
+    "error_class",
+    "error_code",
+    "result_json",
+    "readback_json",
+    "next_attempt_at",
+    "first_failed_at",
+)
+ERROR_TEXT_CAP = 2000
+"""Operators' error text is kept short: a vendor can answer with a whole page."""
+
+
+def worker(row: WorkerRow) -> Worker:
+    return Worker(
+        worker_id=row.worker_id,
+        updated_at=row.updated_at,
+        name=row.name,
+        email=row.email,
+        upn=row.upn,
+        job_code=row.job_code,
+        engagement=row.engagement,
+        vendor=row.vendor,
+        status=row.status,
+    )
+
+
+def worker_row(value: Worker) -> WorkerRow:
+    return WorkerRow(
+        worker_id=value.worker_id,
+        name=value.name,
+        email=value.email,
+        upn=value.upn,
+        job_code=value.job_code,
+        engagement=value.engagement,
+        vendor=value.vendor,
+        status=value.status,
+        updated_at=value.updated_at,
+    )
+
+
+def link(row: LinkRow) -> Link:
+    return Link(row.worker_id, row.connector, row.account_id, row.login, row.linked_at)
+
+
+def link_row(value: Link) -> LinkRow:
+    return LinkRow(
+        worker_id=value.worker_id,
+        connector=value.system,
+        account_id=value.account_id,
+        login=value.login,
+        linked_at=value.linked_at,
+    )
+
+
+def run(row: RunRow, plans: PlanCodec) -> Run:
+    lease = Lease(row.id, row.lease_owner, row.lease_epoch) if row.lease_owner is not None else None
+    return Run(
+        id=row.id,
+        kind=row.kind,
+        worker_id=row.worker_id,
+        status=RunStatus(row.status),
+        plan=plans.loads(row.plan_json or "{}"),
+        actor=row.actor,
+        received_at=row.received_at,
+        not_before=row.not_before,
+        reason=row.reason,
+        source=row.source,
+        source_event_id=row.source_event_id,
+        payload_sha256=row.payload_sha256,
+        effective_at=row.effective_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        time_to_revoke_ms=row.time_to_revoke_ms,
+        evidence_seq=row.evidence_seq,
+        lease=lease,
+        sla_alerted_at=row.sla_alerted_at,
+    )
+
+
+def new_run_row(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> RunRow:
+    plan = value.plan
+    playbook = plan.playbook
+    row = RunRow(
+        id=run_id,
+        kind=value.kind,
+        worker_id=value.worker_id,
+        status=RunStatus.PENDING,
+        reason=value.reason,
+        actor=value.actor,
+        source=value.source,
+        source_event_id=value.source_event_id,
+        payload_sha256=value.payload_sha256,
+        received_at=now,
+        effective_at=value.effective_at,
+        not_before=max(value.effective_at, now) if value.effective_at else now,
+        playbook_name=playbook.name if playbook else None,
+        playbook_sha256=playbook.sha256 if playbook else None,
+        plan_json=plans.dumps(plan),
+    )
+    if value.lease_owner is not None:
+        # Created already claimed: the creator executes it now; after a crash the lease
+        # lapses and any replica's executor resumes it.
+        row.status, row.started_at = RunStatus.RUNNING, now
+        row.lease_owner, row.lease_expires_at, row.lease_epoch = (
+            value.lease_owner,
+            value.lease_until,
+            1,
+        )
+    return row
+
+
+def new_step_row(run_id: str, value: NewStep) -> StepRow:
+    return StepRow(
+        run_id=run_id,
+        connector=value.system,
+        action=value.action,
+        position=value.position,
+        account_id=value.account_id,
+        account_login=value.account_login,
+    )
+
+
+def step(row: StepRow) -> Step:
+    if row.id is None:
+        raise ValueError("a step row without an id")
+    error = StepError(row.error, row.error_class, row.error_code) if row.error is not None else None
+    return Step(
+        id=row.id,
+        run_id=row.run_id,
+        system=row.connector,
+        action=row.action,
+        position=row.position,
+        status=StepStatus(row.status),
+        attempts=row.attempts,
+        account_id=row.account_id,
+        account_login=row.account_login,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=error,
+        result=StepResult.loads(row.result_json) if row.result_json else None,
+        readback=json.loads(row.readback_json) if row.readback_json else None,
+        next_attempt_at=row.next_attempt_at,
+        first_failed_at=row.first_failed_at,
+    )
+
+
+def step_progress(value: Step) -> dict[str, Any]:
+    """The changing columns of a step, by primary key, for an executemany UPDATE."""
+    error = value.error
+    return {
+        "id": value.id,
+        "status": value.status.value,
+        "attempts": value.attempts,
+        "account_id": value.account_id,
+        "account_login": value.account_login,
+        "started_at": value.started_at,
+        "finished_at": value.finished_at,
+        "error": error.message[:ERROR_TEXT_CAP] if error else None,
+        "error_class": error.error_class if error else None,
+        "error_code": error.code if error else None,
+        "result_json": value.result.dumps() if value.result else None,
+        "readback_json": json.dumps(value.readback, sort_keys=True) if value.readback else None,
+        "next_attempt_at": value.next_attempt_at,
+        "first_failed_at": value.first_failed_at,
+    }
+
+
+def token(row: ApiTokenRow) -> ApiToken:
+    return ApiToken(row.name, row.role, row.token_sha256, row.created_at, row.revoked_at)
+
+
+def checkpoint(row: CheckpointRow) -> Checkpoint:
+    return Checkpoint(row.tree_size, bytes(row.root_hash), row.note, row.signed_at)

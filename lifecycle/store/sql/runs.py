@@ -1,0 +1,399 @@
+"""Runs: creating, claiming (fenced leases), progress, ends, and the queries about them.
+
+PostgreSQL: claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` so replicas never wait on or
+double-claim a row, and progress writes lock the runs they fence on. SQLite: every transaction
+holds the database write lock (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, or_, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus
+from lifecycle.exceptions import NotFoundError
+from lifecycle.store.ports import (
+    Deferral,
+    Finish,
+    LinkProgress,
+    Progress,
+    RecordBuilder,
+    StepProgress,
+)
+from lifecycle.store.sql import mapping
+from lifecycle.store.sql.database import Database
+from lifecycle.store.sql.tables import EvidenceRow, LinkRow, RunRow, StepRow, WorkerRow
+
+#: Advisory lock key that serialises evidence appends across replicas ("LCEV").
+EVIDENCE_LOCK_KEY = 0x4C434556
+LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class RunQueries(Database):
+    # ------------------------------------------------------------------ creating
+
+    def create_run(self, run: NewRun, now: datetime) -> Run:
+        try:
+            return self._create_run(run, now)
+        except IntegrityError:
+            # Another replica created it first (unique on source + source event id).
+            return self._create_run(run, now)
+
+    def _create_run(self, run: NewRun, now: datetime) -> Run:
+        with self.session() as s:
+            existing = s.exec(
+                select(RunRow).where(
+                    RunRow.source == run.source, RunRow.source_event_id == run.source_event_id
+                )
+            ).first()
+            if existing is not None:
+                return mapping.run(existing, self.plans)
+            return mapping.run(self.insert_run(s, run, now), self.plans)
+
+    def insert_run(self, s: Session, run: NewRun, now: datetime) -> RunRow:
+        row = mapping.new_run_row(new_id(), run, self.plans, now)
+        s.add(row)
+        s.flush()
+        s.add_all(mapping.new_step_row(row.id, step) for step in run.steps)
+        return row
+
+    # ------------------------------------------------------------------ claiming
+
+    def claim_runs(
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        exclude: Sequence[str] = (),
+        reclaim_own: bool = False,
+    ) -> list[Lease]:
+        with self.session() as s:
+            earlier = aliased(RunRow)
+            free = or_(col(RunRow.lease_expires_at).is_(None), col(RunRow.lease_expires_at) < now)
+            if reclaim_own:
+                free = or_(free, col(RunRow.lease_owner) == owner)
+            query = select(RunRow.id).where(
+                col(RunRow.status).in_(LIVE),
+                col(RunRow.not_before) <= now,
+                free,
+                # One worker's runs execute in order: a hire retrying after a termination must
+                # not re-grant access while (or after) the termination runs.
+                ~exists().where(
+                    col(earlier.worker_id) == col(RunRow.worker_id),
+                    col(earlier.received_at) < col(RunRow.received_at),
+                    or_(
+                        and_(
+                            col(earlier.status) == RunStatus.PENDING,
+                            col(earlier.not_before) <= now,
+                        ),
+                        col(earlier.status) == RunStatus.RUNNING,
+                    ),
+                ),
+            )
+            if exclude:
+                query = query.where(col(RunRow.id).not_in(list(exclude)))
+            query = query.order_by(col(RunRow.not_before)).limit(limit)
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.exec(query).all())
+            if not ids:
+                return []
+            claimed = s.execute(
+                update(RunRow)
+                .where(col(RunRow.id).in_(ids))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    lease_epoch=col(RunRow.lease_epoch) + 1,
+                    status=RunStatus.RUNNING,
+                    started_at=func.coalesce(RunRow.started_at, now),
+                )
+                .returning(col(RunRow.id), col(RunRow.lease_epoch))
+            ).all()
+            epochs = {run_id: epoch for run_id, epoch in claimed}
+            return [Lease(run_id, owner, epochs[run_id]) for run_id in ids]
+
+    def renew_leases(self, leases: Sequence[Lease], until: datetime) -> list[str]:
+        if not leases:
+            return []
+        owners = {lease.owner for lease in leases}
+        with self.session() as s:
+            renewed = set(
+                s.execute(
+                    update(RunRow)
+                    .where(
+                        col(RunRow.lease_owner).in_(owners),
+                        tuple_(col(RunRow.id), col(RunRow.lease_epoch)).in_(
+                            [(lease.run_id, lease.epoch) for lease in leases]
+                        ),
+                    )
+                    .values(lease_expires_at=until)
+                    .returning(col(RunRow.id))
+                )
+                .scalars()
+                .all()
+            )
+        return [lease.run_id for lease in leases if lease.run_id not in renewed]
+
+    def next_due(self, now: datetime) -> datetime | None:
+        with self.session() as s:
+            return s.exec(
+                select(func.min(RunRow.not_before)).where(
+                    col(RunRow.status).in_(LIVE),
+                    col(RunRow.lease_owner).is_(None),
+                    col(RunRow.not_before) > now,
+                )
+            ).one()
+
+    def _fenced(self, s: Session, leases: dict[str, Lease]) -> set[str]:
+        """The run ids (of ``leases``) whose lease is no longer the one given: refused."""
+        query = (
+            select(RunRow.id, RunRow.lease_owner, RunRow.lease_epoch)
+            .where(col(RunRow.id).in_(list(leases)))
+            .order_by(col(RunRow.id))
+        )
+        if self.is_postgres:
+            query = query.with_for_update()  # no claim may slip in before this commits
+        current = {run_id: (owner, epoch) for run_id, owner, epoch in s.exec(query).all()}
+        return {
+            run_id
+            for run_id, lease in leases.items()
+            if current.get(run_id) != (lease.owner, lease.epoch)
+        }
+
+    # ------------------------------------------------------------------ executing
+
+    def load_run(self, run_id: str) -> RunDetail:
+        details = self.load_runs([run_id])
+        if not details:
+            raise NotFoundError(f"no run {run_id}")
+        return details[0]
+
+    def load_runs(self, run_ids: Sequence[str]) -> list[RunDetail]:
+        ids = list(run_ids)
+        with self.session() as s:
+            runs = s.exec(select(RunRow).where(col(RunRow.id).in_(ids))).all()
+            workers = {r.worker_id for r in runs}
+            steps: dict[str, list[StepRow]] = {r.id: [] for r in runs}
+            for step in s.exec(
+                select(StepRow)
+                .where(col(StepRow.run_id).in_(ids))
+                .order_by(col(StepRow.connector), col(StepRow.position))
+            ).all():
+                steps[step.run_id].append(step)
+            rows = {
+                w.worker_id: w
+                for w in s.exec(
+                    select(WorkerRow).where(col(WorkerRow.worker_id).in_(workers))
+                ).all()
+            }
+            links: dict[str, dict[str, LinkRow]] = {w: {} for w in workers}
+            for link in s.exec(select(LinkRow).where(col(LinkRow.worker_id).in_(workers))).all():
+                links[link.worker_id][link.connector] = link
+        by_id = {r.id: r for r in runs}
+        details = []
+        for run_id in ids:
+            row = by_id.get(run_id)
+            if row is None:
+                continue
+            worker = rows.get(row.worker_id)
+            details.append(
+                RunDetail(
+                    mapping.run(row, self.plans),
+                    tuple(mapping.step(step) for step in steps[run_id]),
+                    mapping.worker(worker) if worker is not None else None,
+                    {name: mapping.link(link) for name, link in links[row.worker_id].items()},
+                )
+            )
+        return details
+
+    def save_progress(self, items: Sequence[Progress]) -> set[str]:
+        leases = {item.lease.run_id: item.lease for item in items}
+        with self.session() as s:
+            refused = self._fenced(s, leases)
+            latest: dict[int, StepProgress] = {}
+            links: list[LinkProgress] = []
+            for item in items:
+                if item.lease.run_id in refused:
+                    continue
+                if isinstance(item, StepProgress):
+                    latest[item.step.id] = item  # the last submitted state of a step wins
+                else:
+                    links.append(item)
+            if latest:
+                # By primary key in one executemany (no read before write).
+                s.execute(update(StepRow), [mapping.step_progress(p.step) for p in latest.values()])
+            for item in links:
+                s.merge(mapping.link_row(item.link))
+        return refused
+
+    def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
+        leases = {item.lease.run_id: item.lease for item in items}
+        with self.session() as s:
+            self.lock_evidence(s)
+            refused = self._fenced(s, leases)
+            accepted = [item for item in items if item.lease.run_id not in refused]
+            ids = [item.lease.run_id for item in accepted]
+            known = dict(
+                s.exec(
+                    select(EvidenceRow.run_id, EvidenceRow.seq).where(
+                        col(EvidenceRow.run_id).in_(ids)
+                    )
+                ).all()
+            )
+            last = s.exec(select(func.max(EvidenceRow.seq))).one()
+            next_seq = 0 if last is None else last + 1
+            seqs: dict[str, int] = {}
+            for item in accepted:
+                run_id = item.lease.run_id
+                seq = known.get(run_id)
+                if seq is None:
+                    seq, next_seq = next_seq, next_seq + 1
+                    known[run_id] = seq
+                    s.add(self.record_row(seq, run_id, item.worker_id, item.build, now))
+                seqs[run_id] = seq
+                self._end(s, item, seq)
+        return seqs
+
+    @staticmethod
+    def _end(s: Session, item: Finish, seq: int) -> None:
+        run = s.get_one(RunRow, item.lease.run_id)
+        run.status = item.status
+        run.finished_at = item.finished_at
+        run.time_to_revoke_ms = item.time_to_revoke_ms
+        run.lease_owner = None
+        run.lease_expires_at = None
+        run.evidence_seq = seq
+        s.add(run)
+        if item.worker_status is not None:
+            worker = s.get(WorkerRow, item.worker_id)
+            if worker is not None:
+                worker.status = item.worker_status
+                worker.updated_at = item.finished_at
+                s.add(worker)
+
+    def defer_run(self, item: Deferral) -> bool:
+        lease = item.lease
+        values: dict[str, object] = {
+            "not_before": item.not_before,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if item.sla_alerted_at is not None:
+            values["sla_alerted_at"] = item.sla_alerted_at
+        with self.session() as s:
+            done = s.execute(
+                update(RunRow)
+                .where(
+                    col(RunRow.id) == lease.run_id,
+                    col(RunRow.lease_owner) == lease.owner,
+                    col(RunRow.lease_epoch) == lease.epoch,
+                )
+                .values(**values)
+                .returning(col(RunRow.id))
+            ).all()
+        return bool(done)
+
+    # ------------------------------------------------------------------ queries
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        worker_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Run]:
+        with self.session() as s:
+            query = select(RunRow)
+            if status:
+                query = query.where(RunRow.status == status)
+            if worker_id:
+                query = query.where(RunRow.worker_id == worker_id)
+            query = query.order_by(col(RunRow.received_at).desc()).offset(offset).limit(limit)
+            rows = list(s.exec(query).all())
+        return [mapping.run(row, self.plans) for row in rows]
+
+    def run_counts(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(select(RunRow.status, func.count()).group_by(RunRow.status)).all()
+            return {status: count for status, count in rows}
+
+    @staticmethod
+    def playbook_of(s: Session, worker_id: str) -> str | None:
+        return s.exec(
+            select(RunRow.playbook_name)
+            .where(
+                RunRow.worker_id == worker_id,
+                col(RunRow.kind).in_([RunKind.ONBOARD, RunKind.TRANSFER]),
+                col(RunRow.status).in_(
+                    [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.VERIFIED, RunStatus.INCOMPLETE]
+                ),
+            )
+            .order_by(col(RunRow.received_at).desc())
+            .limit(1)
+        ).first()
+
+    def current_playbook(self, worker_id: str) -> str | None:
+        with self.session() as s:
+            return self.playbook_of(s, worker_id)
+
+    def finished_runs(self, kind: str, since: datetime, until: datetime) -> list[Run]:
+        with self.session() as s:
+            rows = list(
+                s.exec(
+                    select(RunRow).where(
+                        RunRow.kind == kind,
+                        col(RunRow.status).in_([RunStatus.VERIFIED, RunStatus.INCOMPLETE]),
+                        col(RunRow.finished_at) >= since,
+                        col(RunRow.finished_at) < until,
+                    )
+                ).all()
+            )
+        return [mapping.run(row, self.plans) for row in rows]
+
+    def source_event_ids(self, source: str, prefix: str) -> set[str]:
+        with self.session() as s:
+            return {
+                e
+                for e in s.exec(
+                    select(RunRow.source_event_id).where(
+                        RunRow.source == source, col(RunRow.source_event_id).startswith(prefix)
+                    )
+                ).all()
+                if e is not None
+            }
+
+    # ------------------------------------------------------------------ evidence (shared)
+
+    def lock_evidence(self, s: Session) -> None:
+        """Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite)."""
+        if self.is_postgres:
+            s.exec(select(func.pg_advisory_xact_lock(EVIDENCE_LOCK_KEY))).one()
+
+    @staticmethod
+    def record_row(
+        seq: int, run_id: str, worker_id: str, build: RecordBuilder, now: datetime
+    ) -> EvidenceRow:
+        record_id, body, leaf = build(seq)
+        return EvidenceRow(
+            seq=seq,
+            record_id=record_id,
+            run_id=run_id,
+            worker_id=worker_id,
+            created_at=now,
+            leaf_hash=leaf,
+            body=body,
+        )
