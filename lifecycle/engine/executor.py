@@ -304,10 +304,16 @@ class Executor:
         by_system: dict[str, list[Step]] = defaultdict(list)
         for step in detail.steps:
             by_system[step.system].append(step)
-        async with anyio.create_task_group() as tg:
-            for name, steps in by_system.items():
-                chain = sorted(steps, key=lambda s: s.position)
-                tg.start_soon(self._run_system, ex, name, chain)
+        try:
+            async with anyio.create_task_group() as tg:
+                for name, steps in by_system.items():
+                    chain = sorted(steps, key=lambda s: s.position)
+                    tg.start_soon(self._run_system, ex, name, chain)
+        except BaseExceptionGroup as group:
+            lost, rest = group.split(LeaseLostError)
+            if lost is not None and rest is None:
+                raise LeaseLostError(f"run {run.id} was taken over by another replica") from None
+            raise
         if ex.deferred:
             return await self._defer(ex)
         return await self._finish(ex, detail)
