@@ -26,7 +26,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lifecycle.alerts import Alert
+from lifecycle.api_hr import add_hr_routes
 from lifecycle.api_roles import add_lifecycle_routes
 from lifecycle.app import Service
 from lifecycle.auth import Principal, Role, token_hash
@@ -43,9 +43,7 @@ from lifecycle.exceptions import (
     NotFoundError,
     PayloadTooLargeError,
     StoreError,
-    UnknownWorkerError,
 )
-from lifecycle.hr import HrEventType, parse_event
 from lifecycle.models import Run, Step
 
 log = logging.getLogger("lifecycle.api")
@@ -239,8 +237,10 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     async def hr_event(
         request: Request, source: Annotated[str, Path(max_length=64)]
     ) -> JSONResponse:
-        """Accept one signed HR event. Stored durably before the 202; a re-delivery returns the
-        same run."""
+        """Accept one HR delivery, authenticated as its vendor documents. Every event in it is
+        stored durably before the 202 (outcome ``run``, ``ignored``, ``unmapped`` or
+        ``pending``); a re-delivery returns the same rows. Subscription handshakes (Gusto's
+        verification token, HiBob's ping) are answered 200 and store nothing."""
         limit = service.settings.service.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -253,57 +253,12 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                 raise PayloadTooLargeError(f"body is larger than {limit} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-        now = service.clock()
-        event = parse_event(
-            service.settings.hr,
-            source,
-            body,
-            dict(request.headers),
-            now,
-            allow_inline_secrets=service.settings.service.demo,
-        )
-        try:
-            intake = await anyio.to_thread.run_sync(
-                lambda: service.store.accept_hr_event(
-                    event,
-                    service.connector_names,
-                    now,
-                    provision=service.playbooks.hr_planner(service.connector_names),
-                )
-            )
-        except UnknownWorkerError:
-            if event.type is HrEventType.TERMINATION:
-                # Refused (nothing stored), but a person must look: the HR system will not
-                # retry a 4xx, and the worker may still have accounts somewhere.
-                await service.alerts.send(
-                    Alert(
-                        "unknown_worker_termination",
-                        f"HR source {source!r} sent a termination for {event.worker_id!r}, who is "
-                        "not in the roster; nothing was revoked (import the roster, then offboard)",
-                        worker_id=event.worker_id,
-                    )
-                )
-            raise
-        if intake.run_id and not intake.duplicate:
-            service.engine.wake()
-        log.info(
-            "hr event accepted",
-            extra={
-                "source": source,
-                "type": str(event.type),
-                "run_id": intake.run_id,
-                "duplicate": intake.duplicate,
-            },
-        )
-        return JSONResponse(
-            {
-                "event_id": intake.event_id,
-                "run_id": intake.run_id,
-                "type": str(event.type),
-                "duplicate": intake.duplicate,
-            },
-            status_code=202,
-        )
+        if service.intake is None:
+            raise ConfigError("HR intake is not set up in this process")
+        reply = await service.intake.receive(source, body, dict(request.headers))
+        return JSONResponse(reply.body, status_code=reply.status_code)
+
+    add_hr_routes(hr, service, admin=admin)
 
     # ------------------------------------------------------------------ admins
 

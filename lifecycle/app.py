@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
+import httpx
 
 from connectors import build_connector
 from connectors.base import Connector, ConnectorContext, utcnow
@@ -18,6 +19,8 @@ from lifecycle.engine import Engine, EngineConfig
 from lifecycle.evidence.checkpoint import SigningKey, init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
 from lifecycle.exceptions import ConfigError, EvidenceError
+from lifecycle.inbox import counts as inbox_counts
+from lifecycle.intake import HrIntake
 from lifecycle.metrics import Metrics
 from lifecycle.models import WorkerRow
 from lifecycle.playbooks import SHIPPED, PlaybookLibrary
@@ -86,6 +89,8 @@ class Service:
     clock: Callable[[], datetime] = field(default=utcnow)
     playbooks: PlaybookLibrary = field(default_factory=PlaybookLibrary)
     scheduler: Scheduler | None = None
+    intake: HrIntake | None = None
+    """HR deliveries to inbox rows, and the retry of those awaiting a vendor look-up."""
 
     @classmethod
     def build(
@@ -157,6 +162,17 @@ class Service:
                     ", ".join(missing),
                 )
         service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
+        metrics.watch_inbox(lambda: inbox_counts(store))
+        service.intake = HrIntake(
+            settings=settings,
+            store=store,
+            alerts=alerts,
+            http=httpx.AsyncClient(follow_redirects=False),
+            connectors=service.connector_names,
+            planner=service.playbooks.hr_planner(service.connector_names),
+            wake=engine.wake,
+            clock=clock,
+        )
         return service
 
     @property
@@ -180,6 +196,8 @@ class Service:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.engine.run_forever)
                 tg.start_soon(self.evidence.run_signer)
+                if self.intake is not None:
+                    await tg.start(self.intake.run_forever)
                 if self.scheduler is not None and self.settings.scheduler.enabled:
                     await tg.start(self.scheduler.run)
                 task_status.started()
@@ -187,4 +205,6 @@ class Service:
     async def aclose(self) -> None:
         for connector in self.connectors.values():
             await connector.aclose()
+        if self.intake is not None:
+            await self.intake.http.aclose()
         self.store.dispose()

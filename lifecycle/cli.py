@@ -476,15 +476,17 @@ def hr_send_test_event(
         answer,
         as_json,
         f"accepted event {answer['event_id']} -> run {answer['run_id']}"
+        + (f" ({answer['outcome']}: {answer['detail']})" if answer.get("detail") else "")
         + (" (duplicate delivery)" if answer["duplicate"] else ""),
     )
 
 
 # ---------------------------------------------------------------------- playbooks, policy, roster
 
-from lifecycle import cli_roles  # noqa: E402 - registers its commands on the apps above
+from lifecycle import cli_hr, cli_roles  # noqa: E402 - registers its commands on the apps above
 
 cli_roles.register(app, hr_app)
+cli_hr.register(hr_app)
 
 
 def main() -> None:

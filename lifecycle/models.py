@@ -87,6 +87,19 @@ class WorkerRow(SQLModel, table=True):
     updated_at: datetime = ts_column(nullable=False)
 
 
+class InboxOutcome(StrEnum):
+    """What became of an HR event (one inbox row each)."""
+
+    RUN = "run"
+    """It started a run (``run_id``)."""
+    IGNORED = "ignored"
+    """Authentic, and it matters to nothing (``detail`` says why)."""
+    UNMAPPED = "unmapped"
+    """A termination-looking event not resolvable to a worker or a decision: alerted at once."""
+    PENDING = "pending"
+    """Awaiting a vendor look-up; retried from the store until it resolves or is escalated."""
+
+
 class InboxEvent(SQLModel, table=True):
     """Every accepted HR event, stored before it is acknowledged."""
 
@@ -103,6 +116,27 @@ class InboxEvent(SQLModel, table=True):
     reason: str | None = None
     payload_sha256: str
     run_id: str | None = None
+    outcome: str | None = Field(default=None, index=True)
+    """An ``InboxOutcome``; null only on rows stored before outcomes were kept."""
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    """Why it was ignored or unmapped, or what a pending look-up is waiting for."""
+    pending_json: str | None = Field(default=None, sa_column=Column(Text))
+    """A pending row's look-up request (vendor ids and field names; no secrets)."""
+    attempts: int | None = None
+    next_attempt_at: datetime | None = ts_column(index=True)
+    escalated_at: datetime | None = ts_column()
+
+
+class HrPersonLink(SQLModel, table=True):
+    """A vendor's own id for a person, once resolved to a roster worker (a deleted record can
+    no longer be read from the vendor; its id still maps to the worker)."""
+
+    __tablename__ = "hr_person_links"
+
+    source: str = Field(primary_key=True)
+    person_id: str = Field(primary_key=True)
+    worker_id: str = Field(index=True)
+    linked_at: datetime = ts_column(nullable=False)
 
 
 class Run(SQLModel, table=True):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, exists, func, inspect, or_, text, update
+from sqlalchemy import case, event, exists, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased
@@ -32,6 +32,7 @@ from lifecycle.models import (
     CheckpointRow,
     EvidenceRow,
     InboxEvent,
+    InboxOutcome,
     Run,
     RunKind,
     RunStatus,
@@ -66,6 +67,8 @@ class Intake:
     event_id: str
     run_id: str | None
     duplicate: bool
+    outcome: str = InboxOutcome.RUN.value
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,18 @@ def termination_plan(connectors: Sequence[str]) -> list[tuple[str, str, int]]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def _why_no_run(event: HrEvent, worker: WorkerRow, provisioning: bool) -> str:
+    """The reason an accepted event that started no run is recorded ``ignored``."""
+    if event.type is HrEventType.UPDATE:
+        return "roster details refreshed; an update starts no run"
+    if not provisioning:
+        return f"{event.type}: joiner/mover provisioning is not enabled for HR events"
+    return (
+        f"{event.type}: job code {worker.job_code!r} maps to no playbook, or to the playbook "
+        "the worker already has"
+    )
 
 
 class Store:
@@ -216,18 +231,53 @@ class Store:
                         f"FOR EACH ROW EXECUTE FUNCTION lifecycle_protect_evidence('{column}')"
                     )
 
-    #: Nullable columns added after the first release: (table, column, SQL type).
-    ADDED_COLUMNS = (("runs", "plan_json", "TEXT"),)
+    #: Nullable columns added after the first release: (table, column); the SQL type is the
+    #: model's, compiled for this database.
+    ADDED_COLUMNS = (
+        ("runs", "plan_json"),
+        ("inbox", "outcome"),
+        ("inbox", "detail"),
+        ("inbox", "pending_json"),
+        ("inbox", "attempts"),
+        ("inbox", "next_attempt_at"),
+        ("inbox", "escalated_at"),
+    )
 
     def _add_missing_columns(self) -> None:
         """``create_all`` makes missing tables but never alters existing ones; a database
-        created by an earlier version gets the nullable columns added since."""
+        created by an earlier version gets the nullable columns (and their indexes) added
+        since, and inbox rows from before outcomes were kept get theirs."""
         inspector = inspect(self.engine)
-        for table, column, sql_type in self.ADDED_COLUMNS:
+        altered: set[str] = set()
+        for table, column in self.ADDED_COLUMNS:
             present = {c["name"] for c in inspector.get_columns(table)}
             if column not in present:
+                sql_type = (
+                    SQLModel.metadata.tables[table]
+                    .c[column]
+                    .type.compile(dialect=self.engine.dialect)
+                )
                 with self.engine.begin() as conn:
                     conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+                altered.add(table)
+        for table in altered:
+            for index in SQLModel.metadata.tables[table].indexes:
+                index.create(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(InboxEvent)
+                .where(col(InboxEvent.outcome).is_(None))
+                .values(
+                    outcome=case(
+                        (col(InboxEvent.run_id).is_not(None), InboxOutcome.RUN.value),
+                        else_=InboxOutcome.IGNORED.value,
+                    ),
+                    detail=case(
+                        (col(InboxEvent.run_id).is_not(None), None),
+                        else_="stored before outcomes were kept: it started no run",
+                    ),
+                )
+            )
 
     def ping(self) -> None:
         with self.session() as s:
@@ -263,18 +313,22 @@ class Store:
         now: datetime,
         *,
         provision: ProvisionPlanner | None = None,
+        replace_pending: str | None = None,
     ) -> Intake:
         """Store the inbox row (and, for a termination, its run and steps) in one transaction.
 
         With ``provision``, a hire or transfer gets its joiner/mover run in the same transaction.
         A second delivery of the same source event id returns the first one's run.
+        With ``replace_pending``, the pending inbox row of that id (a delivery that awaited a
+        vendor look-up) becomes this outcome, keeping its id and receipt time; if another
+        replica settled it first, that outcome is returned.
         Raises UnknownWorkerError, and stores nothing, for a non-hire about an unknown worker.
         """
         try:
-            return self._accept(event, connectors, now, provision)
+            return self._accept(event, connectors, now, provision, replace_pending)
         except IntegrityError:
             # A concurrent delivery of the same event won the race; answer with its run.
-            return self._accept(event, connectors, now, provision)
+            return self._accept(event, connectors, now, provision, replace_pending)
 
     def _accept(
         self,
@@ -282,8 +336,15 @@ class Store:
         connectors: Sequence[str],
         now: datetime,
         provision: ProvisionPlanner | None = None,
+        replace_pending: str | None = None,
     ) -> Intake:
         with self.session() as s:
+            inbox_id = new_id()
+            pending = s.get(InboxEvent, replace_pending) if replace_pending else None
+            if pending is not None and pending.outcome == InboxOutcome.PENDING:
+                inbox_id, now = pending.id, pending.received_at
+                s.delete(pending)
+                s.flush()
             existing = s.exec(
                 select(InboxEvent).where(
                     InboxEvent.source == event.source,
@@ -291,7 +352,13 @@ class Store:
                 )
             ).first()
             if existing is not None:
-                return Intake(existing.id, existing.run_id, duplicate=True)
+                return Intake(
+                    existing.id,
+                    existing.run_id,
+                    duplicate=True,
+                    outcome=existing.outcome or InboxOutcome.RUN.value,
+                    detail=existing.detail,
+                )
             worker = s.get(WorkerRow, event.worker_id)
             if worker is None and event.type is not HrEventType.HIRE:
                 raise UnknownWorkerError(
@@ -308,7 +375,7 @@ class Store:
                 worker.status = "active"
             s.add(worker)
             inbox = InboxEvent(
-                id=new_id(),
+                id=inbox_id,
                 source=event.source,
                 source_event_id=event.event_id,
                 type=event.type,
@@ -353,9 +420,16 @@ class Store:
                         plan=plan,
                     )
                     inbox.run_id = run.id
+            if inbox.run_id is not None:
+                inbox.outcome = InboxOutcome.RUN
+            else:
+                inbox.outcome = InboxOutcome.IGNORED
+                inbox.detail = _why_no_run(event, worker, provision is not None)
             s.add(inbox)
             s.flush()
-            return Intake(inbox.id, inbox.run_id, duplicate=False)
+            return Intake(
+                inbox.id, inbox.run_id, duplicate=False, outcome=inbox.outcome, detail=inbox.detail
+            )
 
     def create_offboard(
         self,

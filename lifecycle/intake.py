@@ -1,0 +1,493 @@
+"""HR intake: from a verified delivery to inbox rows, and the durable retry of deliveries that
+await a vendor look-up. Nothing acknowledged is dropped: every item ends as a run, ``ignored``
+(with the reason), ``unmapped`` (alerted at once) or ``pending`` (retried from the store, also
+after a restart, until it resolves; escalated through the alert sink when overdue).
+
+Mapping a person to the roster: the vendor's id as worker id, then its other ids (aliases),
+then a link remembered from an earlier event of the same source, then the work email.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import httpx
+
+from connectors.base import utcnow
+from lifecycle import inbox
+from lifecycle.alerts import Alert, AlertSink
+from lifecycle.exceptions import LifecycleError, UnknownWorkerError
+from lifecycle.hr import (
+    KINDS,
+    Context,
+    Handshake,
+    HrEvent,
+    HrEventType,
+    Ignored,
+    Item,
+    Lookup,
+    context_for,
+)
+from lifecycle.hr.errors import (
+    VendorRecordMissingError,
+    VendorRefusedError,
+    VendorUnavailableError,
+)
+from lifecycle.inbox import InboxEntry
+from lifecycle.models import InboxEvent, InboxOutcome
+from lifecycle.settings import HrSourceSettings, Settings
+from lifecycle.store import Intake, ProvisionPlanner, Store
+
+log = logging.getLogger("lifecycle.intake")
+CLAIM_BATCH = 50
+HOLD_SECONDS = 300.0
+"""A claimed pending row is left alone this long by other replicas while it is retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What one item of a delivery became (one inbox row)."""
+
+    inbox_id: str
+    source_event_id: str
+    type: str
+    outcome: str
+    run_id: str | None
+    detail: str | None
+    duplicate: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.inbox_id,
+            "source_event_id": self.source_event_id,
+            "type": self.type,
+            "outcome": self.outcome,
+            "run_id": self.run_id,
+            "detail": self.detail,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: LifecycleError
+
+
+class HrIntake:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        alerts: AlertSink,
+        http: httpx.AsyncClient,
+        connectors: Sequence[str],
+        planner: ProvisionPlanner | None,
+        wake: Callable[[], None],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.alerts = alerts
+        self.http = http
+        self.connectors = list(connectors)
+        self.planner = planner
+        self.wake = wake
+        self.clock = clock
+
+    # ------------------------------------------------------------------ deliveries
+
+    async def receive(self, source: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """Verify, parse and store one delivery. Raises IntakeError subclasses (4xx) for bad
+        input; once verified, every item is stored before the answer."""
+        ctx = self._context(source, self.clock())
+        delivery = KINDS[ctx.source.kind].parse(ctx, body, headers)
+        if delivery.handshake is not None:
+            await self._handshake(ctx, delivery.handshake)
+            return Reply(delivery.handshake.status_code, dict(delivery.handshake.body))
+        receipts = [await self.settle(ctx, item) for item in delivery.items]
+        if any(r.run_id and not r.duplicate for r in receipts):
+            self.wake()
+        for receipt in receipts:
+            log.info(
+                "hr event accepted",
+                extra={
+                    "source": source,
+                    "type": receipt.type,
+                    "outcome": receipt.outcome,
+                    "run_id": receipt.run_id,
+                    "duplicate": receipt.duplicate,
+                },
+            )
+        body_json: dict[str, Any] = {"events": [r.as_json() for r in receipts]}
+        if len(receipts) == 1:
+            body_json.update(receipts[0].as_json())
+        return Reply(202, body_json)
+
+    def _context(self, source: str, now: datetime) -> Context:
+        return context_for(
+            self.settings.hr,
+            source,
+            now,
+            allow_inline_secrets=self.settings.service.demo,
+            zone=self.settings.service.zone(),
+        )
+
+    async def settle(
+        self, ctx: Context, item: Item, *, pending: InboxEvent | None = None
+    ) -> Receipt:
+        """Turn one item into its inbox row (with ``pending``: replace that pending row)."""
+        if isinstance(item, Lookup):
+            decided = await self._decide(ctx, item)
+            if isinstance(decided, _Failure):
+                return await self._pend(ctx, item, decided.error, pending)
+            item = decided
+        replace_id = pending.id if pending is not None else None
+        if isinstance(item, Ignored):
+            intake = await self._record(
+                ctx,
+                InboxEntry(
+                    source=ctx.name,
+                    source_event_id=item.event_id,
+                    type=str(item.type),
+                    worker_id=item.person_id,
+                    payload_sha256=item.payload_sha256,
+                    outcome=InboxOutcome.IGNORED,
+                    detail=_labelled(item.label, item.reason),
+                ),
+                replace_id,
+            )
+            return _receipt(intake, item.event_id, str(item.type))
+        return await self._event(ctx, item, replace_id)
+
+    async def _decide(self, ctx: Context, lookup: Lookup) -> HrEvent | Ignored | _Failure:
+        resolver = KINDS[ctx.source.kind].resolve
+        if resolver is None:
+            return _Failure(VendorRefusedError(f"{ctx.source.kind} sources make no look-ups"))
+        try:
+            return await resolver(ctx, lookup, self.http)
+        except VendorRecordMissingError as exc:
+            reason = f"{exc.message}; the change cannot be decided"
+            if lookup.termination_looking:
+                return HrEvent(
+                    source=ctx.name,
+                    event_id=lookup.event_id,
+                    type=HrEventType.TERMINATION,
+                    worker_id=lookup.person_id,
+                    payload_sha256=lookup.payload_sha256,
+                    reason=reason,
+                    label=lookup.label,
+                    person_id=lookup.person_id,
+                )
+            return Ignored(
+                ctx.name,
+                lookup.event_id,
+                lookup.payload_sha256,
+                lookup.person_id,
+                reason,
+                label=lookup.label,
+            )
+        except LifecycleError as exc:
+            return _Failure(exc)
+
+    async def _event(self, ctx: Context, event: HrEvent, replace_id: str | None) -> Receipt:
+        now = self.clock()
+        worker = await anyio.to_thread.run_sync(self._map_worker, event)
+        if worker is None and event.type is HrEventType.HIRE:
+            worker = event.worker_id
+        if worker is None:
+            return await self._not_in_roster(ctx, event, replace_id)
+        mapped = replace(event, worker_id=worker)
+        try:
+            intake = await anyio.to_thread.run_sync(
+                lambda: self.store.accept_hr_event(
+                    mapped,
+                    self.connectors,
+                    now,
+                    provision=self.planner,
+                    replace_pending=replace_id,
+                )
+            )
+        except UnknownWorkerError:  # removed from the roster meanwhile
+            return await self._not_in_roster(ctx, event, replace_id)
+        if not intake.duplicate:
+            await anyio.to_thread.run_sync(
+                inbox.link_person, self.store, ctx.name, event.vendor_person, worker, now
+            )
+        return _receipt(intake, event.event_id, str(event.type))
+
+    def _map_worker(self, event: HrEvent) -> str | None:
+        for candidate in (event.worker_id, *event.aliases):
+            if candidate and self.store.get_worker(candidate) is not None:
+                return candidate
+        linked = inbox.linked_worker(self.store, event.source, event.vendor_person)
+        if linked is not None and self.store.get_worker(linked) is not None:
+            return linked
+        if event.email:
+            row = inbox.worker_by_email(self.store, event.email)
+            if row is not None:
+                return row.worker_id
+        return None
+
+    async def _not_in_roster(self, ctx: Context, event: HrEvent, replace_id: str | None) -> Receipt:
+        ids = ", ".join(dict.fromkeys((event.worker_id, *event.aliases)))
+        termination = event.type is HrEventType.TERMINATION
+        detail = _labelled(
+            event.label,
+            f"{ids} is not in the roster (by worker id, a remembered link or work email)"
+            + ("; nothing was revoked" if termination else ""),
+        )
+        intake = await self._record(
+            ctx,
+            InboxEntry(
+                source=ctx.name,
+                source_event_id=event.event_id,
+                type=str(event.type),
+                worker_id=event.worker_id,
+                payload_sha256=event.payload_sha256,
+                outcome=InboxOutcome.UNMAPPED if termination else InboxOutcome.IGNORED,
+                detail=detail,
+                effective_at=event.effective_at,
+                reason=event.reason,
+            ),
+            replace_id,
+        )
+        if termination and not intake.duplicate:
+            await self.alerts.send(
+                Alert(
+                    "unknown_worker_termination",
+                    f"HR source {ctx.name!r} sent a termination for {ids}, who is not in the "
+                    "roster; nothing was revoked (import the roster, then offboard). Inbox "
+                    f"event {intake.event_id}",
+                    worker_id=event.worker_id,
+                )
+            )
+        return _receipt(intake, event.event_id, str(event.type))
+
+    async def _record(self, ctx: Context, entry: InboxEntry, replace_id: str | None) -> Intake:
+        now = self.clock()
+        return await anyio.to_thread.run_sync(
+            lambda: inbox.record(self.store, entry, now, replace_pending=replace_id)
+        )
+
+    # ------------------------------------------------------------------ pending look-ups
+
+    async def _pend(
+        self, ctx: Context, lookup: Lookup, error: LifecycleError, pending: InboxEvent | None
+    ) -> Receipt:
+        now = self.clock()
+        source = ctx.source
+        detail = f"awaiting {source.kind} look-up: {error.message}"
+        if pending is None:
+            intake = await self._record(
+                ctx,
+                InboxEntry(
+                    source=ctx.name,
+                    source_event_id=lookup.event_id,
+                    type=str(lookup.type),
+                    worker_id=lookup.person_id,
+                    payload_sha256=lookup.payload_sha256,
+                    outcome=InboxOutcome.PENDING,
+                    detail=detail,
+                    pending_json=lookup.to_json(),
+                    next_attempt_at=now + timedelta(seconds=_backoff(source, 1)),
+                ),
+                None,
+            )
+            if not intake.duplicate and not _transient(error):
+                await self._alert_lookup(ctx, lookup.event_id, intake.event_id, error)
+            return _receipt(intake, lookup.event_id, str(lookup.type))
+        attempts = (pending.attempts or 1) + 1
+        overdue = now - pending.received_at >= timedelta(seconds=source.escalate_after_seconds)
+        escalate = overdue and pending.escalated_at is None
+        await anyio.to_thread.run_sync(
+            lambda: inbox.reschedule(
+                self.store,
+                pending.id,
+                attempts=attempts,
+                next_attempt_at=now + timedelta(seconds=_backoff(source, attempts)),
+                detail=detail,
+                escalated_at=now if escalate else None,
+            )
+        )
+        if escalate:
+            await self.alerts.send(
+                Alert(
+                    "hr_lookup_overdue",
+                    f"HR source {ctx.name!r}: inbox event {pending.id} has awaited its "
+                    f"{source.kind} look-up since {pending.received_at.isoformat()} "
+                    f"({attempts} attempts; last: {error.message}); still retrying. If it is "
+                    "a termination, offboard the worker by hand now",
+                )
+            )
+        return Receipt(
+            pending.id, lookup.event_id, str(lookup.type), InboxOutcome.PENDING, None, detail, False
+        )
+
+    async def _alert_lookup(
+        self, ctx: Context, source_event_id: str, inbox_id: str, error: LifecycleError
+    ) -> None:
+        await self.alerts.send(
+            Alert(
+                "hr_lookup_refused",
+                f"HR source {ctx.name!r}: the look-up for inbox event {inbox_id} failed: "
+                f"{error.message}. The delivery is stored and retried; fix the configuration",
+            )
+        )
+
+    async def resolve_due(self) -> int:
+        """Retry every pending delivery whose time has come; returns how many were tried."""
+        now = self.clock()
+        rows = await anyio.to_thread.run_sync(
+            lambda: inbox.claim_pending(
+                self.store, now, now + timedelta(seconds=HOLD_SECONDS), CLAIM_BATCH
+            )
+        )
+        started = False
+        for row in rows:
+            try:
+                receipt = await self._retry(row, now)
+            except LifecycleError as exc:
+                log.error("retry of pending HR event %s failed: %s", row.id, exc.message)
+                continue
+            started = started or bool(receipt and receipt.run_id)
+        if started:
+            self.wake()
+        return len(rows)
+
+    async def _retry(self, row: InboxEvent, now: datetime) -> Receipt | None:
+        source = self.settings.hr.sources.get(row.source)
+        if source is None or row.pending_json is None:
+            await anyio.to_thread.run_sync(
+                lambda: inbox.reschedule(
+                    self.store,
+                    row.id,
+                    attempts=(row.attempts or 1) + 1,
+                    next_attempt_at=now + timedelta(seconds=HOLD_SECONDS),
+                    detail=f"HR source {row.source!r} is no longer configured",
+                    escalated_at=now if row.escalated_at is None else None,
+                )
+            )
+            if row.escalated_at is None:
+                await self.alerts.send(
+                    Alert(
+                        "hr_lookup_overdue",
+                        f"inbox event {row.id} awaits a look-up, but HR source {row.source!r} "
+                        "is no longer configured",
+                    )
+                )
+            return None
+        ctx = self._context(row.source, now)
+        lookup = Lookup.from_json(
+            row.pending_json,
+            source=row.source,
+            event_id=row.source_event_id,
+            payload_sha256=row.payload_sha256,
+            person_id=row.worker_id,
+        )
+        receipt = await self.settle(ctx, lookup, pending=row)
+        if receipt.outcome != InboxOutcome.PENDING:
+            log.info(
+                "pending hr event resolved",
+                extra={"source": row.source, "outcome": receipt.outcome, "run_id": receipt.run_id},
+            )
+        return receipt
+
+    async def run_forever(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Retry due pending deliveries every ``[hr] retry_poll_seconds`` (every replica may;
+        a claimed row is held by its claimer)."""
+        task_status.started()
+        while True:
+            try:
+                await self.resolve_due()
+            except LifecycleError as exc:
+                log.error("pending HR events could not be retried: %s", exc.message)
+            await anyio.sleep(self.settings.hr.retry_poll_seconds)
+
+    # ------------------------------------------------------------------ handshakes
+
+    async def _handshake(self, ctx: Context, handshake: Handshake) -> None:
+        log.info("%s (source %s)", handshake.note, ctx.name)
+        if handshake.token is None:
+            return
+        message = await anyio.to_thread.run_sync(_keep_token, ctx.source, handshake)
+        await self.alerts.send(
+            Alert("hr_source_verification", f"HR source {ctx.name!r}: {message}")
+        )
+
+
+def _keep_token(source: HrSourceSettings, handshake: Handshake) -> str:
+    """Write a verification token to the source's ``file:`` secret if that file does not exist
+    yet (created exclusively, mode 0600: the first token wins and is never overwritten)."""
+    assert handshake.token is not None
+    ref = source.secret.get_secret_value()
+    token = handshake.token.get_secret_value()
+    if not ref.startswith("file:"):
+        return (
+            f"{handshake.note}, but the source's secret is not a file: reference, so it was not "
+            'kept; set secret = "file:/path" and ask Gusto to send the token again'
+        )
+    path = Path(ref[5:])
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        kept = path.read_text(encoding="utf-8").strip()
+        if kept == token:
+            return f"{handshake.note} again (the same token is already kept in {path})"
+        return (
+            f"{handshake.note}, different from the one kept in {path}; the kept one stays. "
+            "Delete the file and request the token again to replace it"
+        )
+    except OSError as exc:
+        return f"{handshake.note}, but {path} could not be written: {exc.strerror}"
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return (
+        f"{handshake.note}; kept in {path}. Complete the subscription now "
+        "(PUT /v1/webhook_subscriptions/{uuid}/verify with the token from that file); if Gusto "
+        "refuses it, the token did not come from Gusto: delete the file and request a new one"
+    )
+
+
+def _backoff(source: HrSourceSettings, attempt: int) -> float:
+    """Seconds until retry number ``attempt`` (1-based) of a stored delivery, with jitter."""
+    base = min(source.retry_initial_seconds * 2.0 ** max(attempt - 1, 0), source.retry_max_seconds)
+    return base * (1 + random.uniform(0, 0.2))  # noqa: S311 - jitter, not crypto
+
+
+def _transient(error: LifecycleError) -> bool:
+    return isinstance(error, VendorUnavailableError)
+
+
+def _labelled(label: str | None, text: str) -> str:
+    return f"{label}: {text}" if label else text
+
+
+def _receipt(intake: Intake, source_event_id: str, type_: str) -> Receipt:
+    return Receipt(
+        intake.event_id,
+        source_event_id,
+        type_,
+        intake.outcome,
+        intake.run_id,
+        intake.detail,
+        intake.duplicate,
+    )
