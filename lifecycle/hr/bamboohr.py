@@ -336,12 +336,7 @@ def _event_based(ctx: Context, body: bytes, data: Mapping[str, Any], stamp: str)
     changed = _meanings(raw_changed, ctx)
     if kind == "updated" and not _needs(kind, changed):
         return Ignored(
-            ctx.name,
-            event_id,
-            digest,
-            employee_id,
-            f"changed fields {', '.join(sorted(raw_changed)) or '(none)'} matter to nothing",
-            label=label,
+            ctx.name, event_id, digest, employee_id, _irrelevant(raw_changed), label=label
         )
     return _lookup(
         ctx,
@@ -353,6 +348,11 @@ def _event_based(ctx: Context, body: bytes, data: Mapping[str, Any], stamp: str)
         occurred_at=occurred_at,
         label=label,
     )
+
+
+def _irrelevant(changed: list[str]) -> str:
+    names = ", ".join(sorted(changed)) or "(none)"
+    return f"changed fields {names} matter to nothing (not status, job, email or name)"
 
 
 def _entries(employees: object) -> list[tuple[str, Mapping[str, Any]]]:
@@ -422,10 +422,16 @@ def _field_based(ctx: Context, employees: object, stamp: str) -> list[Item]:
             "occurred_at": occurred_at,
             "label": label,
         }
+        if kind == "updated" and not needed:
+            items.append(
+                Ignored(
+                    ctx.name, event_id, digest, employee_id, _irrelevant(raw_changed), label=label
+                )
+            )
+            continue
         present = {k for k, v in record.items() if v is not None}
         decidable = (
-            (kind == "updated" and not needed)
-            or needed <= present
+            needed <= present
             # A status value was posted: enough to tell a termination from anything else.
             or (kind == "updated" and changed & STATUS and _has_status(record))
         )

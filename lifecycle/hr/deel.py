@@ -107,10 +107,9 @@ def _item(ctx: Context, meta: Mapping[str, Any], resource: Mapping[str, Any], n:
             "contract.terminated)",
             label=event_type or None,
         )
-    if person is None and email is None:
-        # Still stored, and (for a termination) alerted as unmapped by the intake.
-        person = contract
-    if person is None:
+    vendor_id = _first(resource, "worker_id", "worker.id") or contract
+    worker_id = person or email or contract
+    if worker_id is None:
         raise PayloadError("Deel resource names no contract, worker or email")
     effective = None
     if kind is HrEventType.TERMINATION:
@@ -120,8 +119,8 @@ def _item(ctx: Context, meta: Mapping[str, Any], resource: Mapping[str, Any], n:
         source=ctx.name,
         event_id=event_id,
         type=kind,
-        worker_id=person[:64],
-        person_id=person[:64],
+        worker_id=worker_id[:64],
+        person_id=(vendor_id or worker_id)[:64],
         payload_sha256=digest,
         effective_at=effective,
         reason=f"Deel {event_type}"

@@ -53,7 +53,6 @@ CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
     "malformed json": (lambda s: s.send_event("W0001", body=b'{"type": "worker.term'), 422, "JSON"),
     "wrong schema": (lambda s: s.send_event("W0001", event_type="worker.promoted"), 422, "schema"),
     "hostile worker id": (lambda s: s.send_event("*)(uid=*"), 422, "worker id"),
-    "unknown worker": (lambda s: s.send_event("W9999"), 422, "W9999"),
     "oversized body": (oversized, 413, "larger than"),
     "oversized chunked body": (oversized_chunked, 413, "larger than"),
 }
@@ -84,8 +83,26 @@ def test_oversized_bodies_are_refused_on_every_route_before_auth(service: Servic
         assert response.status_code == 413, (path, response.status_code)
 
 
-def test_termination_of_an_unknown_worker_is_refused_and_alerted(service: Service) -> None:
+def test_termination_of_an_unknown_worker_is_stored_unmapped_and_alerted(service: Service) -> None:
+    """Authentic, so never refused and dropped (issue 12): stored ``unmapped`` (no run) and
+    alerted at once; the HR system is answered 202 and does not retry."""
+    before = (service.count("runs"), service.count("inbox"), service.count("workers"))
     response = service.send_event("W9876")
-    assert response.status_code == 422
+    assert response.status_code == 202
+    assert (response.json()["outcome"], response.json()["run_id"]) == ("unmapped", None)
+    assert "W9876" in response.json()["detail"]
     assert "ALERT unknown_worker_termination" in service.log()
     assert "W9876" in service.log()
+    runs, events, workers = before
+    assert (service.count("runs"), service.count("inbox"), service.count("workers")) == (
+        runs,
+        events + 1,
+        workers,
+    )
+
+
+def test_transfer_of_an_unknown_worker_is_stored_ignored(service: Service) -> None:
+    response = service.send_event("W9999", event_type="worker.transferred")
+    assert response.status_code == 202
+    assert response.json()["outcome"] == "ignored"
+    assert "W9999" in response.json()["detail"]
