@@ -35,6 +35,7 @@ from lifecycle.evidence.export import export_bundle
 from lifecycle.exceptions import (
     AuthError,
     ConfigError,
+    ConflictingDeliveryError,
     EvidenceError,
     ForbiddenError,
     IntakeError,
@@ -42,14 +43,18 @@ from lifecycle.exceptions import (
     NotAuthenticatedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestError,
     StoreError,
     UnknownWorkerError,
 )
 from lifecycle.hr import HrEventType, parse_event
-from lifecycle.models import Run, Step
+from lifecycle.models import InboxOutcome, Run, Step
 
 log = logging.getLogger("lifecycle.api")
 PROBLEM = "application/problem+json"
+MAX_INDEX = 2**31 - 1
+"""Upper bound of integer query parameters (offsets, log sizes): larger ones are a 422, not a
+database overflow."""
 
 
 # ---------------------------------------------------------------------- representations
@@ -110,7 +115,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def _status_of(exc: LifecycleError) -> int:
-    if isinstance(exc, IntakeError):
+    if isinstance(exc, IntakeError | RequestError):
         return exc.status_code
     if isinstance(exc, NotAuthenticatedError):
         return 401
@@ -284,6 +289,21 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                     )
                 )
             raise
+        if intake.outcome is InboxOutcome.CONFLICT:
+            if not intake.duplicate:
+                await service.alerts.send(
+                    Alert(
+                        "hr_event_conflict",
+                        f"HR source {source!r} reused event id {event.event_id!r} with a "
+                        f"different payload ({event.type} for {event.worker_id!r}); it was NOT "
+                        "acted on. Check the sender; offboard by hand if it is a termination.",
+                        worker_id=event.worker_id,
+                    )
+                )
+            raise ConflictingDeliveryError(
+                f"{intake.detail}; refused and recorded as inbox event {intake.event_id} "
+                "(send a new event id for a new event)"
+            )
         if intake.run_id and not intake.duplicate:
             service.engine.wake()
         log.info(
@@ -292,6 +312,8 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                 "source": source,
                 "type": str(event.type),
                 "run_id": intake.run_id,
+                "worker_id": event.worker_id,
+                "outcome": str(intake.outcome),
                 "duplicate": intake.duplicate,
             },
         )
@@ -300,6 +322,8 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                 "event_id": intake.event_id,
                 "run_id": intake.run_id,
                 "type": str(event.type),
+                "outcome": str(intake.outcome),
+                "detail": intake.detail,
                 "duplicate": intake.duplicate,
             },
             status_code=202,
@@ -345,7 +369,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         status: str | None = None,
         worker: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     ) -> dict[str, Any]:
         runs = await anyio.to_thread.run_sync(
             lambda: service.store.list_runs(
@@ -373,7 +397,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
         worker: Annotated[str | None, Query(max_length=64)] = None,
-        previous_size: Annotated[int | None, Query(ge=0)] = None,
+        previous_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
     ) -> FileResponse:
         """The evidence bundle of records appended in [since, until), streamed as a zip."""
         if service.key is None:

@@ -87,11 +87,27 @@ class WorkerRow(SQLModel, table=True):
     updated_at: datetime = ts_column(nullable=False)
 
 
+class InboxOutcome(StrEnum):
+    """What an accepted HR delivery became."""
+
+    RUN = "run"
+    """It started a run (``run_id``)."""
+    IGNORED = "ignored"
+    """It changed nothing that a run is for (``detail`` says why)."""
+    CONFLICT = "conflict"
+    """Its event id was delivered before with another payload: refused with 409 and alerted."""
+
+
 class InboxEvent(SQLModel, table=True):
-    """Every accepted HR event, stored before it is acknowledged."""
+    """Every accepted HR event, stored before it is acknowledged.
+
+    One row per (source, event id, payload): a re-delivery of the same payload is the same row;
+    the same event id with another payload is a second row with outcome ``conflict``."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("source", "source_event_id", name="uq_inbox_source_event"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_event_id", "payload_sha256", name="uq_inbox_delivery"),
+    )
 
     id: str = Field(primary_key=True)
     source: str
@@ -103,6 +119,10 @@ class InboxEvent(SQLModel, table=True):
     reason: str | None = None
     payload_sha256: str
     run_id: str | None = None
+    outcome: str | None = None
+    """An ``InboxOutcome``."""
+    detail: str | None = None
+    """Why it was ignored or refused."""
 
 
 class Run(SQLModel, table=True):

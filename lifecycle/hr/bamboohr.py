@@ -24,6 +24,7 @@ from lifecycle.secrets import resolve_secret
 from lifecycle.settings import HrSourceSettings
 from lifecycle.validation import parse_json_body
 
+MEDIA_TYPES = frozenset({"application/json"})
 TERMINATED_STATUSES = frozenset({"terminated", "inactive"})
 
 
