@@ -42,12 +42,16 @@ from lifecycle.exceptions import (
     NotAuthenticatedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestError,
     StoreError,
 )
 from lifecycle.models import Run, Step
 
 log = logging.getLogger("lifecycle.api")
 PROBLEM = "application/problem+json"
+MAX_INDEX = 2**31 - 1
+"""Upper bound of integer query parameters (offsets, log sizes): larger ones are a 422, not a
+database overflow."""
 
 
 # ---------------------------------------------------------------------- representations
@@ -108,7 +112,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def _status_of(exc: LifecycleError) -> int:
-    if isinstance(exc, IntakeError):
+    if isinstance(exc, IntakeError | RequestError):
         return exc.status_code
     if isinstance(exc, NotAuthenticatedError):
         return 401
@@ -300,7 +304,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         status: str | None = None,
         worker: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     ) -> dict[str, Any]:
         runs = await anyio.to_thread.run_sync(
             lambda: service.store.list_runs(
@@ -328,7 +332,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
         worker: Annotated[str | None, Query(max_length=64)] = None,
-        previous_size: Annotated[int | None, Query(ge=0)] = None,
+        previous_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
     ) -> FileResponse:
         """The evidence bundle of records appended in [since, until), streamed as a zip."""
         if service.key is None:

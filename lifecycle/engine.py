@@ -41,6 +41,7 @@ from lifecycle.exceptions import (
     PermanentConnectorError,
     TransientConnectorError,
 )
+from lifecycle.logs import bound
 from lifecycle.metrics import Metrics
 from lifecycle.models import AccountLink, Run, RunKind, RunStatus, Step, StepStatus, WorkerRow
 from lifecycle.retry import RetryPolicy, retry_transient
@@ -325,9 +326,13 @@ class Engine:
     async def _execute_claimed(self, run_id: str, detail: RunDetail | None = None) -> None:
         try:
             await self.execute(run_id, detail)
-        except Exception:
+        except Exception as exc:
             # The lease lapses and another attempt (here or on a replica) resumes the run.
-            log.exception("run %s raised; it will be resumed after its lease expires", run_id)
+            log.exception(
+                "run %s raised; it will be resumed after its lease expires",
+                run_id,
+                extra={"run_id": run_id, "error_class": type(exc).__name__},
+            )
         finally:
             self._in_flight.discard(run_id)
 
@@ -353,9 +358,11 @@ class Engine:
 
             chain = functools.partial(policy_chain, self)
         try:
-            async with anyio.create_task_group() as tg:
-                for name, steps in by_connector.items():
-                    tg.start_soon(chain, run, worker, name, sorted(steps, key=lambda s: s.position))
+            with bound(run_id=run_id, worker_id=run.worker_id, kind=run.kind):
+                async with anyio.create_task_group() as tg:
+                    for name, steps in by_connector.items():
+                        ordered = sorted(steps, key=lambda s: s.position)
+                        tg.start_soon(self._bound_chain, chain, run, worker, name, ordered)
         finally:
             self._links.pop(run_id, None)
         # The chains settled (and persisted) these very step objects: no need to read them back.
@@ -396,9 +403,27 @@ class Engine:
             "run %s finished: %s",
             run_id,
             status,
-            extra={"run_id": run_id, "status": str(status), "time_to_revoke_ms": ttr},
+            extra={
+                "run_id": run_id,
+                "worker_id": run.worker_id,
+                "kind": run.kind,
+                "status": str(status),
+                "time_to_revoke_ms": ttr,
+            },
         )
         return status
+
+    @staticmethod
+    async def _bound_chain(
+        chain: Callable[[Run, Worker, str, list[Step]], Awaitable[None]],
+        run: Run,
+        worker: Worker,
+        name: str,
+        steps: list[Step],
+    ) -> None:
+        """Run one system's chain with ``system`` on every log line it writes."""
+        with bound(system=name):
+            await chain(run, worker, name, steps)
 
     async def execute_owned(self, run_id: str) -> RunStatus:
         """Execute a run this replica created already leased to itself (scheduled jobs, policy
@@ -504,10 +529,17 @@ class Engine:
 
         async def attempt() -> Any:
             if step is not None:
+                # Write-ahead: the attempt is durable before the call is sent, so a call that a
+                # crash leaves unconfirmed still counts when the resumed run sends it again.
                 step.attempts += 1
+                step.started_at = step.started_at or self.clock()
+                await self._writes.submit(step)
             self.metrics.step_attempts.labels(connector.name, action).inc()
             try:
-                with anyio.fail_after(self.config.step_timeout):
+                with (
+                    bound(attempt=step.attempts if step else None),
+                    anyio.fail_after(self.config.step_timeout),
+                ):
                     return await call()
             except TimeoutError as exc:
                 raise TransientConnectorError(
@@ -526,7 +558,8 @@ class Engine:
             step.error = f"attempt {number}: {exc.message} (retrying in {wait:.1f} s)"
             await self._writes.submit(step)
 
-        return await retry_transient(attempt, self.config.retry, on_retry=on_retry)
+        with bound(action=action):
+            return await retry_transient(attempt, self.config.retry, on_retry=on_retry)
 
     async def _step(self, run: Run, connector: Connector, account: Account, step: Step) -> None:
         if CAPABILITY_OF[step.action] not in connector.capabilities:
@@ -614,15 +647,16 @@ class Engine:
     async def _escalate(self, run: Run, connector: str, action: str, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__
         kind = "permanent" if isinstance(exc, PermanentConnectorError) else "exhausted"
-        await self.alerts.send(
-            Alert(
-                "step_failed",
-                f"{action} failed ({kind}) for {run.worker_id} in {connector}: {message}",
-                run.id,
-                run.worker_id,
-                connector,
+        with bound(action=action, error_class=type(exc).__name__):
+            await self.alerts.send(
+                Alert(
+                    "step_failed",
+                    f"{action} failed ({kind}) for {run.worker_id} in {connector}: {message}",
+                    run.id,
+                    run.worker_id,
+                    connector,
+                )
             )
-        )
 
     # ------------------------------------------------------------------ dry run
 

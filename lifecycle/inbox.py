@@ -16,6 +16,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.models import HrPersonLink, InboxEvent, InboxOutcome, WorkerRow
 from lifecycle.store import Intake, Store, new_id
 
@@ -40,8 +41,9 @@ class InboxEntry:
 def record(
     store: Store, entry: InboxEntry, now: datetime, *, replace_pending: str | None = None
 ) -> Intake:
-    """Store ``entry`` unless its (source, event id) is already in the inbox (then that row's
-    outcome is returned as a duplicate). With ``replace_pending``, that pending row becomes
+    """Store ``entry`` unless its (source, event id) is already in the inbox: the same payload
+    returns that row's outcome as a duplicate, another payload is stored as a ``conflict``
+    (as ``Store.accept_hr_event`` does). With ``replace_pending``, that pending row becomes
     ``entry`` in place (its id and receipt time are kept)."""
     try:
         return _record(store, entry, now, replace_pending)
@@ -60,21 +62,12 @@ def _record(store: Store, entry: InboxEntry, now: datetime, replace_pending: str
                 row.pending_json = entry.pending_json
                 row.next_attempt_at = entry.next_attempt_at
                 s.add(row)
-                return Intake(row.id, None, duplicate=False, outcome=row.outcome, detail=row.detail)
-        existing = s.exec(
-            select(InboxEvent).where(
-                InboxEvent.source == entry.source,
-                InboxEvent.source_event_id == entry.source_event_id,
-            )
-        ).first()
-        if existing is not None:
-            return Intake(
-                existing.id,
-                existing.run_id,
-                duplicate=True,
-                outcome=existing.outcome or InboxOutcome.RUN.value,
-                detail=existing.detail,
-            )
+                return Intake(
+                    row.id, None, duplicate=False, outcome=entry.outcome, detail=row.detail
+                )
+        earlier = Store.earlier_delivery(s, _as_event(entry), now)
+        if earlier is not None:  # a re-delivery, or the same id with another payload
+            return earlier
         row = InboxEvent(
             id=new_id(),
             source=entry.source,
@@ -94,6 +87,18 @@ def _record(store: Store, entry: InboxEntry, now: datetime, replace_pending: str
         s.add(row)
         s.flush()
         return Intake(row.id, None, duplicate=False, outcome=entry.outcome, detail=row.detail)
+
+
+def _as_event(entry: InboxEntry) -> HrEvent:
+    return HrEvent(
+        source=entry.source,
+        event_id=entry.source_event_id,
+        type=HrEventType(entry.type),
+        worker_id=entry.worker_id,
+        payload_sha256=entry.payload_sha256,
+        effective_at=entry.effective_at,
+        reason=entry.reason,
+    )
 
 
 def claim_pending(

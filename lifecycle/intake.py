@@ -26,7 +26,7 @@ import httpx
 from connectors.base import utcnow
 from lifecycle import inbox
 from lifecycle.alerts import Alert, AlertSink
-from lifecycle.exceptions import LifecycleError, UnknownWorkerError
+from lifecycle.exceptions import ConflictingDeliveryError, LifecycleError, UnknownWorkerError
 from lifecycle.hr import (
     KINDS,
     Context,
@@ -36,6 +36,7 @@ from lifecycle.hr import (
     Ignored,
     Item,
     Lookup,
+    check_body,
     context_for,
 )
 from lifecycle.hr.errors import (
@@ -61,6 +62,7 @@ class Receipt:
     inbox_id: str
     source_event_id: str
     type: str
+    worker_id: str
     outcome: str
     run_id: str | None
     detail: str | None
@@ -117,6 +119,7 @@ class HrIntake:
         """Verify, parse and store one delivery. Raises IntakeError subclasses (4xx) for bad
         input; once verified, every item is stored before the answer."""
         ctx = self._context(source, self.clock())
+        check_body(ctx.source.kind, body, headers)
         delivery = KINDS[ctx.source.kind].parse(ctx, body, headers)
         if delivery.handshake is not None:
             await self._handshake(ctx, delivery.handshake)
@@ -130,10 +133,29 @@ class HrIntake:
                 extra={
                     "source": source,
                     "type": receipt.type,
-                    "outcome": receipt.outcome,
+                    "worker_id": receipt.worker_id,
+                    "outcome": str(receipt.outcome),
                     "run_id": receipt.run_id,
                     "duplicate": receipt.duplicate,
                 },
+            )
+        conflicts = [r for r in receipts if r.outcome == InboxOutcome.CONFLICT]
+        for conflict in conflicts:
+            if not conflict.duplicate:
+                await self.alerts.send(
+                    Alert(
+                        "hr_event_conflict",
+                        f"HR source {source!r} reused event id {conflict.source_event_id!r} "
+                        f"with a different payload ({conflict.type} for "
+                        f"{conflict.worker_id!r}); it was NOT acted on. Check the sender; "
+                        "offboard by hand if it is a termination.",
+                        worker_id=conflict.worker_id,
+                    )
+                )
+        if conflicts:
+            raise ConflictingDeliveryError(
+                f"{conflicts[0].detail}; refused and recorded as inbox event "
+                f"{conflicts[0].inbox_id} (send a new event id for a new event)"
             )
         body_json: dict[str, Any] = {"events": [r.as_json() for r in receipts]}
         if len(receipts) == 1:
@@ -173,7 +195,7 @@ class HrIntake:
                 ),
                 replace_id,
             )
-            return _receipt(intake, item.event_id, str(item.type))
+            return _receipt(intake, item.event_id, str(item.type), item.person_id)
         return await self._event(ctx, item, replace_id)
 
     async def _decide(self, ctx: Context, lookup: Lookup) -> HrEvent | Ignored | _Failure:
@@ -226,11 +248,11 @@ class HrIntake:
             )
         except UnknownWorkerError:  # removed from the roster meanwhile
             return await self._not_in_roster(ctx, event, replace_id)
-        if not intake.duplicate:
+        if not intake.duplicate and intake.outcome != InboxOutcome.CONFLICT:
             await anyio.to_thread.run_sync(
                 inbox.link_person, self.store, ctx.name, event.vendor_person, worker, now
             )
-        return _receipt(intake, event.event_id, str(event.type))
+        return _receipt(intake, event.event_id, str(event.type), worker)
 
     def _map_worker(self, event: HrEvent) -> str | None:
         for candidate in (event.worker_id, *event.aliases):
@@ -268,7 +290,7 @@ class HrIntake:
             ),
             replace_id,
         )
-        if termination and not intake.duplicate:
+        if termination and not intake.duplicate and intake.outcome == InboxOutcome.UNMAPPED:
             await self.alerts.send(
                 Alert(
                     "unknown_worker_termination",
@@ -278,7 +300,7 @@ class HrIntake:
                     worker_id=event.worker_id,
                 )
             )
-        return _receipt(intake, event.event_id, str(event.type))
+        return _receipt(intake, event.event_id, str(event.type), event.worker_id)
 
     async def _record(self, ctx: Context, entry: InboxEntry, replace_id: str | None) -> Intake:
         now = self.clock()
@@ -310,9 +332,13 @@ class HrIntake:
                 ),
                 None,
             )
-            if not intake.duplicate and not _transient(error):
+            if (
+                not intake.duplicate
+                and intake.outcome == InboxOutcome.PENDING
+                and not _transient(error)
+            ):
                 await self._alert_lookup(ctx, lookup.event_id, intake.event_id, error)
-            return _receipt(intake, lookup.event_id, str(lookup.type))
+            return _receipt(intake, lookup.event_id, str(lookup.type), lookup.person_id)
         attempts = (pending.attempts or 1) + 1
         overdue = now - pending.received_at >= timedelta(seconds=source.escalate_after_seconds)
         escalate = overdue and pending.escalated_at is None
@@ -337,7 +363,14 @@ class HrIntake:
                 )
             )
         return Receipt(
-            pending.id, lookup.event_id, str(lookup.type), InboxOutcome.PENDING, None, detail, False
+            pending.id,
+            lookup.event_id,
+            str(lookup.type),
+            lookup.person_id,
+            InboxOutcome.PENDING,
+            None,
+            detail,
+            False,
         )
 
     async def _alert_lookup(
@@ -481,11 +514,12 @@ def _labelled(label: str | None, text: str) -> str:
     return f"{label}: {text}" if label else text
 
 
-def _receipt(intake: Intake, source_event_id: str, type_: str) -> Receipt:
+def _receipt(intake: Intake, source_event_id: str, type_: str, worker_id: str) -> Receipt:
     return Receipt(
         intake.event_id,
         source_event_id,
         type_,
+        worker_id,
         intake.outcome,
         intake.run_id,
         intake.detail,

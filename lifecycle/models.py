@@ -98,13 +98,20 @@ class InboxOutcome(StrEnum):
     """A termination-looking event not resolvable to a worker or a decision: alerted at once."""
     PENDING = "pending"
     """Awaiting a vendor look-up; retried from the store until it resolves or is escalated."""
+    CONFLICT = "conflict"
+    """Its event id was delivered before with another payload: refused with 409 and alerted."""
 
 
 class InboxEvent(SQLModel, table=True):
-    """Every accepted HR event, stored before it is acknowledged."""
+    """Every accepted HR event, stored before it is acknowledged.
+
+    One row per (source, event id, payload): a re-delivery of the same payload is the same row;
+    the same event id with another payload is a second row with outcome ``conflict``."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("source", "source_event_id", name="uq_inbox_source_event"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_event_id", "payload_sha256", name="uq_inbox_delivery"),
+    )
 
     id: str = Field(primary_key=True)
     source: str

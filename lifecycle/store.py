@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, event, exists, func, inspect, or_, text, update
+from sqlalchemy import event, exists, func, inspect, or_, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased
@@ -67,8 +67,10 @@ class Intake:
     event_id: str
     run_id: str | None
     duplicate: bool
-    outcome: str = InboxOutcome.RUN.value
+    outcome: InboxOutcome = InboxOutcome.RUN
     detail: str | None = None
+    first_event_id: str | None = None
+    """For a conflict: the inbox row of the first delivery of this event id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,20 +117,23 @@ def termination_plan(connectors: Sequence[str]) -> list[tuple[str, str, int]]:
     return [(c, a, i) for c in connectors for i, a in enumerate(TERMINATION_ACTIONS)]
 
 
+def ignored_reason(event: HrEvent, job_code: str | None, provisioning: bool = True) -> str:
+    """Why an accepted HR event started no run (recorded on its inbox row)."""
+    if event.type in (HrEventType.HIRE, HrEventType.TRANSFER) and not provisioning:
+        return (
+            f"{event.type} recorded in the roster; no joiner/mover run: provisioning from HR "
+            "events is not enabled"
+        )
+    if event.type in (HrEventType.HIRE, HrEventType.TRANSFER):
+        return (
+            f"{event.type} recorded in the roster; no joiner/mover run: job code "
+            f"{job_code!r} maps to no playbook, or the worker's playbook does not change"
+        )
+    return f"{event.type} recorded in the roster; it starts no run"
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _why_no_run(event: HrEvent, worker: WorkerRow, provisioning: bool) -> str:
-    """The reason an accepted event that started no run is recorded ``ignored``."""
-    if event.type is HrEventType.UPDATE:
-        return "roster details refreshed; an update starts no run"
-    if not provisioning:
-        return f"{event.type}: joiner/mover provisioning is not enabled for HR events"
-    return (
-        f"{event.type}: job code {worker.job_code!r} maps to no playbook, or to the playbook "
-        "the worker already has"
-    )
 
 
 class Store:
@@ -193,7 +198,43 @@ class Store:
     def create_schema(self) -> None:
         SQLModel.metadata.create_all(self.engine)
         self._add_missing_columns()
+        self._migrate_inbox_key()
         self._protect_evidence()
+
+    def _migrate_inbox_key(self) -> None:
+        """Databases from before conflict detection keyed the inbox on (source, event id) alone,
+        which leaves no room to store a conflicting delivery: re-key it on (source, event id,
+        payload hash) and give old rows their outcome. Rows are copied as they are."""
+        inspector = inspect(self.engine)  # read before the transaction: it takes the lock
+        names = {c["name"] for c in inspector.get_unique_constraints("inbox")}
+        rekey = "uq_inbox_source_event" in names or (
+            self.is_sqlite and "uq_inbox_delivery" not in names
+        )
+        columns = ", ".join(c["name"] for c in inspector.get_columns("inbox"))
+        indexes = [i["name"] for i in inspector.get_indexes("inbox")]
+        with self.engine.begin() as conn:
+            if rekey and self.is_postgres:
+                conn.exec_driver_sql(
+                    "ALTER TABLE inbox DROP CONSTRAINT IF EXISTS uq_inbox_source_event"
+                )
+                conn.exec_driver_sql(
+                    "ALTER TABLE inbox ADD CONSTRAINT uq_inbox_delivery "
+                    "UNIQUE (source, source_event_id, payload_sha256)"
+                )
+            elif rekey:  # SQLite cannot alter a constraint: rebuild the table
+                conn.exec_driver_sql("ALTER TABLE inbox RENAME TO inbox_before_conflicts")
+                for index in indexes:
+                    conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index}"')
+                InboxEvent.__table__.create(conn)  # type: ignore[attr-defined]
+                conn.exec_driver_sql(  # column names come from the schema itself
+                    f"INSERT INTO inbox ({columns}) "  # noqa: S608
+                    f"SELECT {columns} FROM inbox_before_conflicts"
+                )
+                conn.exec_driver_sql("DROP TABLE inbox_before_conflicts")
+            conn.exec_driver_sql(
+                "UPDATE inbox SET outcome = CASE WHEN run_id IS NULL THEN 'ignored' ELSE 'run' END "
+                "WHERE outcome IS NULL"
+            )
 
     def _protect_evidence(self) -> None:
         """Evidence is append-only, enforced by the database itself: records and checkpoints are
@@ -246,7 +287,7 @@ class Store:
     def _add_missing_columns(self) -> None:
         """``create_all`` makes missing tables but never alters existing ones; a database
         created by an earlier version gets the nullable columns (and their indexes) added
-        since, and inbox rows from before outcomes were kept get theirs."""
+        since."""
         inspector = inspect(self.engine)
         altered: set[str] = set()
         for table, column in self.ADDED_COLUMNS:
@@ -263,21 +304,6 @@ class Store:
         for table in altered:
             for index in SQLModel.metadata.tables[table].indexes:
                 index.create(self.engine, checkfirst=True)
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(InboxEvent)
-                .where(col(InboxEvent.outcome).is_(None))
-                .values(
-                    outcome=case(
-                        (col(InboxEvent.run_id).is_not(None), InboxOutcome.RUN.value),
-                        else_=InboxOutcome.IGNORED.value,
-                    ),
-                    detail=case(
-                        (col(InboxEvent.run_id).is_not(None), None),
-                        else_="stored before outcomes were kept: it started no run",
-                    ),
-                )
-            )
 
     def ping(self) -> None:
         with self.session() as s:
@@ -318,7 +344,8 @@ class Store:
         """Store the inbox row (and, for a termination, its run and steps) in one transaction.
 
         With ``provision``, a hire or transfer gets its joiner/mover run in the same transaction.
-        A second delivery of the same source event id returns the first one's run.
+        A second delivery of the same source event id with the same payload returns the first
+        one's run; with another payload it is stored as a ``conflict`` (and starts nothing).
         With ``replace_pending``, the pending inbox row of that id (a delivery that awaited a
         vendor look-up) becomes this outcome, keeping its id and receipt time; if another
         replica settled it first, that outcome is returned.
@@ -345,20 +372,9 @@ class Store:
                 inbox_id, now = pending.id, pending.received_at
                 s.delete(pending)
                 s.flush()
-            existing = s.exec(
-                select(InboxEvent).where(
-                    InboxEvent.source == event.source,
-                    InboxEvent.source_event_id == event.event_id,
-                )
-            ).first()
-            if existing is not None:
-                return Intake(
-                    existing.id,
-                    existing.run_id,
-                    duplicate=True,
-                    outcome=existing.outcome or InboxOutcome.RUN.value,
-                    detail=existing.detail,
-                )
+            earlier = self._earlier_delivery(s, event, now)
+            if earlier is not None:
+                return earlier
             worker = s.get(WorkerRow, event.worker_id)
             if worker is None and event.type is not HrEventType.HIRE:
                 raise UnknownWorkerError(
@@ -424,12 +440,76 @@ class Store:
                 inbox.outcome = InboxOutcome.RUN
             else:
                 inbox.outcome = InboxOutcome.IGNORED
-                inbox.detail = _why_no_run(event, worker, provision is not None)
+                inbox.detail = ignored_reason(event, worker.job_code, provision is not None)
             s.add(inbox)
             s.flush()
             return Intake(
                 inbox.id, inbox.run_id, duplicate=False, outcome=inbox.outcome, detail=inbox.detail
             )
+
+    @staticmethod
+    def _earlier_delivery(s: Session, event: HrEvent, now: datetime) -> Intake | None:
+        """What an earlier delivery of this (source, event id) became, if there was one.
+
+        Idempotency means the same event: only the same payload is a re-delivery. Another
+        payload under a known id is never taken for a duplicate (it could be another worker's
+        termination); it is stored as a conflict, once per distinct payload."""
+        if s.get_bind().dialect.name == "postgresql":
+            # Two different payloads under one new id, at once, must not both become "first".
+            digest = hashlib.sha256(f"{event.source}\n{event.event_id}".encode()).digest()
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=key))  # type: ignore[call-overload]
+        rows = s.exec(
+            select(InboxEvent)
+            .where(
+                InboxEvent.source == event.source,
+                InboxEvent.source_event_id == event.event_id,
+            )
+            .order_by(col(InboxEvent.received_at))
+        ).all()
+        if not rows:
+            return None
+        first = next((r for r in rows if r.outcome != InboxOutcome.CONFLICT), rows[0])
+        same = next((r for r in rows if r.payload_sha256 == event.payload_sha256), None)
+        if same is not None:
+            return Intake(
+                same.id,
+                same.run_id,
+                duplicate=True,
+                outcome=InboxOutcome(same.outcome or InboxOutcome.RUN),
+                detail=same.detail,
+                first_event_id=first.id if same is not first else None,
+            )
+        detail = (
+            f"event id {event.event_id!r} was first delivered at "
+            f"{first.received_at.isoformat()} with payload sha256 {first.payload_sha256}; "
+            f"this delivery's payload differs (sha256 {event.payload_sha256})"
+        )
+        conflict = InboxEvent(
+            id=new_id(),
+            source=event.source,
+            source_event_id=event.event_id,
+            type=event.type,
+            worker_id=event.worker_id,
+            received_at=now,
+            effective_at=event.effective_at,
+            reason=event.reason,
+            payload_sha256=event.payload_sha256,
+            outcome=InboxOutcome.CONFLICT,
+            detail=detail,
+        )
+        s.add(conflict)
+        return Intake(
+            conflict.id,
+            None,
+            duplicate=False,
+            outcome=InboxOutcome.CONFLICT,
+            detail=detail,
+            first_event_id=first.id,
+        )
+
+    #: The same check for inbox rows stored outside ``accept_hr_event`` (``lifecycle.inbox``).
+    earlier_delivery = _earlier_delivery
 
     def create_offboard(
         self,

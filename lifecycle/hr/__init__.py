@@ -3,8 +3,10 @@ one delivery into items (``HrEvent``, ``Ignored``, ``Lookup``) or a ``Handshake`
 
 One module per source kind (``standardwebhooks``, ``bamboohr``, ``deel``, ``gusto``, ``hibob``,
 ``rippling``); each exposes ``parse(ctx, body, headers) -> Delivery``, raising
-``SignatureError`` or ``PayloadError``; a kind whose decisions need the vendor's API also
-exposes ``resolve(ctx, lookup, http)``. Nothing here stores anything.
+``SignatureError`` or ``PayloadError``, and ``MEDIA_TYPES``, the content types its sender
+posts; a kind whose decisions need the vendor's API also exposes ``resolve(ctx, lookup,
+http)``. What holds for every source is checked here first: the body is UTF-8 and of a content
+type the source sends. Nothing here stores anything.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, datetime, tzinfo
 
 import httpx
 
-from lifecycle.exceptions import UnknownSourceError
+from lifecycle.exceptions import MalformedBodyError, UnknownSourceError, UnsupportedMediaTypeError
 from lifecycle.hr import bamboohr, deel, gusto, hibob, rippling, standardwebhooks
 from lifecycle.hr.common import Context
 from lifecycle.hr.event import (
@@ -40,7 +42,9 @@ __all__ = [
     "Item",
     "Lookup",
     "SourceKind",
+    "check_body",
     "context_for",
+    "media_type",
     "parse_delivery",
 ]
 
@@ -51,17 +55,40 @@ Resolver = Callable[[Context, Lookup, httpx.AsyncClient], Awaitable[HrEvent | Ig
 @dataclass(frozen=True, slots=True)
 class SourceKind:
     parse: Parser
+    media_types: frozenset[str]
     resolve: Resolver | None = None
 
 
 KINDS: Mapping[str, SourceKind] = {
-    "standardwebhooks": SourceKind(standardwebhooks.parse),
-    "bamboohr": SourceKind(bamboohr.parse, bamboohr.resolve),
-    "deel": SourceKind(deel.parse),
-    "gusto": SourceKind(gusto.parse),
-    "hibob": SourceKind(hibob.parse),
-    "rippling": SourceKind(rippling.parse),
+    "standardwebhooks": SourceKind(standardwebhooks.parse, standardwebhooks.MEDIA_TYPES),
+    "bamboohr": SourceKind(bamboohr.parse, bamboohr.MEDIA_TYPES, bamboohr.resolve),
+    "deel": SourceKind(deel.parse, deel.MEDIA_TYPES),
+    "gusto": SourceKind(gusto.parse, gusto.MEDIA_TYPES),
+    "hibob": SourceKind(hibob.parse, hibob.MEDIA_TYPES),
+    "rippling": SourceKind(rippling.parse, rippling.MEDIA_TYPES),
 }
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The bare media type of ``Content-Type`` (no parameters), lower-case; "" when absent."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def check_body(kind: str, body: bytes, headers: Mapping[str, str]) -> None:
+    """Refuse what no source of ``kind`` sends: another content type (415; a request without
+    one is read as the source's format), a body that is not UTF-8 (400). Checked before the
+    signature, so the answer says what is really wrong."""
+    accepted = KINDS[kind].media_types
+    if media_type(headers) not in accepted | {""}:
+        raise UnsupportedMediaTypeError(
+            f"a {kind} source posts {' or '.join(sorted(accepted))}; "
+            f"got {media_type(headers) or 'no Content-Type'}"
+        )
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(f"body is not valid UTF-8 (byte {exc.start})") from exc
 
 
 def context_for(
@@ -90,4 +117,5 @@ def parse_delivery(
 ) -> Delivery:
     """Verify and parse one delivery from ``source``; nothing is stored here."""
     ctx = context_for(hr, source, now, allow_inline_secrets=allow_inline_secrets, zone=zone)
+    check_body(ctx.source.kind, body, headers)
     return KINDS[ctx.source.kind].parse(ctx, body, headers)

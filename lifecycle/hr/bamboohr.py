@@ -70,6 +70,8 @@ from lifecycle.hr.event import (
 )
 from lifecycle.secrets import resolve_secret
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 Kind = Literal["created", "updated", "deleted"]
 
 #: Meaning -> (API alias, BambooHR's English field name).

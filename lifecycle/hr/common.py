@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import SecretStr
 
-from lifecycle.exceptions import PayloadError, SignatureError
+from lifecycle.exceptions import MalformedBodyError, PayloadError, SignatureError
 from lifecycle.secrets import resolve_secret
 from lifecycle.settings import HrSourceSettings
 
@@ -142,10 +142,13 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
     """The body as a JSON object; PayloadError says what is wrong."""
     try:
         value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(f"{what} body is not valid UTF-8 (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
         raise PayloadError(f"{what} body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
-        raise PayloadError(f"{what} body is nested too deeply") from exc
+        # json.loads recurses once per nesting level; no HR system nests anywhere near this.
+        raise MalformedBodyError(f"{what} body is JSON nested too deeply") from exc
     if not isinstance(value, dict):
         raise PayloadError(f"{what} body must be a JSON object")
     return value
@@ -157,7 +160,7 @@ def form_fields(body: bytes, what: str) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadError(f"{what} form body is not UTF-8") from exc
+        raise MalformedBodyError(f"{what} form body is not valid UTF-8") from exc
     try:
         pairs = parse_qsl(
             text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FORM_FIELDS

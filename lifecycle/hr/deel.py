@@ -49,6 +49,8 @@ from lifecycle.hr.event import (
     derived_id,
 )
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/json"})
 TYPES: Mapping[str, HrEventType] = {
     "contract.terminated": HrEventType.TERMINATION,
     "contract.created": HrEventType.HIRE,

@@ -56,6 +56,8 @@ from lifecycle.hr.event import (
     payload_digest,
 )
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/json"})
 EFFECTIVE_TERMINATIONS = frozenset(
     {
         "employee.termination_effective",

@@ -50,6 +50,8 @@ from lifecycle.hr.event import (
     derived_id,
 )
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/json", "text/plain"})
 TERMINATIONS = frozenset(
     {"employee.left", "employee.access.revoked.immediately", "employee.deleted"}
 )

@@ -44,6 +44,8 @@ from lifecycle.hr.event import (
     derived_id,
 )
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "application/json"})
 TERMINATIONS = frozenset({"EmployeeDeleted", "EmployeeTerminated"})
 HIRES = frozenset({"EmployeeCreated", "EmployeeHired"})
 

@@ -25,6 +25,8 @@ from lifecycle.hr.common import signed_instant as _signed_instant
 from lifecycle.hr.event import Delivery, HrEvent, HrEventType, check_worker_id, payload_digest
 from lifecycle.validation import summary
 
+#: The content types this sender posts (any other is a 415).
+MEDIA_TYPES = frozenset({"application/json"})
 TYPES: Mapping[str, HrEventType] = {
     "worker.terminated": HrEventType.TERMINATION,
     "worker.hired": HrEventType.HIRE,

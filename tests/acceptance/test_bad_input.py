@@ -33,6 +33,11 @@ def oversized_chunked(svc: Service) -> httpx.Response:
     return httpx.post(f"{svc.url}/v1/hr/demo/events", content=chunks(), timeout=10)
 
 
+def nested(depth: int) -> Callable[[Service], httpx.Response]:
+    """A signed body of JSON arrays nested ``depth`` deep (a parser-recursion attack)."""
+    return lambda s: s.send_event("W0001", body=b"[" * depth + b"]" * depth)
+
+
 CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
     "bad signature": (
         lambda s: s.send_event("W0001", secret="whsec_d3Jvbmctc2VjcmV0"),
@@ -53,6 +58,18 @@ CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
     "malformed json": (lambda s: s.send_event("W0001", body=b'{"type": "worker.term'), 422, "JSON"),
     "wrong schema": (lambda s: s.send_event("W0001", event_type="worker.promoted"), 422, "schema"),
     "hostile worker id": (lambda s: s.send_event("*)(uid=*"), 422, "worker id"),
+    "nested 2,000 deep": (nested(2_000), 400, "nested too deeply"),
+    "nested 100,000 deep": (nested(100_000), 400, "nested too deeply"),
+    "invalid utf-8": (
+        lambda s: s.send_event("W0001", body=b'{"type": "worker.terminated\xff"}'),
+        400,
+        "UTF-8",
+    ),
+    "another content type": (
+        lambda s: s.send_event("W0001", content_type="application/x-www-form-urlencoded"),
+        415,
+        "application/json",
+    ),
     "oversized body": (oversized, 413, "larger than"),
     "oversized chunked body": (oversized_chunked, 413, "larger than"),
 }

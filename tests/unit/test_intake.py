@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from lifecycle import inbox
 from lifecycle.alerts import AlertSink
+from lifecycle.exceptions import ConflictingDeliveryError
 from lifecycle.intake import HrIntake
 from lifecycle.models import InboxOutcome, RunKind, WorkerRow
 from lifecycle.settings import HrSettings, HrSourceSettings, ServiceSettings, Settings
@@ -314,3 +315,31 @@ async def test_inbox_counts_by_source_and_outcome(
         ("demo", "unmapped"): 1,
         ("demo", "ignored"): 1,
     }
+
+
+async def test_a_reused_event_id_with_another_payload_is_a_conflict_for_every_row_kind(
+    parts: tuple[HrIntake, Clock, AlertSink, Wake], store: Store, tmp_path: Path
+) -> None:
+    intake, clock, alerts, _ = parts
+    await intake.receive("demo", *standard("W0020", "same-id", clock.now))
+    with pytest.raises(ConflictingDeliveryError, match="payload differs"):
+        await intake.receive("demo", *standard("W0021", "same-id", clock.now))
+    assert [a.kind for a in alerts.sent] == ["hr_event_conflict"]
+    assert "W0021" in alerts.sent[0].message
+    assert store.list_runs(worker_id="W0021") == []
+
+    (tmp_path / "gusto.token").write_text(GUSTO_TOKEN)
+    ignored = dumps(gusto_event("payroll.paid", uuid="reused-uuid"))
+    answer = await intake.receive("gusto", ignored, gusto_headers(ignored, GUSTO_TOKEN))
+    assert answer.body["outcome"] == "ignored"
+    clash = dumps(gusto_event(entity_uuid="W0022", uuid="reused-uuid"))
+    with pytest.raises(ConflictingDeliveryError):
+        await intake.receive("gusto", clash, gusto_headers(clash, GUSTO_TOKEN))
+    with pytest.raises(ConflictingDeliveryError):  # again: refused again, alerted once
+        await intake.receive("gusto", clash, gusto_headers(clash, GUSTO_TOKEN))
+    assert [a.kind for a in alerts.sent].count("hr_event_conflict") == 2
+    assert sorted(r.outcome or "" for r in inbox.list_events(store, source="gusto")) == [
+        "conflict",
+        "ignored",
+    ]
+    assert store.list_runs(worker_id="W0022") == []

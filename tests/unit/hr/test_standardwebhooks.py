@@ -15,6 +15,7 @@ from lifecycle.hr import Delivery, HrEvent, HrEventType, parse_delivery
 from lifecycle.settings import HrSettings, HrSourceSettings
 
 SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cy1vbmx5"
+# The tolerance is checked against the service clock (``now``), which the tests pass as NOW.
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -126,7 +127,7 @@ def test_tampered_body_is_refused(hr: HrSettings) -> None:
 
 
 def test_stale_timestamp_is_refused(hr: HrSettings) -> None:
-    body, headers = signed(termination(), at=datetime.now(UTC) - timedelta(minutes=6))
+    body, headers = signed(termination(), at=NOW - timedelta(minutes=6))
     with pytest.raises(SignatureError, match=r"timestamp|old"):
         parse_event(hr, "workday", body, headers, NOW)
 
@@ -148,6 +149,16 @@ def test_a_rotated_key_is_accepted_among_several_signatures(hr: HrSettings) -> N
     body, headers = signed(termination())
     old = Webhook("whsec_b3RoZXItc2VjcmV0").sign("msg_1", NOW, body.decode())
     headers["webhook-signature"] = f"{old} {headers['webhook-signature']}"
+    assert parse_event(hr, "workday", body, headers, NOW).worker_id == "W0042"
+
+
+def test_standard_webhooks_honour_the_configured_tolerance(hr: HrSettings) -> None:
+    hr.sources["workday"].tolerance_seconds = 30
+    body, headers = signed(termination(), at=NOW - timedelta(seconds=45))
+    with pytest.raises(SignatureError, match="30 s"):
+        parse_event(hr, "workday", body, headers, NOW)
+    hr.sources["workday"].tolerance_seconds = 900  # longer than the library's fixed 5 minutes
+    body, headers = signed(termination(), at=NOW - timedelta(minutes=10))
     assert parse_event(hr, "workday", body, headers, NOW).worker_id == "W0042"
 
 
