@@ -8,7 +8,6 @@ Every write is one short transaction; a row is never deleted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -222,14 +221,3 @@ def counts(store: Store) -> dict[tuple[str, str], int]:
             )
         ).all()
         return {(source, outcome or "unknown"): n for source, outcome, n in rows}
-
-
-def sources_with_pending(store: Store) -> Sequence[str]:
-    with store.session() as s:
-        return list(
-            s.exec(
-                select(InboxEvent.source)
-                .where(InboxEvent.outcome == InboxOutcome.PENDING)
-                .distinct()
-            ).all()
-        )

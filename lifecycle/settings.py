@@ -122,8 +122,8 @@ class HrSourceSettings(_Section):
     """BambooHR: the company subdomain (``https://<subdomain>.bamboohr.com``)."""
     api_base_url: str | None = None
     """Overrides the vendor's API URL (a test double); https, or http on loopback only."""
-    lookup_timeout_seconds: float = Field(default=10.0, gt=0)
-    lookup_attempts: int = Field(default=3, ge=1, le=10)
+    lookup_timeout_seconds: float = Field(default=5.0, gt=0)
+    lookup_attempts: int = Field(default=2, ge=1, le=10)
     """Attempts of one look-up while the webhook waits (transient errors only)."""
     retry_initial_seconds: float = Field(default=30.0, gt=0)
     """A delivery whose look-up failed is retried from the store after this, doubling..."""

@@ -1,6 +1,7 @@
 """Deel webhooks (contractors, EOR and Global Payroll workers of staffing vendors).
 
 Pages: https://developer.deel.com/docs/webhooks-get-started (signature, headers, payload),
+https://developer.deel.com/docs/webhook-event-types,
 https://developer.deel.com/api/webhooks/events (event structure),
 https://developer.deel.com/api/endpoints/terminations/webhook-contract-terminated,
 https://developer.deel.com/docs/event-payload-examples.
@@ -14,9 +15,10 @@ Body: ``{"data": {"meta": {"event_type", "event_id"?, "tracking_id", "organizati
 "resource": {...} or [{...}]}, "timestamp": "..."}``. ``contract.terminated`` (fired when a
 contract's termination completes: contractor, EOR and Global Payroll) is a termination effective
 at the resource's ``completion_date`` (or ``end_date``/``termination_date``); a contractor's
-contract ending is a termination like any other. ``contract.created`` is a hire and
-``contract.updated`` a transfer (job code: the contract's ``job_title``). Anything else is
-``ignored``. The person: the contract's ``external_id`` (set it to the roster's worker id),
+contract ending is a termination like any other; so is ``worker.v2.deleted``.
+``contract.created`` is a hire and ``contract.amended`` (an amendment signed by both parties:
+job title, seniority, scope...) a transfer (job code: the contract's ``job_title``). Anything
+else is ``ignored``. The person: the contract's ``external_id`` (set it to the roster's worker id),
 else the Deel worker id; then the worker's email. The source event id is ``meta.event_id``
 (else ``meta.tracking_id``, else a hash of ``data``); the payload digest covers ``data`` only,
 so a re-delivery with a new ``timestamp`` is the same event.
@@ -53,8 +55,9 @@ from lifecycle.hr.event import (
 MEDIA_TYPES = frozenset({"application/json"})
 TYPES: Mapping[str, HrEventType] = {
     "contract.terminated": HrEventType.TERMINATION,
+    "worker.v2.deleted": HrEventType.TERMINATION,
     "contract.created": HrEventType.HIRE,
-    "contract.updated": HrEventType.TRANSFER,
+    "contract.amended": HrEventType.TRANSFER,
 }
 
 #: Deel contract types that employ the worker (Employer of Record, Global Payroll); the others
