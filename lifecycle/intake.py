@@ -44,6 +44,7 @@ from lifecycle.hr.errors import (
     VendorRefusedError,
     VendorUnavailableError,
 )
+from lifecycle.hr.event import WORKER_ID
 from lifecycle.inbox import InboxEntry
 from lifecycle.models import InboxEvent, InboxOutcome
 from lifecycle.settings import HrSourceSettings, Settings
@@ -231,8 +232,8 @@ class HrIntake:
     async def _event(self, ctx: Context, event: HrEvent, replace_id: str | None) -> Receipt:
         now = self.clock()
         worker = await anyio.to_thread.run_sync(self._map_worker, event)
-        if worker is None and event.type is HrEventType.HIRE:
-            worker = event.worker_id
+        if worker is None and event.type is HrEventType.HIRE and WORKER_ID.match(event.worker_id):
+            worker = event.worker_id  # a new worker joins the roster under the vendor's id
         if worker is None:
             return await self._not_in_roster(ctx, event, replace_id)
         mapped = replace(event, worker_id=worker)

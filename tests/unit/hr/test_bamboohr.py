@@ -35,6 +35,7 @@ SECRET = "bamboo-test-secret"
 API_KEY = "bamboo-api-key"
 API = "https://clinic.bamboohr.com/api/v1/employees"
 NOW = datetime.now(UTC).replace(microsecond=0)
+STAMP = str(int(NOW.timestamp()))
 
 
 @pytest.fixture
@@ -63,6 +64,7 @@ def api() -> Iterator[respx.MockRouter]:
 def deliver(
     hr: HrSettings, body: bytes, *, form: bool = False, stamp: str | None = None
 ) -> Delivery:
+    stamp = stamp if stamp is not None else STAMP  # signed "now" is the test's NOW
     return parse(hr, "bamboohr", body, bamboo_headers(body, SECRET, stamp=stamp, form=form), NOW)
 
 
@@ -263,7 +265,7 @@ def test_timestamp_header_in_each_documented_format(hr: HrSettings, stamp: objec
 def test_bamboohr_bad_signature_and_stale_timestamp(hr: HrSettings) -> None:
     payload = bamboo_event("42", kind="employee.deleted")
     body = json.dumps(payload).encode()
-    headers = bamboo_headers(body, "wrong")
+    headers = bamboo_headers(body, "wrong", stamp=STAMP)
     with pytest.raises(SignatureError, match="does not match"):
         parse(hr, "bamboohr", body, headers, NOW)
     headers = bamboo_headers(body, SECRET, stamp=str(int((NOW - timedelta(minutes=6)).timestamp())))
