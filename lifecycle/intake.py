@@ -158,6 +158,14 @@ class HrIntake:
                 f"{conflicts[0].detail}; refused and recorded as inbox event "
                 f"{conflicts[0].inbox_id} (send a new event id for a new event)"
             )
+        unmapped = [r for r in receipts if r.outcome == InboxOutcome.UNMAPPED]
+        if unmapped:
+            # Stored and alerted above, never dropped; still a 4xx, so the sender's own
+            # delivery log shows that this termination did not reach anyone's accounts.
+            raise UnknownWorkerError(
+                f"{unmapped[0].detail}; recorded as inbox event {unmapped[0].inbox_id} "
+                "(unmapped) and alerted"
+            )
         body_json: dict[str, Any] = {"events": [r.as_json() for r in receipts]}
         if len(receipts) == 1:
             body_json.update(receipts[0].as_json())

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.acceptance.service import Service
+from tests.acceptance.service import Service, event_body
 
 pytestmark = pytest.mark.acceptance
 
@@ -100,14 +100,18 @@ def test_oversized_bodies_are_refused_on_every_route_before_auth(service: Servic
         assert response.status_code == 413, (path, response.status_code)
 
 
-def test_termination_of_an_unknown_worker_is_stored_unmapped_and_alerted(service: Service) -> None:
-    """Authentic, so never refused and dropped (issue 12): stored ``unmapped`` (no run) and
-    alerted at once; the HR system is answered 202 and does not retry."""
+def test_termination_of_an_unknown_worker_is_refused_recorded_and_alerted(
+    service: Service,
+) -> None:
+    """A clear 4xx to the sender (its delivery log shows the failure), and never dropped: the
+    inbox keeps it ``unmapped`` (no run, no roster change) and an alert goes out at once."""
     before = (service.count("runs"), service.count("inbox"), service.count("workers"))
-    response = service.send_event("W9876")
-    assert response.status_code == 202
-    assert (response.json()["outcome"], response.json()["run_id"]) == ("unmapped", None)
+    body = event_body("W9876")
+    response = service.send_event("W9876", msg_id="unknown-1", body=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
     assert "W9876" in response.json()["detail"]
+    assert "unmapped" in response.json()["detail"]
     assert "ALERT unknown_worker_termination" in service.log()
     assert "W9876" in service.log()
     runs, events, workers = before
@@ -116,6 +120,11 @@ def test_termination_of_an_unknown_worker_is_stored_unmapped_and_alerted(service
         events + 1,
         workers,
     )
+    # A retrying sender: refused again, alerted once, stored once.
+    again = service.send_event("W9876", msg_id="unknown-1", body=body)
+    assert again.status_code == 422
+    assert service.log().count("ALERT unknown_worker_termination") == 1
+    assert service.count("inbox") == events + 1
 
 
 def test_transfer_of_an_unknown_worker_is_stored_ignored(service: Service) -> None:

@@ -307,8 +307,8 @@ def test_rippling_employee_deleted_with_its_bearer_token(hr_service: Service) ->
 def test_unmapped_termination_is_stored_alerted_and_listed(hr_service: Service) -> None:
     body = rippling_event("EmployeeDeleted", "R-unknown-7")
     response = post(hr_service, "rippling", body, rippling_headers(RIPPLING_TOKEN))
-    assert response.status_code == 202
-    assert response.json()["outcome"] == "unmapped"
+    assert response.status_code == 422  # told, and kept: the inbox row below, the alert
+    assert "unmapped" in response.json()["detail"]
     assert "ALERT unknown_worker_termination" in hr_service.log()
     rows = inbox(hr_service, source="rippling", outcome="unmapped")
     assert [r["worker_id"] for r in rows] == ["R-unknown-7"]

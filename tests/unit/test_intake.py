@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from lifecycle import inbox
 from lifecycle.alerts import AlertSink
-from lifecycle.exceptions import ConflictingDeliveryError
+from lifecycle.exceptions import ConflictingDeliveryError, UnknownWorkerError
 from lifecycle.intake import HrIntake
 from lifecycle.models import InboxOutcome, RunKind, WorkerRow
 from lifecycle.settings import HrSettings, HrSourceSettings, ServiceSettings, Settings
@@ -153,15 +153,14 @@ async def test_termination_of_a_worker_not_in_the_roster_is_unmapped_and_alerted
     parts: tuple[HrIntake, Clock, AlertSink, Wake], store: Store
 ) -> None:
     intake, clock, alerts, _ = parts
-    reply = await intake.receive("demo", *standard("W9876", "msg_u", clock.now))
-    assert reply.status_code == 202
-    assert (reply.body["outcome"], reply.body["run_id"]) == ("unmapped", None)
-    assert "W9876" in reply.body["detail"]
+    with pytest.raises(UnknownWorkerError, match=r"W9876.*unmapped"):
+        await intake.receive("demo", *standard("W9876", "msg_u", clock.now))
     assert [a.kind for a in alerts.sent] == ["unknown_worker_termination"]
     assert "W9876" in alerts.sent[0].message
     (row,) = inbox.list_events(store, outcome="unmapped")
-    assert row.worker_id == "W9876"
-    await intake.receive("demo", *standard("W9876", "msg_u", clock.now))
+    assert (row.worker_id, row.run_id) == ("W9876", None)
+    with pytest.raises(UnknownWorkerError):
+        await intake.receive("demo", *standard("W9876", "msg_u", clock.now))
     assert len(alerts.sent) == 1  # a re-delivery is not alerted twice
 
 
@@ -278,8 +277,8 @@ async def test_unknown_bamboohr_employee_on_a_status_change_is_unmapped(
 ) -> None:
     intake, clock, alerts, _ = parts
     api.get(f"{API}/67890").mock(return_value=httpx.Response(404))
-    reply = await intake.receive("bamboohr", *bamboo(bamboo_event("67890"), clock.now))
-    assert reply.body["outcome"] == "unmapped"
+    with pytest.raises(UnknownWorkerError, match="unmapped"):
+        await intake.receive("bamboohr", *bamboo(bamboo_event("67890"), clock.now))
     assert [a.kind for a in alerts.sent] == ["unknown_worker_termination"]
 
 
@@ -308,7 +307,8 @@ async def test_inbox_counts_by_source_and_outcome(
 ) -> None:
     intake, clock, _, _ = parts
     await intake.receive("demo", *standard("W0010", "c1", clock.now))
-    await intake.receive("demo", *standard("W9999", "c2", clock.now))
+    with pytest.raises(UnknownWorkerError):  # refused with 422, and kept
+        await intake.receive("demo", *standard("W9999", "c2", clock.now))
     await intake.receive("demo", *standard("W0011", "c3", clock.now, "worker.updated"))
     assert inbox.counts(store) == {
         ("demo", "run"): 1,
