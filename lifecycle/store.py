@@ -132,6 +132,24 @@ def ignored_reason(event: HrEvent, job_code: str | None, provisioning: bool = Tr
     return f"{event.type} recorded in the roster; it starts no run"
 
 
+def inbox_row(event: HrEvent, now: datetime, **fields: Any) -> InboxEvent:
+    """The inbox row of ``event`` received ``now``; ``fields`` set the rest (outcome, ...)."""
+    return InboxEvent(
+        **{"id": new_id()}
+        | {
+            "source": event.source,
+            "source_event_id": event.event_id,
+            "type": event.type,
+            "worker_id": event.worker_id,
+            "received_at": now,
+            "effective_at": event.effective_at,
+            "reason": event.reason,
+            "payload_sha256": event.payload_sha256,
+        }
+        | fields
+    )
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -390,17 +408,7 @@ class Store:
             if event.type is HrEventType.HIRE:
                 worker.status = "active"
             s.add(worker)
-            inbox = InboxEvent(
-                id=inbox_id,
-                source=event.source,
-                source_event_id=event.event_id,
-                type=event.type,
-                worker_id=event.worker_id,
-                received_at=now,
-                effective_at=event.effective_at,
-                reason=event.reason,
-                payload_sha256=event.payload_sha256,
-            )
+            inbox = inbox_row(event, now, id=inbox_id)
             if event.type is HrEventType.TERMINATION:
                 run = self._new_run(
                     s,
@@ -485,19 +493,7 @@ class Store:
             f"{first.received_at.isoformat()} with payload sha256 {first.payload_sha256}; "
             f"this delivery's payload differs (sha256 {event.payload_sha256})"
         )
-        conflict = InboxEvent(
-            id=new_id(),
-            source=event.source,
-            source_event_id=event.event_id,
-            type=event.type,
-            worker_id=event.worker_id,
-            received_at=now,
-            effective_at=event.effective_at,
-            reason=event.reason,
-            payload_sha256=event.payload_sha256,
-            outcome=InboxOutcome.CONFLICT,
-            detail=detail,
-        )
+        conflict = inbox_row(event, now, outcome=InboxOutcome.CONFLICT, detail=detail)
         s.add(conflict)
         return Intake(
             conflict.id,

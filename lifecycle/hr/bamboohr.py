@@ -139,6 +139,28 @@ def _names(ctx: Context) -> dict[str, str]:
     return names
 
 
+def _deleted(
+    ctx: Context,
+    event_id: str,
+    employee_id: str,
+    digest: str,
+    occurred_at: datetime | None,
+    label: str,
+) -> HrEvent:
+    """An ``employee.deleted`` (either webhook style): a termination, decided without a read."""
+    return HrEvent(
+        source=ctx.name,
+        event_id=event_id,
+        type=HrEventType.TERMINATION,
+        worker_id=employee_id,
+        person_id=employee_id,
+        payload_sha256=digest,
+        occurred_at=occurred_at,
+        reason="employee record deleted in BambooHR",
+        label=label,
+    )
+
+
 def _meanings(changed: Iterable[object], ctx: Context) -> set[str]:
     names = _names(ctx)
     found: set[str] = set()
@@ -324,17 +346,7 @@ def _event_based(ctx: Context, body: bytes, data: Mapping[str, Any], stamp: str)
     label = f"employee.{kind}"
     digest = payload_digest(body)
     if kind == "deleted":
-        return HrEvent(
-            source=ctx.name,
-            event_id=event_id,
-            type=HrEventType.TERMINATION,
-            worker_id=employee_id,
-            person_id=employee_id,
-            payload_sha256=digest,
-            occurred_at=occurred_at,
-            reason="employee record deleted in BambooHR",
-            label=label,
-        )
+        return _deleted(ctx, event_id, employee_id, digest, occurred_at, label)
     changed = _meanings(raw_changed, ctx)
     if kind == "updated" and not _needs(kind, changed):
         return Ignored(
@@ -398,19 +410,7 @@ def _field_based(ctx: Context, employees: object, stamp: str) -> list[Item]:
         digest = canonical_digest(canonical)
         label = f"employee_with_fields.{kind}"
         if kind == "deleted":
-            items.append(
-                HrEvent(
-                    source=ctx.name,
-                    event_id=event_id,
-                    type=HrEventType.TERMINATION,
-                    worker_id=employee_id,
-                    person_id=employee_id,
-                    payload_sha256=digest,
-                    occurred_at=occurred_at,
-                    reason="employee record deleted in BambooHR",
-                    label=label,
-                )
-            )
+            items.append(_deleted(ctx, event_id, employee_id, digest, occurred_at, label))
             continue
         changed = _meanings(raw_changed, ctx)
         record = _record(values, ctx)
