@@ -121,6 +121,10 @@ def image(buildah: str, base_image: str) -> Iterator[Image]:
 def container(buildah: str, image: Image) -> Iterator[str]:
     name = _run([buildah, "from", "--pull=never", image.name]).strip()
     try:
+        # buildah 1.28 mounts the image's own VOLUME over an explicit --volume of the same path
+        # in some runs (about one in ten here), and what that run writes is then lost. The
+        # working container forgets the declaration; the image keeps it (checked below).
+        _run([buildah, "config", "--volume", f"{VOLUME}-", name])
         yield name
     finally:
         _run([buildah, "rm", name], check=False)
