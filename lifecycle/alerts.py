@@ -46,9 +46,13 @@ class AlertSink:
             alert.kind,
             alert.message,
             extra={
-                "run_id": alert.run_id,
-                "worker_id": alert.worker_id,
-                "connector": alert.connector,
+                k: v
+                for k, v in (
+                    ("run_id", alert.run_id),
+                    ("worker_id", alert.worker_id),
+                    ("system", alert.connector),
+                )
+                if v is not None  # the fields bound by the engine fill what the alert lacks
             },
         )
         if not self.webhook_url:

@@ -24,7 +24,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lifecycle.alerts import Alert
+from lifecycle.api_hr import add_hr_routes
 from lifecycle.api_roles import add_lifecycle_routes
 from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.domain import Run, Step, iso_z
@@ -39,16 +39,17 @@ from lifecycle.exceptions import (
     NotAuthenticatedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestError,
     StoreError,
-    UnknownWorkerError,
 )
-from lifecycle.hr import HrEventType, parse_event
 from lifecycle.service import Service
-from lifecycle.services import intake
 from lifecycle.services.offboard import plan_offboard, start_offboard
 
 log = logging.getLogger("lifecycle.api")
 PROBLEM = "application/problem+json"
+MAX_INDEX = 2**31 - 1
+"""Upper bound of integer query parameters (offsets, log sizes): larger ones are a 422, not a
+database overflow."""
 
 
 # ---------------------------------------------------------------------- representations
@@ -109,7 +110,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 
 
 def _status_of(exc: LifecycleError) -> int:
-    if isinstance(exc, IntakeError):
+    if isinstance(exc, IntakeError | RequestError):
         return exc.status_code
     if isinstance(exc, NotAuthenticatedError):
         return 401
@@ -238,8 +239,10 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     async def hr_event(
         request: Request, source: Annotated[str, Path(max_length=64)]
     ) -> JSONResponse:
-        """Accept one signed HR event. Stored durably before the 202; a re-delivery returns the
-        same run."""
+        """Accept one HR delivery, authenticated as its vendor documents. Every event in it is
+        stored durably before the 202 (outcome ``run``, ``ignored``, ``unmapped`` or
+        ``pending``); a re-delivery returns the same rows. Subscription handshakes (Gusto's
+        verification token, HiBob's ping) are answered 200 and store nothing."""
         limit = service.settings.service.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -252,59 +255,12 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
                 raise PayloadTooLargeError(f"body is larger than {limit} bytes")
             chunks.append(chunk)
         body = b"".join(chunks)
-        now = service.clock()
-        event = parse_event(
-            service.settings.hr,
-            source,
-            body,
-            dict(request.headers),
-            now,
-            allow_inline_secrets=service.settings.service.demo,
-        )
-        try:
-            accepted = await anyio.to_thread.run_sync(
-                lambda: intake.accept(
-                    service.store,
-                    service.kinds,
-                    service.playbooks,
-                    service.connector_names,
-                    event,
-                    now,
-                )
-            )
-        except UnknownWorkerError:
-            if event.type is HrEventType.TERMINATION:
-                # Refused (nothing stored), but a person must look: the HR system will not
-                # retry a 4xx, and the worker may still have accounts somewhere.
-                await service.alerts.send(
-                    Alert(
-                        "unknown_worker_termination",
-                        f"HR source {source!r} sent a termination for {event.worker_id!r}, who is "
-                        "not in the roster; nothing was revoked (import the roster, then offboard)",
-                        worker_id=event.worker_id,
-                    )
-                )
-            raise
-        if accepted.run_id and not accepted.duplicate:
-            service.executor.wake()
-        log.info(
-            "hr event accepted",
-            extra={
-                "source": source,
-                "type": str(event.type),
-                "run_id": accepted.run_id,
-                "duplicate": accepted.duplicate,
-            },
-        )
-        return JSONResponse(
-            {
-                "event_id": accepted.event_id,
-                "run_id": accepted.run_id,
-                "type": str(event.type),
-                "duplicate": accepted.duplicate,
-            },
-            status_code=202,
-        )
+        if service.intake is None:
+            raise ConfigError("HR intake is not set up in this process")
+        reply = await service.intake.receive(source, body, dict(request.headers))
+        return JSONResponse(reply.body, status_code=reply.status_code)
+
+    add_hr_routes(hr, service, admin=admin)
 
     # ------------------------------------------------------------------ admins
 
@@ -348,7 +304,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         status: str | None = None,
         worker: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INDEX)] = 0,
     ) -> dict[str, Any]:
         runs = await anyio.to_thread.run_sync(
             lambda: service.store.list_runs(
@@ -376,7 +332,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
         worker: Annotated[str | None, Query(max_length=64)] = None,
-        previous_size: Annotated[int | None, Query(ge=0)] = None,
+        previous_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
     ) -> FileResponse:
         """The evidence bundle of records appended in [since, until), streamed as a zip."""
         if service.key is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -23,6 +22,8 @@ from connectors.base import utcnow
 from lifecycle.auth import Role, new_token, token_hash
 from lifecycle.evidence.checkpoint import init_key
 from lifecycle.exceptions import ConfigError, LifecycleError
+from lifecycle.logs import LogFormat
+from lifecycle.logs import configure as configure_logging
 from lifecycle.secrets import resolve_secret
 from lifecycle.settings import Settings, load_settings
 
@@ -114,6 +115,14 @@ def serve(
     host: Annotated[str, typer.Option(envvar="LIFECYCLE_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="LIFECYCLE_PORT")] = 8080,
     log_level: Annotated[str, typer.Option(envvar="LIFECYCLE_LOG_LEVEL")] = "info",
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            envvar="LIFECYCLE_LOG_FORMAT",
+            help="text, or json: one JSON object per line (run, worker, system, action, "
+            "attempt and error class as fields).",
+        ),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run the API, the executor and the checkpoint signer."""
     import uvicorn
@@ -121,15 +130,16 @@ def serve(
     from lifecycle.api import create_app
     from lifecycle.service import Service
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(log_level, log_format)
     settings = settings_from(config)
     try:
         service = Service.build(settings)
     except LifecycleError as exc:
         fail(exc.message)
-    uvicorn.run(create_app(service), host=host, port=port, log_level=log_level.lower())
+    # log_config=None: uvicorn's own lines go through the handler above, in the same format.
+    uvicorn.run(
+        create_app(service), host=host, port=port, log_level=log_level.lower(), log_config=None
+    )
 
 
 # ---------------------------------------------------------------------- db, keys, tokens
@@ -474,15 +484,17 @@ def hr_send_test_event(
         answer,
         as_json,
         f"accepted event {answer['event_id']} -> run {answer['run_id']}"
+        + (f" ({answer['outcome']}: {answer['detail']})" if answer.get("detail") else "")
         + (" (duplicate delivery)" if answer["duplicate"] else ""),
     )
 
 
 # ---------------------------------------------------------------------- playbooks, policy, roster
 
-from lifecycle import cli_roles  # noqa: E402 - registers its commands on the apps above
+from lifecycle import cli_hr, cli_roles  # noqa: E402 - registers its commands on the apps above
 
 cli_roles.register(app, hr_app)
+cli_hr.register(hr_app)
 
 
 def main() -> None:

@@ -4,11 +4,16 @@
      ├── ConfigError
      │    └── SecretError
      ├── IntakeError                  (HR webhook input; maps to a 4xx problem)
+     │    ├── MalformedBodyError      (400: not UTF-8, nested too deeply)
      │    ├── SignatureError
      │    ├── UnknownSourceError
-     │    ├── PayloadError
+     │    ├── ConflictingDeliveryError (409: a known event id with another payload)
      │    ├── PayloadTooLargeError
+     │    ├── UnsupportedMediaTypeError
+     │    ├── PayloadError
      │    └── UnknownWorkerError
+     ├── RequestError                 (any route: a well-formed request that cannot be served)
+     │    └── OutOfRangeError         (422: e.g. a log size beyond the log)
      ├── AuthError
      │    ├── NotAuthenticatedError
      │    └── ForbiddenError
@@ -52,6 +57,12 @@ class IntakeError(LifecycleError):
     status_code = 400
 
 
+class MalformedBodyError(IntakeError):
+    """The request body cannot be read (not UTF-8, or JSON nested too deeply)."""
+
+    status_code = 400
+
+
 class SignatureError(IntakeError):
     """The webhook signature is missing, invalid or too old."""
 
@@ -70,6 +81,18 @@ class PayloadError(IntakeError):
     status_code = 422
 
 
+class ConflictingDeliveryError(IntakeError):
+    """This event id was delivered before with a different payload; it is not a re-delivery."""
+
+    status_code = 409
+
+
+class UnsupportedMediaTypeError(IntakeError):
+    """The request body's content type is not one this source sends."""
+
+    status_code = 415
+
+
 class PayloadTooLargeError(IntakeError):
     """The HR event body is larger than the limit."""
 
@@ -78,6 +101,18 @@ class PayloadTooLargeError(IntakeError):
 
 class UnknownWorkerError(IntakeError):
     """The HR event names a worker that is not in the workforce roster."""
+
+    status_code = 422
+
+
+class RequestError(LifecycleError):
+    """The request cannot be served as asked."""
+
+    status_code = 400
+
+
+class OutOfRangeError(RequestError):
+    """A value in the request is outside what the data allows."""
 
     status_code = 422
 

@@ -23,6 +23,21 @@ class _RunsByStatus(Collector):
         yield family
 
 
+class _HrEventsBySourceAndOutcome(Collector):
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "lifecycle_hr_events",
+            "HR inbox rows by source and outcome",
+            labels=["source", "outcome"],
+        )
+        for (source, outcome), n in sorted(self._counts().items()):
+            family.add_metric([source, outcome], n)
+        yield family
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -48,3 +63,7 @@ class Metrics:
     def watch_runs(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Report ``lifecycle_runs{status}`` from the database at each scrape."""
         self.registry.register(_RunsByStatus(counts))
+
+    def watch_inbox(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Report ``lifecycle_hr_events{source, outcome}`` from the database at each scrape."""
+        self.registry.register(_HrEventsBySourceAndOutcome(counts))

@@ -78,13 +78,17 @@ async def retry_transient(
         assert isinstance(exc, TransientConnectorError)
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning(
-            "transient error, retrying",
+            "attempt %d of %d failed (%s in %s); retrying in %.2f s",
+            state.attempt_number,
+            policy.attempts,
+            type(exc).__name__,
+            exc.connector,
+            delay,
             extra={
-                "connector": exc.connector,
-                "account_id": exc.account_id,
+                "system": exc.connector,
                 "attempt": state.attempt_number,
                 "wait_seconds": round(delay, 3),
-                "error": exc.message,
+                "error_class": type(exc).__name__,
             },
         )
         if on_retry is not None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import anyio
+import httpx
 
 from connectors import build_connector
 from connectors.base import Connector, ConnectorContext, utcnow
@@ -23,6 +24,7 @@ from lifecycle.evidence.log import EvidenceLog
 from lifecycle.exceptions import ConfigError, EvidenceError
 from lifecycle.metrics import Metrics
 from lifecycle.scheduler import Scheduler
+from lifecycle.services.intake import HrIntake
 from lifecycle.services.playbooks import SHIPPED, PlaybookLibrary
 from lifecycle.services.sweeps import JobContext
 from lifecycle.settings import Settings
@@ -96,6 +98,8 @@ class Service:
     playbooks: PlaybookLibrary = field(default_factory=PlaybookLibrary)
     scheduler: Scheduler | None = None
     kinds: Kinds = field(default_factory=default_kinds)
+    intake: HrIntake | None = None
+    """HR deliveries to inbox rows, and the retry of those awaiting a vendor look-up."""
 
     @classmethod
     def build(
@@ -181,6 +185,18 @@ class Service:
                     ", ".join(missing),
                 )
         service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
+        metrics.watch_inbox(store.inbox_counts)
+        service.intake = HrIntake(
+            settings=settings,
+            store=store,
+            alerts=alerts,
+            http=httpx.AsyncClient(follow_redirects=False),
+            connectors=service.connector_names,
+            playbooks=service.playbooks,
+            wake=executor.wake,
+            clock=clock,
+            kinds=kinds,
+        )
         return service
 
     @property
@@ -204,6 +220,8 @@ class Service:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.executor.run_forever)
                 tg.start_soon(self.evidence.run_signer)
+                if self.intake is not None:
+                    await tg.start(self.intake.run_forever)
                 if self.scheduler is not None and self.settings.scheduler.enabled:
                     await tg.start(self.scheduler.run)
                 task_status.started()
@@ -211,4 +229,6 @@ class Service:
     async def aclose(self) -> None:
         for connector in self.connectors.values():
             await connector.aclose()
+        if self.intake is not None:
+            await self.intake.http.aclose()
         self.store.dispose()

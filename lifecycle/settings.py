@@ -4,12 +4,25 @@ variables with the ``LIFECYCLE_`` prefix (nested with ``__``, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connectors.base import PolicyBaseline
@@ -43,6 +56,30 @@ class ServiceSettings(_Section):
     instance_id: str | None = None
     """This replica's name in run leases (default: the host name). A restarted service with the
     same instance id resumes the runs it held at once; replicas sharing a host need their own."""
+    timezone: str = "UTC"
+    """The organisation's time zone (IANA name): a date-only effective or termination date from
+    an HR source means the start of that day here."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        zone_of(value)
+        return value
+
+    def zone(self) -> tzinfo:
+        return zone_of(self.timezone)
+
+
+def zone_of(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (``UTC`` needs no time zone database)."""
+    if name in ("UTC", "Etc/UTC"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as America/New_York)"
+        ) from exc
 
 
 class RetrySettings(_Section):
@@ -70,15 +107,104 @@ class AlertSettings(_Section):
     timeout_seconds: float = 5.0
 
 
+HrSourceKind = Literal["standardwebhooks", "bamboohr", "deel", "gusto", "hibob", "rippling"]
+SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
 class HrSourceSettings(_Section):
-    kind: Literal["standardwebhooks", "bamboohr"]
+    """``[hr.sources.<name>]``: one HR system that posts webhooks to ``/v1/hr/<name>/events``."""
+
+    kind: HrSourceKind
     secret: SecretStr
-    """``env:NAME`` or ``file:PATH``; an inline value only in demo mode."""
+    """``env:NAME`` or ``file:PATH``; an inline value only in demo mode. What it is depends on the
+    kind: the signing secret (Standard Webhooks, BambooHR private key, Deel signing key, HiBob
+    secret), Gusto's subscription ``verification_token``, or Rippling's bearer token."""
     tolerance_seconds: int = Field(default=300, gt=0)
+    """How far a signed delivery time may be from now (sources that sign one)."""
+    # --- vendor API look-ups (BambooHR event-based webhooks carry no field values)
+    api_key: SecretStr | None = None
+    """BambooHR: the API key (HTTP Basic user), ``env:NAME`` or ``file:PATH``."""
+    subdomain: str | None = None
+    """BambooHR: the company subdomain (``https://<subdomain>.bamboohr.com``)."""
+    api_base_url: str | None = None
+    """Overrides the vendor's API URL (a test double); https, or http on loopback only."""
+    lookup_timeout_seconds: float = Field(default=5.0, gt=0)
+    lookup_attempts: int = Field(default=2, ge=1, le=10)
+    """Attempts of one look-up while the webhook waits (transient errors only)."""
+    retry_initial_seconds: float = Field(default=30.0, gt=0)
+    """A delivery whose look-up failed is retried from the store after this, doubling..."""
+    retry_max_seconds: float = Field(default=900.0, gt=0)
+    """...up to this interval, for as long as it takes."""
+    escalate_after_seconds: float = Field(default=3600.0, gt=0)
+    """A delivery still unresolved this long after receipt is escalated through the alert sink
+    (once; the retries go on)."""
+    # --- BambooHR field names
+    field_aliases: dict[str, str] = Field(default_factory=dict)
+    """Field-based webhooks: the names the payload uses, by meaning (``employment_status``,
+    ``status``, ``termination_date``, ``hire_date``, ``work_email``, ``job_title``,
+    ``department``, ``division``, ``location``, ``first_name``, ``last_name``,
+    ``employee_number``, ``job_code``); default BambooHR's English field names."""
+    terminated_statuses: list[str] = Field(default_factory=lambda: ["Terminated"])
+    """BambooHR employment status values that mean the engagement ended."""
+    job_code_field: str = "jobTitle"
+    """BambooHR API field whose value is the worker's job code (``roles.yaml`` maps it)."""
+    # --- Gusto
+    effective_events_only: bool = True
+    """Gusto: terminate on ``*.termination_effective`` / ``contractor.deactivation_effective``
+    (the day the change takes effect); with false, also on the record-time events
+    (``employee.terminated``, ``contractor.deactivated``)."""
+
+    @field_validator("subdomain")
+    @classmethod
+    def _subdomain(cls, value: str | None) -> str | None:
+        if value is not None and not SUBDOMAIN.match(value):
+            raise ValueError("must be the BambooHR company subdomain (letters, digits, -)")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _api_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        if parts.scheme == "https" and host:
+            return value.rstrip("/")
+        if parts.scheme == "http" and _loopback(host):
+            return value.rstrip("/")
+        raise ValueError("must be an https URL (http only on a loopback address)")
+
+    @model_validator(mode="after")
+    def _vendor_api(self) -> HrSourceSettings:
+        if self.kind == "bamboohr" and (
+            self.api_key is None or not (self.subdomain or self.api_base_url)
+        ):
+            raise ValueError(
+                "a bamboohr source needs api_key and subdomain (its event-based webhooks "
+                "carry no field values: the employee is read through the API)"
+            )
+        return self
+
+    def api_url(self) -> str:
+        """The vendor API's base URL (BambooHR)."""
+        if self.api_base_url:
+            return self.api_base_url
+        return f"https://{self.subdomain}.bamboohr.com"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HrSettings(_Section):
     sources: dict[str, HrSourceSettings] = Field(default_factory=dict)
+    retry_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often deliveries awaiting a vendor look-up are checked for a due retry."""
 
 
 class PolicySettings(_Section):

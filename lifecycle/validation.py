@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from lifecycle.exceptions import PayloadError
+from lifecycle.exceptions import MalformedBodyError, PayloadError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,7 +23,12 @@ def parse_json_body(model: type[M], body: bytes, schema: str) -> M:
     """Parse an HR body into ``model``; PayloadError says whether JSON or the schema failed."""
     try:
         return model.model_validate(json.loads(body))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError(f"body is not valid UTF-8 (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        # json.loads recurses once per nesting level; no HR system nests anywhere near this.
+        raise MalformedBodyError("body is JSON nested too deeply") from exc
     except ValidationError as exc:
         raise PayloadError(f"body does not match the {schema} schema: {summary(exc)}") from exc

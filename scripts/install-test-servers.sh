@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the integration tests and bench/ldap_termination.py need:
-# a Samba AD DC (samba-tool, samba), OpenLDAP (slapd, ldap-utils) and PostgreSQL.
+# a Samba AD DC (samba-tool, samba), OpenLDAP (slapd, ldap-utils), PostgreSQL, and buildah with
+# debootstrap for the container image test (tests/integration/test_container.py).
 #
 # Idempotent: a fast no-op when everything is present. As root it installs what is missing
 # (one `apt-get update`, non-interactive) without starting any daemon: the test fixtures start
@@ -11,8 +12,11 @@ set -euo pipefail
 # samba-vfs-modules: provisioning sets sysvol ACLs through vfs_acl_xattr (not in "samba").
 # postgresql: the store tests use the server on 127.0.0.1:5432 when one answers, else they start
 # a throwaway cluster with the packaged initdb/pg_ctl.
+# buildah, debootstrap: the container test builds the Dockerfile (buildah --isolation chroot, no
+# daemon, no OCI runtime needed) on a stand-in base image debootstrapped from Debian
+# (scripts/container-base-standin.sh), since no container registry is reachable.
 PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user slapd ldap-utils
-          postgresql)
+          postgresql buildah debootstrap)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -5,6 +5,7 @@ Imports nothing of the service but ``connectors.base`` (value types) and the exc
 
 from lifecycle.domain.enums import (
     ErrorCode,
+    InboxOutcome,
     RunKind,
     RunStatus,
     StepAction,
@@ -15,6 +16,7 @@ from lifecycle.domain.model import (
     ApiToken,
     Checkpoint,
     InboxEntry,
+    InboxEvent,
     Intake,
     IntakeDecision,
     Lease,
@@ -57,6 +59,8 @@ __all__ = [
     "DisablePlan",
     "ErrorCode",
     "InboxEntry",
+    "InboxEvent",
+    "InboxOutcome",
     "Intake",
     "IntakeDecision",
     "Lease",

@@ -82,3 +82,18 @@ class ErrorCode(StrEnum):
     """An earlier step of the same system failed and this one depends on it."""
     CONNECTOR_BUG = "connector_bug"
     """The connector raised something outside the connector error tree."""
+
+
+class InboxOutcome(StrEnum):
+    """What became of an HR event (one inbox row each)."""
+
+    RUN = "run"
+    """It started a run (``run_id``)."""
+    IGNORED = "ignored"
+    """Authentic, and it matters to nothing (``detail`` says why)."""
+    UNMAPPED = "unmapped"
+    """A termination-looking event not resolvable to a worker or a decision: alerted at once."""
+    PENDING = "pending"
+    """Awaiting a vendor look-up; retried from the store until it resolves or is escalated."""
+    CONFLICT = "conflict"
+    """Its event id was delivered before with another payload: refused with 409 and alerted."""

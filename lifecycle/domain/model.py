@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors import base
-from lifecycle.domain.enums import RunStatus, StepStatus, WorkerStatus
+from lifecycle.domain.enums import InboxOutcome, RunStatus, StepStatus, WorkerStatus
 from lifecycle.domain.plans import Plan
 from lifecycle.domain.timestamps import iso_z
 
@@ -264,7 +264,10 @@ class RunDetail:
 
 @dataclass(frozen=True, slots=True)
 class InboxEntry:
-    """An accepted HR event, as the inbox keeps it (stored before it is acknowledged)."""
+    """An authenticated HR event to record in the inbox (stored before it is acknowledged).
+
+    ``outcome`` and ``detail`` are set for rows that start no run (ignored, unmapped, pending);
+    an event handed to ``accept_hr_event`` gets its outcome from the decision."""
 
     source: str
     source_event_id: str
@@ -273,6 +276,34 @@ class InboxEntry:
     payload_sha256: str
     effective_at: datetime | None = None
     reason: str | None = None
+    outcome: InboxOutcome | None = None
+    detail: str | None = None
+    pending_json: str | None = None
+    """A pending row's look-up request (vendor ids and field names; no secrets)."""
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """A stored inbox row: an HR event and what became of it."""
+
+    id: str
+    source: str
+    source_event_id: str
+    type: str
+    worker_id: str
+    received_at: datetime
+    payload_sha256: str
+    effective_at: datetime | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    outcome: str | None = None
+    """An ``InboxOutcome``; None only on rows stored before outcomes were kept."""
+    detail: str | None = None
+    pending_json: str | None = None
+    attempts: int | None = None
+    next_attempt_at: datetime | None = None
+    escalated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,19 +321,25 @@ class RosterEntry:
 
 @dataclass(frozen=True, slots=True)
 class Intake:
-    """What an accepted HR event became."""
+    """What an accepted HR event became (its inbox row)."""
 
     event_id: str
     run_id: str | None
     duplicate: bool
+    outcome: InboxOutcome = InboxOutcome.RUN
+    detail: str | None = None
+    first_event_id: str | None = None
+    """For a conflict: the inbox row of the first delivery of this event id."""
 
 
 @dataclass(frozen=True, slots=True)
 class IntakeDecision:
-    """What services decided for an HR event: the roster row to store and the run to start."""
+    """What services decided for an HR event: the roster row to store and the run to start
+    (or, with none, why it starts nothing)."""
 
     worker: Worker
     run: NewRun | None = None
+    ignored: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -36,8 +36,12 @@ class GroupCommit(Generic[R]):
         self._flushing = False
 
     async def submit(self, item: R) -> None:
+        await self.submit_all([item])
+
+    async def submit_all(self, items: Sequence[R]) -> None:
+        """Write ``items`` in one transaction (the same flush) and wait for it."""
         ticket = _Ticket()
-        self._queue.append((item, ticket))
+        self._queue.extend((item, ticket) for item in items)
         if not self._flushing:
             self._flushing = True
             try:

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, TypeVar
 
 import anyio
@@ -61,6 +62,7 @@ from lifecycle.exceptions import (
     TransientConnectorError,
     UnsupportedOperationError,
 )
+from lifecycle.logs import bound
 from lifecycle.metrics import Metrics
 from lifecycle.retry import RetryPolicy, retry_transient
 from lifecycle.store.ports import Deferral, Finish, LinkProgress, Progress, RunQueue, StepProgress
@@ -98,6 +100,13 @@ class ExecutorConfig:
         return timedelta(seconds=seconds)
 
 
+class Write(Enum):
+    NOW = "now"
+    LATER = "later"
+    """With the system's next write: before its next call is sent, or when its chain ends."""
+    NONE = "none"
+
+
 class _ChainStopped(Exception):
     """The system's chain cannot go on now (its steps are already settled or deferred)."""
 
@@ -114,6 +123,9 @@ class _Execution:
     steps: dict[int, Step]
     deferred: dict[str, datetime] = field(default_factory=dict)
     """System -> when its waiting step is due again."""
+    unflushed: dict[str, list[Progress]] = field(default_factory=dict)
+    """System -> settled steps and links not yet written: they go with that system's next
+    write, which always comes before its next call is sent (or when its chain ends)."""
 
 
 class Executor:
@@ -256,9 +268,13 @@ class Executor:
             await self._execute_tracked(lease, detail)
         except LeaseLostError:
             log.warning("run %s was taken over by another replica; stopped", lease.run_id)
-        except Exception:
+        except Exception as exc:
             # The lease lapses and another attempt (here or on a replica) resumes the run.
-            log.exception("run %s raised; it will be resumed after its lease expires", lease.run_id)
+            log.exception(
+                "run %s raised; it will be resumed after its lease expires",
+                lease.run_id,
+                extra={"run_id": lease.run_id, "error_class": type(exc).__name__},
+            )
 
     async def _execute_tracked(self, lease: Lease, detail: RunDetail | None) -> RunStatus | None:
         self._in_flight[lease.run_id] = lease
@@ -305,10 +321,11 @@ class Executor:
         for step in detail.steps:
             by_system[step.system].append(step)
         try:
-            async with anyio.create_task_group() as tg:
-                for name, steps in by_system.items():
-                    chain = sorted(steps, key=lambda s: s.position)
-                    tg.start_soon(self._run_system, ex, name, chain)
+            with bound(run_id=run.id, worker_id=run.worker_id, kind=run.kind):
+                async with anyio.create_task_group() as tg:
+                    for name, steps in by_system.items():
+                        chain = sorted(steps, key=lambda s: s.position)
+                        tg.start_soon(self._run_system, ex, name, chain)
         except BaseExceptionGroup as group:
             lost, rest = group.split(LeaseLostError)
             if lost is not None and rest is None:
@@ -356,7 +373,13 @@ class Executor:
             "run %s finished: %s",
             run.id,
             status,
-            extra={"run_id": run.id, "status": str(status), "time_to_revoke_ms": ttr},
+            extra={
+                "run_id": run.id,
+                "worker_id": run.worker_id,
+                "kind": run.kind,
+                "status": str(status),
+                "time_to_revoke_ms": ttr,
+            },
         )
         return status
 
@@ -395,7 +418,13 @@ class Executor:
     # ------------------------------------------------------------------ the step runner
 
     async def _run_system(self, ex: _Execution, system: str, steps: list[Step]) -> None:
-        """One system's chain: resolve the account, then each pending step in order."""
+        """One system's chain (with ``system`` on every log line it writes)."""
+        with bound(system=system):
+            await self._chain(ex, system, steps)
+            await self._flush(ex, system)
+
+    async def _chain(self, ex: _Execution, system: str, steps: list[Step]) -> None:
+        """Resolve the account, then run each pending step in order."""
         pending = [s for s in steps if not s.status.settled]
         if not pending:
             return
@@ -430,7 +459,12 @@ class Executor:
             now = self.clock()
             for step in pending:
                 await self._save(
-                    ex, step, status=StepStatus.NO_ACCOUNT, started_at=now, finished_at=now
+                    ex,
+                    step,
+                    write=Write.LATER,
+                    status=StepStatus.NO_ACCOUNT,
+                    started_at=now,
+                    finished_at=now,
                 )
             raise _ChainStopped
         return account
@@ -491,7 +525,7 @@ class Executor:
                 ex.worker.worker_id, account.system, account.account_id, account.login, self.clock()
             )
             ex.links[account.system] = new
-            await self._writes.submit(LinkProgress(ex.lease, new))
+            ex.unflushed.setdefault(account.system, []).append(LinkProgress(ex.lease, new))
         for step in list(ex.steps.values()):
             if step.system == account.system and not step.status.settled:
                 ex.steps[step.id] = replace(
@@ -512,10 +546,15 @@ class Executor:
         now = self.clock()
         if action.capability is not None and action.capability not in connector.capabilities:
             await self._save(
-                ex, step, status=StepStatus.NOT_APPLICABLE, started_at=now, finished_at=now
+                ex,
+                step,
+                write=Write.LATER,
+                status=StepStatus.NOT_APPLICABLE,
+                started_at=now,
+                finished_at=now,
             )
             return account
-        step = await self._save(ex, step, started_at=step.started_at or now, persist=False)
+        step = await self._save(ex, step, write=Write.NONE, started_at=step.started_at or now)
         try:
             done = await action.run(
                 ActionContext(
@@ -543,6 +582,7 @@ class Executor:
         await self._save(
             ex,
             ex.steps[step.id],
+            write=Write.LATER,
             status=done.status,
             finished_at=self.clock(),
             result=done.result,
@@ -591,7 +631,7 @@ class Executor:
                 system,
                 action,
                 exc_info=exc,
-                extra=self._context(ex, system, action),
+                extra={"action": action, "error_class": type(exc).__name__},
             )
         await self._fail_all(ex, list(steps), error)
         await self._escalate(ex, system, action, exc)
@@ -661,16 +701,25 @@ class Executor:
         return base * (1 + random.uniform(0, policy.jitter))  # noqa: S311 - jitter, not crypto
 
     async def _save(
-        self, ex: _Execution, step: Step, *, persist: bool = True, **changes: Any
+        self, ex: _Execution, step: Step, *, write: Write = Write.NOW, **changes: Any
     ) -> Step:
-        """The step's new state, kept for the run's outcome and (by default) persisted under
-        the run's lease before the chain moves on."""
+        """The step's new state, kept for the run's outcome and written under the run's lease:
+        now (with what its system has not written yet), with its system's next write, or not
+        at all (a state the next write will carry)."""
         current = ex.steps.get(step.id, step)
         new = replace(current, **changes) if changes else current
         ex.steps[step.id] = new
-        if persist:
-            await self._writes.submit(StepProgress(ex.lease, new))
+        if write is Write.LATER:
+            ex.unflushed.setdefault(new.system, []).append(StepProgress(ex.lease, new))
+        elif write is Write.NOW:
+            await self._flush(ex, new.system, StepProgress(ex.lease, new))
         return new
+
+    async def _flush(self, ex: _Execution, system: str, *items: Progress) -> None:
+        """Write what ``system``'s chain has not written yet, and ``items``, in one commit."""
+        batch = [*ex.unflushed.pop(system, ()), *items]
+        if batch:
+            await self._writes.submit_all(batch)
 
     async def _call(
         self,
@@ -688,12 +737,18 @@ class Executor:
             policy = replace(policy, attempts=attempts)
 
         async def attempt() -> T:
+            number = None
             if step_id is not None:
+                # Write-ahead: the attempt is durable before the call is sent, so a call that a
+                # crash leaves unconfirmed still counts when the resumed run sends it again.
                 step = ex.steps[step_id]
-                await self._save(ex, step, attempts=step.attempts + 1, persist=False)
+                number = step.attempts + 1
+                await self._save(
+                    ex, step, attempts=number, started_at=step.started_at or self.clock()
+                )
             self.metrics.step_attempts.labels(connector.name, action).inc()
             try:
-                with anyio.fail_after(self.config.step_timeout):
+                with bound(attempt=number), anyio.fail_after(self.config.step_timeout):
                     return await call()
             except TimeoutError as exc:
                 self.metrics.step_errors.labels(connector.name, action, "transient").inc()
@@ -707,50 +762,33 @@ class Executor:
                 raise
 
         async def on_retry(number: int, exc: TransientConnectorError, wait: float) -> None:
-            log.warning(
-                "%s in %s failed (attempt %d), retrying in %.1f s",
-                action,
-                connector.name,
-                number,
-                wait,
-                extra={
-                    **self._context(ex, connector.name, action),
-                    "attempt": number,
-                    "error_class": type(exc).__name__,
-                },
-            )
-            if step_id is None:
-                return
-            step = ex.steps[step_id]
-            await self._save(
-                ex,
-                step,
-                error=error_of(exc, f"attempt {number}: ", suffix=f" (retrying in {wait:.1f} s)"),
-            )
+            # retry_transient logs the attempt; the error goes with the next attempt's write.
+            if step_id is not None:
+                await self._save(
+                    ex,
+                    ex.steps[step_id],
+                    write=Write.LATER,
+                    error=error_of(
+                        exc, f"attempt {number}: ", suffix=f" (retrying in {wait:.1f} s)"
+                    ),
+                )
 
-        return await retry_transient(attempt, policy, on_retry=on_retry)
-
-    @staticmethod
-    def _context(ex: _Execution, system: str, action: str) -> dict[str, Any]:
-        return {
-            "run_id": ex.run.id,
-            "worker_id": ex.run.worker_id,
-            "system": system,
-            "action": action,
-        }
+        with bound(action=action):
+            return await retry_transient(attempt, policy, on_retry=on_retry)
 
     async def _escalate(self, ex: _Execution, system: str, action: str, exc: BaseException) -> None:
         message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__
         kind = "permanent" if isinstance(exc, PermanentConnectorError) else "exhausted"
-        await self.alerts.send(
-            Alert(
-                "step_failed",
-                f"{action} failed ({kind}) for {ex.run.worker_id} in {system}: {message}",
-                ex.run.id,
-                ex.run.worker_id,
-                system,
+        with bound(action=action, error_class=type(exc).__name__):
+            await self.alerts.send(
+                Alert(
+                    "step_failed",
+                    f"{action} failed ({kind}) for {ex.run.worker_id} in {system}: {message}",
+                    ex.run.id,
+                    ex.run.worker_id,
+                    system,
+                )
             )
-        )
 
 
 class _Caller:

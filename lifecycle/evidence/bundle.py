@@ -48,7 +48,7 @@ from lifecycle.evidence.checkpoint import (
 from lifecycle.evidence.merkle import ProofTree
 from lifecycle.evidence.report import ReportStats, render_pdf
 from lifecycle.evidence.terminations import TerminationsTable
-from lifecycle.exceptions import EvidenceError
+from lifecycle.exceptions import EvidenceError, OutOfRangeError
 
 BUNDLE_FORMAT = "lifecycle-evidence-bundle/1"
 MANIFEST_NOTE_TITLE = "lifecycle evidence bundle manifest v1"
@@ -136,7 +136,10 @@ def write_bundle(
     cp = parse_checkpoint_text(verify_note(checkpoint, verifier))
     tree = ProofTree(leaf_hashes, cp.tree_size)
     if previous_tree_size is not None and not 0 <= previous_tree_size <= cp.tree_size:
-        raise EvidenceError(f"previous tree size {previous_tree_size} is outside 0..{cp.tree_size}")
+        raise OutOfRangeError(
+            f"previous tree size {previous_tree_size} is beyond the log: the log's size is "
+            f"{cp.tree_size} (use 0..{cp.tree_size})"
+        )
     stamp = _iso(generated_at or datetime.now(UTC))
     other_digests: list[tuple[str, str]] = []
     record_digests = bytearray()

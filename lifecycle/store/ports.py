@@ -17,6 +17,7 @@ from lifecycle.domain import (
     ApiToken,
     Checkpoint,
     InboxEntry,
+    InboxEvent,
     Intake,
     IntakeDecision,
     Lease,
@@ -158,17 +159,79 @@ class Runs(Protocol):
 
 
 class Intakes(Protocol):
+    """The HR inbox: one row per (source, event id, payload), never deleted."""
+
     def accept_hr_event(
         self,
         event: InboxEntry,
         now: datetime,
         decide: Callable[[Worker | None, str | None], IntakeDecision],
+        *,
+        replace_pending: str | None = None,
     ) -> Intake:
         """Store the inbox row, the roster change and the run ``decide`` asks for, in one
         transaction. ``decide(known worker, their current playbook)`` runs inside it and may
-        raise (then nothing is stored). A second delivery of the same source event id returns
-        the first one's outcome without calling ``decide``."""
+        raise (then nothing is stored). A re-delivery of the same payload returns the first
+        one's outcome without calling ``decide``; another payload under a known event id is
+        stored as a ``conflict``. With ``replace_pending`` that pending row becomes this
+        outcome, keeping its id and receipt time."""
         ...
+
+    def record_inbox(
+        self, entry: InboxEntry, now: datetime, *, replace_pending: str | None = None
+    ) -> Intake:
+        """Store a row that starts no run (``entry.outcome``), with the same re-delivery and
+        conflict rules as ``accept_hr_event``."""
+        ...
+
+    def claim_pending(self, now: datetime, hold_until: datetime, limit: int) -> list[InboxEvent]:
+        """Pending rows due for a retry, held until ``hold_until`` for this replica."""
+        ...
+
+    def reschedule_pending(
+        self,
+        inbox_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: datetime,
+        detail: str,
+        escalated_at: datetime | None = None,
+    ) -> None:
+        """A pending row's look-up failed again: when to try next, and why it waits."""
+        ...
+
+    def worker_by_email(self, email: str) -> Worker | None:
+        """The roster worker with this work email (case-insensitive), if exactly one has it."""
+        ...
+
+    def linked_worker(self, source: str, person_id: str) -> str | None: ...
+
+    def link_person(self, source: str, person_id: str, worker_id: str, now: datetime) -> None:
+        """Remember that ``source`` knows ``worker_id`` as ``person_id`` (latest wins)."""
+        ...
+
+    def inbox_event(self, inbox_id: str) -> InboxEvent | None: ...
+
+    def list_inbox(
+        self,
+        *,
+        source: str | None = None,
+        outcome: str | None = None,
+        worker_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[InboxEvent]:
+        """Inbox rows, newest first, filtered by whatever is given."""
+        ...
+
+    def inbox_counts(self) -> dict[tuple[str, str], int]:
+        """Inbox rows by (source, outcome), for ``/metrics``."""
+        ...
+
+    def get_worker(self, worker_id: str) -> Worker | None: ...
 
 
 class Roster(Protocol):

@@ -72,6 +72,20 @@ def config_text(
     return "\n".join(lines) + "\n" + extra
 
 
+def event_body(
+    worker: str,
+    event_type: str = "worker.terminated",
+    at: datetime | None = None,
+    effective_at: datetime | None = None,
+) -> bytes:
+    """A Standard Webhooks HR event body, as a sender would post it."""
+    data: dict[str, Any] = {"worker_id": worker, "reason": "contract_end"}
+    if effective_at:
+        data["effective_at"] = effective_at.isoformat()
+    now = at or datetime.now(UTC)
+    return json.dumps({"type": event_type, "timestamp": now.isoformat(), "data": data}).encode()
+
+
 @dataclass
 class Service:
     workdir: Path
@@ -186,24 +200,16 @@ class Service:
         at: datetime | None = None,
         body: bytes | None = None,
         source: str = "demo",
+        content_type: str = "application/json",
     ) -> httpx.Response:
         now = at or datetime.now(UTC)
-        data: dict[str, Any] = {"worker_id": worker, "reason": "contract_end"}
-        if effective_at:
-            data["effective_at"] = effective_at.isoformat()
-        raw = (
-            body
-            if body is not None
-            else json.dumps(
-                {"type": event_type, "timestamp": now.isoformat(), "data": data}
-            ).encode()
-        )
+        raw = body if body is not None else event_body(worker, event_type, now, effective_at)
         msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, now, raw.decode()),
-            "content-type": "application/json",
+            "webhook-signature": Webhook(secret).sign(msg_id, now, raw.decode(errors="replace")),
+            "content-type": content_type,
         }
         return httpx.post(
             f"{self.url}/v1/hr/{source}/events", content=raw, headers=headers, timeout=10

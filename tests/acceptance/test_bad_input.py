@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.acceptance.service import Service
+from tests.acceptance.service import Service, event_body
 
 pytestmark = pytest.mark.acceptance
 
@@ -33,6 +33,11 @@ def oversized_chunked(svc: Service) -> httpx.Response:
     return httpx.post(f"{svc.url}/v1/hr/demo/events", content=chunks(), timeout=10)
 
 
+def nested(depth: int) -> Callable[[Service], httpx.Response]:
+    """A signed body of JSON arrays nested ``depth`` deep (a parser-recursion attack)."""
+    return lambda s: s.send_event("W0001", body=b"[" * depth + b"]" * depth)
+
+
 CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
     "bad signature": (
         lambda s: s.send_event("W0001", secret="whsec_d3Jvbmctc2VjcmV0"),
@@ -53,7 +58,18 @@ CASES: dict[str, tuple[Callable[[Service], httpx.Response], int, str]] = {
     "malformed json": (lambda s: s.send_event("W0001", body=b'{"type": "worker.term'), 422, "JSON"),
     "wrong schema": (lambda s: s.send_event("W0001", event_type="worker.promoted"), 422, "schema"),
     "hostile worker id": (lambda s: s.send_event("*)(uid=*"), 422, "worker id"),
-    "unknown worker": (lambda s: s.send_event("W9999"), 422, "W9999"),
+    "nested 2,000 deep": (nested(2_000), 400, "nested too deeply"),
+    "nested 100,000 deep": (nested(100_000), 400, "nested too deeply"),
+    "invalid utf-8": (
+        lambda s: s.send_event("W0001", body=b'{"type": "worker.terminated\xff"}'),
+        400,
+        "UTF-8",
+    ),
+    "another content type": (
+        lambda s: s.send_event("W0001", content_type="application/x-www-form-urlencoded"),
+        415,
+        "application/json",
+    ),
     "oversized body": (oversized, 413, "larger than"),
     "oversized chunked body": (oversized_chunked, 413, "larger than"),
 }
@@ -84,8 +100,35 @@ def test_oversized_bodies_are_refused_on_every_route_before_auth(service: Servic
         assert response.status_code == 413, (path, response.status_code)
 
 
-def test_termination_of_an_unknown_worker_is_refused_and_alerted(service: Service) -> None:
-    response = service.send_event("W9876")
+def test_termination_of_an_unknown_worker_is_refused_recorded_and_alerted(
+    service: Service,
+) -> None:
+    """A clear 4xx to the sender (its delivery log shows the failure), and never dropped: the
+    inbox keeps it ``unmapped`` (no run, no roster change) and an alert goes out at once."""
+    before = (service.count("runs"), service.count("inbox"), service.count("workers"))
+    body = event_body("W9876")
+    response = service.send_event("W9876", msg_id="unknown-1", body=body)
     assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "W9876" in response.json()["detail"]
+    assert "unmapped" in response.json()["detail"]
     assert "ALERT unknown_worker_termination" in service.log()
     assert "W9876" in service.log()
+    runs, events, workers = before
+    assert (service.count("runs"), service.count("inbox"), service.count("workers")) == (
+        runs,
+        events + 1,
+        workers,
+    )
+    # A retrying sender: refused again, alerted once, stored once.
+    again = service.send_event("W9876", msg_id="unknown-1", body=body)
+    assert again.status_code == 422
+    assert service.log().count("ALERT unknown_worker_termination") == 1
+    assert service.count("inbox") == events + 1
+
+
+def test_transfer_of_an_unknown_worker_is_stored_ignored(service: Service) -> None:
+    response = service.send_event("W9999", event_type="worker.transferred")
+    assert response.status_code == 202
+    assert response.json()["outcome"] == "ignored"
+    assert "W9999" in response.json()["detail"]

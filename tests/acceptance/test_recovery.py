@@ -46,6 +46,33 @@ def test_killed_mid_run_the_restarted_service_finishes_without_redoing_steps(
     assert svc.count("evidence") == 1
 
 
+def test_a_call_left_unconfirmed_by_a_crash_counts_as_an_attempt(fresh_service: Service) -> None:
+    svc = fresh_service
+    svc.config = config_text(latency={"idp": 10, "ehr": 10, "phone": 1500}, lease_seconds=1.5)
+    svc.start()
+    run_id = svc.send_event("W0009").json()["run_id"]
+    deadline = time.monotonic() + 20
+    while True:  # a phone call is on the wire: its attempt is recorded, its outcome is not
+        run = svc.get(f"/v1/runs/{run_id}").json()
+        in_flight = [
+            s for s in run["steps"] if s["connector"] == "phone" and s["status"] == "pending"
+        ]
+        sent = [s for s in in_flight if s["attempts"] == 1]
+        if sent:
+            break
+        assert time.monotonic() < deadline, run
+        time.sleep(0.05)
+    svc.stop(kill=True)
+
+    svc.start()
+    run = svc.wait_run(run_id, timeout=30)
+    assert run["status"] == "verified"
+    again = next(
+        s for s in run["steps"] if (s["connector"], s["action"]) == ("phone", sent[0]["action"])
+    )
+    assert again["attempts"] == 2  # the one the crash cut off, and the one after the restart
+
+
 def test_future_dated_termination_fires_on_time_after_a_restart(fresh_service: Service) -> None:
     svc = fresh_service
     svc.start()

@@ -10,7 +10,7 @@ import pytest
 
 from lifecycle.evidence.checkpoint import verify_checkpoint
 from lifecycle.evidence.merkle import leaf_hash, root_hash
-from tests.acceptance.service import ORIGIN, Service
+from tests.acceptance.service import ORIGIN, Service, event_body
 
 pytestmark = pytest.mark.acceptance
 SYSTEMS = ("ehr", "idp", "phone")
@@ -49,10 +49,11 @@ def test_signed_termination_is_revoked_everywhere_and_verified(service: Service)
 
 
 def test_redelivered_event_returns_the_same_run_and_revokes_once(service: Service) -> None:
-    first = service.send_event("W0043", msg_id="msg_redelivered")
+    body = event_body("W0043")  # a sender re-delivers the same message, newly signed
+    first = service.send_event("W0043", msg_id="msg_redelivered", body=body)
     run_id = first.json()["run_id"]
     service.wait_run(run_id)
-    again = service.send_event("W0043", msg_id="msg_redelivered")
+    again = service.send_event("W0043", msg_id="msg_redelivered", body=body)
     assert again.status_code == 202
     assert again.json()["run_id"] == run_id
     assert again.json()["duplicate"] is True

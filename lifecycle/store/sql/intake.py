@@ -1,56 +1,297 @@
-"""The HR inbox: an accepted event, its roster change and its run, in one transaction."""
+"""The HR inbox: an accepted event with its roster change and its run, in one transaction; rows
+that start nothing (ignored, unmapped, pending, conflict); pending look-ups; the vendor-id
+links of people; and the queries behind ``GET /v1/hr/events`` and ``/metrics``.
+
+Every write is one short transaction; an inbox row is never deleted (a pending row is settled
+in place, keeping its id and receipt time).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import func, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, col, select
 
-from lifecycle.domain import InboxEntry, Intake, IntakeDecision, Worker
+from lifecycle.domain import InboxEntry, InboxEvent, InboxOutcome, Intake, IntakeDecision, Worker
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.runs import RunQueries, new_id
-from lifecycle.store.sql.tables import InboxRow, WorkerRow
+from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
 
 
+def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
+    """The inbox row of ``entry`` received ``now``; ``fields`` set the rest (outcome, ...)."""
+    return InboxRow(
+        **{"id": new_id()}
+        | {
+            "source": entry.source,
+            "source_event_id": entry.source_event_id,
+            "type": entry.type,
+            "worker_id": entry.worker_id,
+            "received_at": now,
+            "effective_at": entry.effective_at,
+            "reason": entry.reason,
+            "payload_sha256": entry.payload_sha256,
+        }
+        | fields
+    )
+
+
 class IntakeQueries(RunQueries):
-    def accept_hr_event(self, event: InboxEntry, now: datetime, decide: Decide) -> Intake:
+    def accept_hr_event(
+        self,
+        event: InboxEntry,
+        now: datetime,
+        decide: Decide,
+        *,
+        replace_pending: str | None = None,
+    ) -> Intake:
         try:
-            return self._accept(event, now, decide)
+            return self._accept(event, now, decide, replace_pending)
         except IntegrityError:
             # A concurrent delivery of the same event won the race; answer with its run.
-            return self._accept(event, now, decide)
+            return self._accept(event, now, decide, replace_pending)
 
-    def _accept(self, event: InboxEntry, now: datetime, decide: Decide) -> Intake:
+    def _accept(
+        self, event: InboxEntry, now: datetime, decide: Decide, replace_pending: str | None
+    ) -> Intake:
         with self.session() as s:
-            existing = s.exec(
-                select(InboxRow).where(
-                    InboxRow.source == event.source,
-                    InboxRow.source_event_id == event.source_event_id,
-                )
-            ).first()
-            if existing is not None:
-                return Intake(existing.id, existing.run_id, duplicate=True)
+            inbox_id = new_id()
+            pending = s.get(InboxRow, replace_pending) if replace_pending else None
+            if pending is not None and pending.outcome == InboxOutcome.PENDING:
+                inbox_id, now = pending.id, pending.received_at
+                s.delete(pending)
+                s.flush()
+            earlier = self._earlier_delivery(s, event, now)
+            if earlier is not None:
+                return earlier
             row = s.get(WorkerRow, event.worker_id)
             known = mapping.worker(row) if row is not None else None
             decision = decide(known, self.playbook_of(s, event.worker_id))
             s.merge(mapping.worker_row(decision.worker))
-            inbox = InboxRow(
-                id=new_id(),
-                source=event.source,
-                source_event_id=event.source_event_id,
-                type=event.type,
-                worker_id=event.worker_id,
-                received_at=now,
-                effective_at=event.effective_at,
-                reason=event.reason,
-                payload_sha256=event.payload_sha256,
-            )
+            inbox = inbox_row(event, now, id=inbox_id)
             if decision.run is not None:
                 inbox.run_id = self.insert_run(s, decision.run, now).id
+                inbox.outcome = InboxOutcome.RUN
+            else:
+                inbox.outcome, inbox.detail = InboxOutcome.IGNORED, decision.ignored
             s.add(inbox)
             s.flush()
-            return Intake(inbox.id, inbox.run_id, duplicate=False)
+            return Intake(
+                inbox.id,
+                inbox.run_id,
+                duplicate=False,
+                outcome=InboxOutcome(inbox.outcome),
+                detail=inbox.detail,
+            )
+
+    def record_inbox(
+        self, entry: InboxEntry, now: datetime, *, replace_pending: str | None = None
+    ) -> Intake:
+        try:
+            return self._record(entry, now, replace_pending)
+        except IntegrityError:
+            return self._record(entry, now, replace_pending)  # a concurrent twin won
+
+    def _record(self, entry: InboxEntry, now: datetime, replace_pending: str | None) -> Intake:
+        outcome = entry.outcome or InboxOutcome.IGNORED
+        with self.session() as s:
+            if replace_pending is not None:
+                row = s.get(InboxRow, replace_pending)
+                if row is not None and row.outcome == InboxOutcome.PENDING:
+                    row.type, row.worker_id = entry.type, entry.worker_id
+                    row.outcome, row.detail = outcome, entry.detail
+                    row.effective_at, row.reason = entry.effective_at, entry.reason
+                    row.pending_json = entry.pending_json
+                    row.next_attempt_at = entry.next_attempt_at
+                    s.add(row)
+                    return Intake(row.id, None, duplicate=False, outcome=outcome, detail=row.detail)
+            earlier = self._earlier_delivery(s, entry, now)
+            if earlier is not None:  # a re-delivery, or the same id with another payload
+                return earlier
+            row = inbox_row(
+                entry,
+                now,
+                outcome=outcome,
+                detail=entry.detail,
+                pending_json=entry.pending_json,
+                attempts=1 if outcome is InboxOutcome.PENDING else None,
+                next_attempt_at=entry.next_attempt_at,
+            )
+            s.add(row)
+            s.flush()
+            return Intake(row.id, None, duplicate=False, outcome=outcome, detail=row.detail)
+
+    def _earlier_delivery(self, s: Session, event: InboxEntry, now: datetime) -> Intake | None:
+        """What an earlier delivery of this (source, event id) became, if there was one.
+
+        Idempotency means the same event: only the same payload is a re-delivery. Another
+        payload under a known id is never taken for a duplicate (it could be another worker's
+        termination); it is stored as a conflict, once per distinct payload."""
+        if self.is_postgres:
+            # Two different payloads under one new id, at once, must not both become "first".
+            digest = hashlib.sha256(f"{event.source}\n{event.source_event_id}".encode()).digest()
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=key))  # type: ignore[call-overload]
+        rows = s.exec(
+            select(InboxRow)
+            .where(
+                InboxRow.source == event.source,
+                InboxRow.source_event_id == event.source_event_id,
+            )
+            .order_by(col(InboxRow.received_at))
+        ).all()
+        if not rows:
+            return None
+        first = next((r for r in rows if r.outcome != InboxOutcome.CONFLICT), rows[0])
+        same = next((r for r in rows if r.payload_sha256 == event.payload_sha256), None)
+        if same is not None:
+            return Intake(
+                same.id,
+                same.run_id,
+                duplicate=True,
+                outcome=InboxOutcome(same.outcome or InboxOutcome.RUN),
+                detail=same.detail,
+                first_event_id=first.id if same is not first else None,
+            )
+        detail = (
+            f"event id {event.source_event_id!r} was first delivered at "
+            f"{first.received_at.isoformat()} with payload sha256 {first.payload_sha256}; "
+            f"this delivery's payload differs (sha256 {event.payload_sha256})"
+        )
+        conflict = inbox_row(event, now, outcome=InboxOutcome.CONFLICT, detail=detail)
+        s.add(conflict)
+        return Intake(
+            conflict.id,
+            None,
+            duplicate=False,
+            outcome=InboxOutcome.CONFLICT,
+            detail=detail,
+            first_event_id=first.id,
+        )
+
+    # ------------------------------------------------------------------ pending look-ups
+
+    def claim_pending(self, now: datetime, hold_until: datetime, limit: int) -> list[InboxEvent]:
+        """Pending rows due for a retry; their next attempt moves to ``hold_until`` so another
+        replica (or the next poll) leaves them alone while this one works on them."""
+        with self.session() as s:
+            query = (
+                select(InboxRow)
+                .where(
+                    InboxRow.outcome == InboxOutcome.PENDING,
+                    col(InboxRow.next_attempt_at) <= now,
+                )
+                .order_by(col(InboxRow.next_attempt_at))
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = list(s.exec(query).all())
+            claimed = [mapping.inbox_event(row) for row in rows]
+            for row in rows:
+                row.next_attempt_at = hold_until
+                s.add(row)
+            return claimed
+
+    def reschedule_pending(
+        self,
+        inbox_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: datetime,
+        detail: str,
+        escalated_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, object] = {
+            "attempts": attempts,
+            "next_attempt_at": next_attempt_at,
+            "detail": detail,
+        }
+        if escalated_at is not None:
+            values["escalated_at"] = escalated_at
+        with self.session() as s:
+            s.exec(
+                update(InboxRow)
+                .where(col(InboxRow.id) == inbox_id, col(InboxRow.outcome) == InboxOutcome.PENDING)
+                .values(**values)
+            )
+
+    # ------------------------------------------------------------------ people
+
+    def worker_by_email(self, email: str) -> Worker | None:
+        with self.session() as s:
+            rows = s.exec(
+                select(WorkerRow)
+                .where(func.lower(WorkerRow.email) == email.strip().lower())
+                .limit(2)
+            ).all()
+            return mapping.worker(rows[0]) if len(rows) == 1 else None
+
+    def linked_worker(self, source: str, person_id: str) -> str | None:
+        with self.session() as s:
+            link = s.get(HrPersonLinkRow, (source, person_id))
+            return link.worker_id if link else None
+
+    def link_person(self, source: str, person_id: str, worker_id: str, now: datetime) -> None:
+        with self.session() as s:
+            s.merge(
+                HrPersonLinkRow(
+                    source=source, person_id=person_id, worker_id=worker_id, linked_at=now
+                )
+            )
+
+    # ------------------------------------------------------------------ reading the inbox
+
+    def inbox_event(self, inbox_id: str) -> InboxEvent | None:
+        with self.session() as s:
+            row = s.get(InboxRow, inbox_id)
+            return mapping.inbox_event(row) if row is not None else None
+
+    def list_inbox(
+        self,
+        *,
+        source: str | None = None,
+        outcome: str | None = None,
+        worker_id: str | None = None,
+        type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[InboxEvent]:
+        with self.session() as s:
+            query = select(InboxRow)
+            if source:
+                query = query.where(InboxRow.source == source)
+            if outcome:
+                query = query.where(InboxRow.outcome == outcome)
+            if worker_id:
+                query = query.where(InboxRow.worker_id == worker_id)
+            if type:
+                query = query.where(InboxRow.type == type)
+            if since is not None:
+                query = query.where(col(InboxRow.received_at) >= since)
+            if until is not None:
+                query = query.where(col(InboxRow.received_at) < until)
+            query = (
+                query.order_by(col(InboxRow.received_at).desc(), col(InboxRow.id))
+                .offset(offset)
+                .limit(limit)
+            )
+            return [mapping.inbox_event(row) for row in s.exec(query).all()]
+
+    def inbox_counts(self) -> dict[tuple[str, str], int]:
+        with self.session() as s:
+            rows = s.exec(
+                select(InboxRow.source, InboxRow.outcome, func.count()).group_by(
+                    col(InboxRow.source), col(InboxRow.outcome)
+                )
+            ).all()
+            return {(source, outcome or "unknown"): n for source, outcome, n in rows}

@@ -8,6 +8,7 @@ from typing import Any
 from lifecycle.domain import (
     ApiToken,
     Checkpoint,
+    InboxEvent,
     Lease,
     Link,
     NewRun,
@@ -24,6 +25,7 @@ from lifecycle.domain import (
 from lifecycle.store.sql.tables import (
     ApiTokenRow,
     CheckpointRow,
+    InboxRow,
     LinkRow,
     RunRow,
     StepRow,
@@ -211,3 +213,24 @@ def token(row: ApiTokenRow) -> ApiToken:
 
 def checkpoint(row: CheckpointRow) -> Checkpoint:
     return Checkpoint(row.tree_size, bytes(row.root_hash), row.note, row.signed_at)
+
+
+def inbox_event(row: InboxRow) -> InboxEvent:
+    return InboxEvent(
+        id=row.id,
+        source=row.source,
+        source_event_id=row.source_event_id,
+        type=row.type,
+        worker_id=row.worker_id,
+        received_at=row.received_at,
+        payload_sha256=row.payload_sha256,
+        effective_at=row.effective_at,
+        reason=row.reason,
+        run_id=row.run_id,
+        outcome=row.outcome,
+        detail=row.detail,
+        pending_json=row.pending_json,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        escalated_at=row.escalated_at,
+    )

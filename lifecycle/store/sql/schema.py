@@ -13,32 +13,85 @@ from sqlmodel import SQLModel
 from lifecycle.store.sql import tables as _tables  # noqa: F401 - registers the tables
 
 EVIDENCE_RETENTION_YEARS = 6
-#: Columns added after the first release: (table, column, SQL type and default).
+#: Columns added after the first release: (table, column); the SQL type (and default) is the
+#: model's, compiled for this database.
 ADDED_COLUMNS = (
-    ("runs", "plan_json", "TEXT"),
-    ("runs", "lease_epoch", "INTEGER NOT NULL DEFAULT 0"),
-    ("runs", "sla_alerted_at", "TIMESTAMP"),
-    ("steps", "error_class", "VARCHAR"),
-    ("steps", "error_code", "VARCHAR"),
-    ("steps", "next_attempt_at", "TIMESTAMP"),
-    ("steps", "first_failed_at", "TIMESTAMP"),
+    ("runs", "plan_json"),
+    ("runs", "lease_epoch"),
+    ("runs", "sla_alerted_at"),
+    ("steps", "error_class"),
+    ("steps", "error_code"),
+    ("steps", "next_attempt_at"),
+    ("steps", "first_failed_at"),
+    ("inbox", "outcome"),
+    ("inbox", "detail"),
+    ("inbox", "pending_json"),
+    ("inbox", "attempts"),
+    ("inbox", "next_attempt_at"),
+    ("inbox", "escalated_at"),
 )
 
 
 def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine)
+    rekey_inbox(engine)
     protect_evidence(engine)
 
 
 def add_missing_columns(engine: Engine) -> None:
-    """``create_all`` makes missing tables but never alters existing ones."""
+    """``create_all`` makes missing tables but never alters existing ones; a database created
+    by an earlier version gets the columns (and their indexes) added since."""
     inspector = inspect(engine)
-    for table, column, sql_type in ADDED_COLUMNS:
+    altered: set[str] = set()
+    for table, column in ADDED_COLUMNS:
         present = {c["name"] for c in inspector.get_columns(table)}
         if column not in present:
+            model = SQLModel.metadata.tables[table].c[column]
+            sql_type = model.type.compile(dialect=engine.dialect)
+            default = model.server_default
+            extra = f" NOT NULL DEFAULT {default.arg}" if default is not None else ""  # type: ignore[attr-defined]
             with engine.begin() as conn:
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}{extra}")
+            altered.add(table)
+    for table in altered:
+        for index in SQLModel.metadata.tables[table].indexes:
+            index.create(engine, checkfirst=True)
+
+
+def rekey_inbox(engine: Engine) -> None:
+    """Databases from before conflict detection keyed the inbox on (source, event id) alone,
+    which leaves no room to store a conflicting delivery: re-key it on (source, event id,
+    payload hash) and give old rows their outcome. Rows are copied as they are."""
+    inspector = inspect(engine)  # read before the transaction: it takes the lock
+    sqlite = engine.dialect.name == "sqlite"
+    names = {c["name"] for c in inspector.get_unique_constraints("inbox")}
+    rekey = "uq_inbox_source_event" in names or (sqlite and "uq_inbox_delivery" not in names)
+    columns = ", ".join(c["name"] for c in inspector.get_columns("inbox"))
+    indexes = [i["name"] for i in inspector.get_indexes("inbox")]
+    with engine.begin() as conn:
+        if rekey and not sqlite:
+            conn.exec_driver_sql(
+                "ALTER TABLE inbox DROP CONSTRAINT IF EXISTS uq_inbox_source_event"
+            )
+            conn.exec_driver_sql(
+                "ALTER TABLE inbox ADD CONSTRAINT uq_inbox_delivery "
+                "UNIQUE (source, source_event_id, payload_sha256)"
+            )
+        elif rekey:  # SQLite cannot alter a constraint: rebuild the table
+            conn.exec_driver_sql("ALTER TABLE inbox RENAME TO inbox_before_conflicts")
+            for index in indexes:
+                conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index}"')
+            SQLModel.metadata.tables["inbox"].create(conn)
+            conn.exec_driver_sql(  # column names come from the schema itself
+                f"INSERT INTO inbox ({columns}) "  # noqa: S608
+                f"SELECT {columns} FROM inbox_before_conflicts"
+            )
+            conn.exec_driver_sql("DROP TABLE inbox_before_conflicts")
+        conn.exec_driver_sql(
+            "UPDATE inbox SET outcome = CASE WHEN run_id IS NULL THEN 'ignored' ELSE 'run' END "
+            "WHERE outcome IS NULL"
+        )
 
 
 def protect_evidence(engine: Engine) -> None:

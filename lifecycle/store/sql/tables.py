@@ -53,10 +53,15 @@ class WorkerRow(SQLModel, table=True):
 
 
 class InboxRow(SQLModel, table=True):
-    """Every accepted HR event, stored before it is acknowledged."""
+    """Every accepted HR event, stored before it is acknowledged.
+
+    One row per (source, event id, payload): a re-delivery of the same payload is the same row;
+    the same event id with another payload is a second row with outcome ``conflict``."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("source", "source_event_id", name="uq_inbox_source_event"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_event_id", "payload_sha256", name="uq_inbox_delivery"),
+    )
 
     id: str = Field(primary_key=True)
     source: str
@@ -68,6 +73,28 @@ class InboxRow(SQLModel, table=True):
     reason: str | None = None
     payload_sha256: str
     run_id: str | None = None
+    outcome: str | None = Field(default=None, index=True)
+    """An ``InboxOutcome`` (``lifecycle.domain``); null only on rows stored before outcomes
+    were kept."""
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    """Why it was ignored or unmapped, or what a pending look-up is waiting for."""
+    pending_json: str | None = Field(default=None, sa_column=Column(Text))
+    """A pending row's look-up request (vendor ids and field names; no secrets)."""
+    attempts: int | None = None
+    next_attempt_at: datetime | None = ts_column(index=True)
+    escalated_at: datetime | None = ts_column()
+
+
+class HrPersonLinkRow(SQLModel, table=True):
+    """A vendor's own id for a person, once resolved to a roster worker (a deleted record can
+    no longer be read from the vendor; its id still maps to the worker)."""
+
+    __tablename__ = "hr_person_links"
+
+    source: str = Field(primary_key=True)
+    person_id: str = Field(primary_key=True)
+    worker_id: str = Field(index=True)
+    linked_at: datetime = ts_column(nullable=False)
 
 
 class RunRow(SQLModel, table=True):

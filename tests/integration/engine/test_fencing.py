@@ -67,6 +67,7 @@ async def test_a_replica_paused_past_its_lease_cannot_write_progress_or_finish(
             taken = second.claim(run_id, owner="replica-b")
             assert taken.epoch > stale.epoch
             await second.executor.execute(taken)
+            finished = second.store.load_run(run_id)
             for connector in paused.values():
                 connector.resume.set()  # replica a wakes up and carries on
     assert isinstance(outcome["first"], LeaseLostError)
@@ -75,7 +76,10 @@ async def test_a_replica_paused_past_its_lease_cannot_write_progress_or_finish(
     records = [json.loads(body) for _, body in second.store.evidence_records()]
     assert [r["run_id"] for r in records] == [run_id]  # recorded once, by replica b
     assert records[0]["seq"] == detail.run.evidence_seq
-    for step in detail.steps:  # replica a's late results never overwrote replica b's
-        assert step.attempts == 1, (step.system, step.action, step.attempts)
+    assert detail == finished  # replica a's late results never overwrote replica b's
+    # a's disables were sent (written ahead) before it paused: b's resumed attempt is the 2nd
+    assert {(s.action, s.attempts) for s in detail.steps if s.action == "disable"} == {
+        ("disable", 2)
+    }
     for store in (first.store, second.store):
         store.dispose()

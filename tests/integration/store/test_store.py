@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, func, select
 
-from lifecycle.domain import Intake, Lease, Worker
+from lifecycle.domain import InboxOutcome, Intake, Lease, Worker
 from lifecycle.engine.kinds import default_kinds
 from lifecycle.exceptions import UnknownWorkerError
 from lifecycle.hr.event import HrEvent, HrEventType
@@ -62,13 +62,15 @@ def finish(store: SqlStore, lease: Lease, at: datetime) -> None:
     store.finish_runs([Finish(lease, "W", "verified", at, 1, build)], at)  # type: ignore[arg-type]
 
 
-def termination(worker: str, event_id: str, effective: datetime | None = None) -> HrEvent:
+def termination(
+    worker: str, event_id: str, effective: datetime | None = None, payload: str = "0" * 64
+) -> HrEvent:
     return HrEvent(
         source="hr",
         event_id=event_id,
         type=HrEventType.TERMINATION,
         worker_id=worker,
-        payload_sha256="0" * 64,
+        payload_sha256=payload,
         effective_at=effective,
     )
 
@@ -99,6 +101,82 @@ def test_redelivery_returns_the_same_run_and_stores_nothing_more(store: SqlStore
     assert count(store, RunRow) == 1
     assert count(store, InboxRow) == 1
     assert count(store, StepRow) == 12
+
+
+def test_a_known_event_id_with_another_payload_is_stored_as_a_conflict(store: SqlStore) -> None:
+    first = accept(store, termination("W0040", "dup1"))
+    clash = accept(store, termination("W0041", "dup1", payload="1" * 64))
+    assert clash.outcome == InboxOutcome.CONFLICT
+    assert clash.run_id is None
+    assert not clash.duplicate
+    assert clash.first_event_id == first.event_id
+    assert "payload differs" in (clash.detail or "")
+    again = accept(store, termination("W0041", "dup1", payload="1" * 64))
+    assert (again.outcome, again.duplicate, again.event_id) == (
+        InboxOutcome.CONFLICT,
+        True,
+        clash.event_id,
+    )
+    # The first delivery's own re-delivery still answers with its run.
+    redelivery = accept(store, termination("W0040", "dup1"))
+    assert (redelivery.run_id, redelivery.duplicate) == (first.run_id, True)
+    assert count(store, RunRow) == 1
+    assert count(store, InboxRow) == 2
+
+
+def test_different_payloads_racing_under_one_new_id_make_one_run(store: SqlStore) -> None:
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        event = termination(f"W000{n + 1}", "race-1", payload=str(n) * 64)
+        outcomes.append(accept(store, event).outcome)
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict", "conflict", "conflict", "run"]
+    assert count(store, RunRow) == 1
+
+
+def test_an_inbox_keyed_by_event_id_alone_is_rekeyed_in_place(store: SqlStore) -> None:
+    """A database from the release before conflict detection upgrades with its rows kept."""
+    intake = accept(store, termination("W0001", "old-1"))
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE inbox SET outcome = NULL, detail = NULL")
+        if store.is_postgres:
+            conn.exec_driver_sql("ALTER TABLE inbox DROP CONSTRAINT uq_inbox_delivery")
+            conn.exec_driver_sql(
+                "ALTER TABLE inbox ADD CONSTRAINT uq_inbox_source_event "
+                "UNIQUE (source, source_event_id)"
+            )
+        else:
+            conn.exec_driver_sql("ALTER TABLE inbox RENAME TO inbox_new")
+            conn.exec_driver_sql("DROP INDEX ix_inbox_worker_id")
+            conn.exec_driver_sql(
+                "CREATE TABLE inbox (id VARCHAR NOT NULL PRIMARY KEY, source VARCHAR NOT NULL, "
+                "source_event_id VARCHAR NOT NULL, type VARCHAR NOT NULL, "
+                "worker_id VARCHAR NOT NULL, received_at DATETIME NOT NULL, "
+                "effective_at DATETIME, reason VARCHAR, payload_sha256 VARCHAR NOT NULL, "
+                "run_id VARCHAR, CONSTRAINT uq_inbox_source_event UNIQUE "
+                "(source, source_event_id))"
+            )
+            conn.exec_driver_sql("CREATE INDEX ix_inbox_worker_id ON inbox (worker_id)")
+            conn.exec_driver_sql(
+                "INSERT INTO inbox SELECT id, source, source_event_id, type, worker_id, "
+                "received_at, effective_at, reason, payload_sha256, run_id FROM inbox_new"
+            )
+            conn.exec_driver_sql("DROP TABLE inbox_new")
+    store.create_schema()
+    store.create_schema()  # twice: the upgrade is idempotent
+    with Session(store.engine) as s:
+        row = s.exec(select(InboxRow)).one()
+    assert (row.id, row.run_id, row.outcome) == (intake.event_id, intake.run_id, "run")
+    clash = accept(store, termination("W0002", "old-1", payload="1" * 64))
+    assert clash.outcome == InboxOutcome.CONFLICT
 
 
 def test_unknown_worker_is_refused_and_nothing_is_stored(store: SqlStore) -> None:
