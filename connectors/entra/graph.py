@@ -408,10 +408,8 @@ class GraphClient:
         """The exception for a failed Graph call (also used for ``$batch`` items)."""
         code, message = graph_error(body)
         what = f"{op}: Graph answered {status} {code}"
+        retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
         if status in (429, 503):
-            retry_after = parse_retry_after(
-                headers.get("retry-after") or headers.get("Retry-After")
-            )
             return GraphThrottledError(
                 f"{what} (throttled)",
                 connector=self.connector,
@@ -419,7 +417,7 @@ class GraphClient:
                 retry_after=retry_after,
             )
         if status >= 500 or status == 408:
-            return self._error(True, f"{what}: {message}", account_id, None)
+            return self._error(True, f"{what}: {message}", account_id, retry_after)
         if status == 403:
             return PermanentConnectorError(
                 f"{what}: the app registration lacks the application permission {permission} "

@@ -359,3 +359,14 @@ async def test_creating_a_user_is_never_retried_inside_the_connector(
     with pytest.raises(TransientConnectorError, match="502"):
         await connector.create_account(Worker("W0801"), DesiredAccess())
     assert graph_calls(fake, "POST", "/users") == 3, "a 5xx create is left to the engine"
+
+
+async def test_a_5xx_with_retry_after_hands_the_wait_to_the_executor(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid = fake.add_user("W1")
+    fake.faults.append(Fault("GET", USER, 502, times=1, retry_after="7", code="BadGateway"))
+    with pytest.raises(TransientConnectorError) as info:
+        await connector.disable(Account("idp", uid))
+    assert info.value.retry_after == 7.0
+    assert graph_calls(fake, "GET", USER) == 1
