@@ -18,7 +18,7 @@ from lifecycle.alerts import AlertSink
 from lifecycle.engine import Engine, EngineConfig
 from lifecycle.evidence.checkpoint import SigningKey, init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
-from lifecycle.exceptions import ConfigError, EvidenceError
+from lifecycle.exceptions import ConfigError, ConnectorConfigError, EvidenceError
 from lifecycle.inbox import counts as inbox_counts
 from lifecycle.intake import HrIntake
 from lifecycle.metrics import Metrics
@@ -112,10 +112,13 @@ class Service:
         context = ConnectorContext(
             allow_inline_secrets=settings.service.demo, base_dir=base_dir or Path.cwd()
         )
-        connectors = {
-            name: build_connector(name, options, context)
-            for name, options in sorted(settings.connectors.items())
-        }
+        try:
+            connectors = {
+                name: build_connector(name, options, context)
+                for name, options in sorted(settings.connectors.items())
+            }
+        except ConnectorConfigError as exc:
+            raise ConfigError(exc.message) from exc
         key = load_key(settings)
         metrics = Metrics()
         metrics.watch_runs(store.run_counts)

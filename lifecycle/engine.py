@@ -645,7 +645,9 @@ class Engine:
         )
 
     async def _escalate(self, run: Run, connector: str, action: str, exc: BaseException) -> None:
-        message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__
+        message = (
+            exc.message if isinstance(exc, LifecycleError | ConnectorError) else type(exc).__name__
+        )
         kind = "permanent" if isinstance(exc, PermanentConnectorError) else "exhausted"
         with bound(action=action, error_class=type(exc).__name__):
             await self.alerts.send(

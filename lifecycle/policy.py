@@ -274,7 +274,7 @@ async def policy_chain(
         step.started_at = engine.clock()
         try:
             await apply(step)
-        except LifecycleError as exc:
+        except (LifecycleError, ConnectorError) as exc:
             step.finished_at = engine.clock()
             await engine._settle(step, StepStatus.FAILED, error=exc.message)
             await engine._escalate(run, name, step.action, exc)

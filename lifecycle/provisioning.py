@@ -165,7 +165,7 @@ class _Chain:
         try:
             status = await actions[step.action](step)
             step.error = None
-        except LifecycleError as exc:
+        except (LifecycleError, ConnectorError) as exc:
             step.finished_at = engine.clock()
             prefix = (
                 f"gave up after {step.attempts} attempts: "
