@@ -1,10 +1,13 @@
-"""HTTP plumbing shared by the REST connectors (SCIM, RingCentral, FHIR).
+"""HTTP plumbing shared by the REST connectors (SCIM, RingCentral, FHIR; Retry-After for Graph).
 
-Three things every REST connector needs and should not copy: turning an httpx transport failure
-into a ``TransientConnectorError``, mapping an HTTP status to transient or permanent with a
-message that says what to fix, and caching an OAuth access token (client credentials or JWT
-bearer) until shortly before it expires. Vendor-specific error bodies are decoded by the caller
-and passed in as ``detail``; this module never puts a secret or a response body in a message.
+What every REST connector needs and should not copy: one way to open its ``httpx.AsyncClient``,
+turning an httpx transport failure into a ``TransientConnectorError``, mapping an HTTP status to
+transient (with ``Retry-After``) or permanent with a message that says what to fix, reading a
+JSON object body, and the authorization: a static bearer token or an OAuth access token (client
+credentials or JWT bearer) cached until shortly before it expires and refreshed once on a 401.
+Vendor-specific error bodies are decoded by the caller and passed in as ``detail``; this module
+never puts a secret or a response body in a message. Nothing here retries a request: the
+service's executor does that, once.
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from connectors.base import ConnectorContext
-from lifecycle.exceptions import (
+from connectors._config import ConnectorOptions
+from connectors.base import (
+    ConnectorConfigError,
+    ConnectorContext,
     ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
+    parse_retry_after,
 )
-from lifecycle.retry import parse_retry_after
-from lifecycle.secrets import resolve_secret
-from lifecycle.validation import summary
 
 #: How much of a vendor's error detail goes into an exception message.
 DETAIL_LIMIT = 200
@@ -54,9 +57,31 @@ def short(text: str | None) -> str:
     return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
 
 
-def pydantic_summary(exc: ValidationError) -> str:
-    """``option: problem; ...`` for a ConfigError naming what to fix (values are not echoed)."""
-    return summary(exc)
+def http_client(timeout_seconds: float, *, verify: bool = True) -> httpx.AsyncClient:
+    """The client a REST connector owns: one per connector, shared by all its calls, never
+    following redirects (a bearer token must not travel to wherever a 3xx points)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds), verify=verify, follow_redirects=False
+    )
+
+
+def json_object(
+    response: httpx.Response, *, connector: str, account_id: str | None, what: str, hint: str
+) -> dict[str, Any]:
+    """The response body as a JSON object; ``hint`` says what to check when it is not one."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise PermanentConnectorError(
+            f"{what}: the service answered HTTP {response.status_code} without JSON; {hint}",
+            connector=connector,
+            account_id=account_id,
+        ) from exc
+    if not isinstance(body, dict):
+        raise PermanentConnectorError(
+            f"{what}: expected a JSON object", connector=connector, account_id=account_id
+        )
+    return body
 
 
 def request_id(response: httpx.Response) -> str | None:
@@ -250,7 +275,7 @@ def secure_url(url: str) -> bool:
 class OAuthOptions(BaseModel):
     """OAuth 2.0 client credentials (RFC 6749 §4.4) instead of a static bearer token."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConnectorOptions.model_config
 
     token_url: str
     client_id: str
@@ -268,10 +293,14 @@ class OAuthOptions(BaseModel):
         return self
 
 
-class BearerOrOAuthOptions(BaseModel):
-    """Options of a REST service reached with a bearer token or with client credentials."""
+class RestOptions(ConnectorOptions):
+    """Options of every REST connector."""
 
-    model_config = ConfigDict(extra="forbid")
+    timeout_seconds: float = Field(default=15.0, gt=0)
+
+
+class BearerOrOAuthOptions(RestOptions):
+    """Options of a REST service reached with a bearer token or with client credentials."""
 
     base_url: str
     token: str | None = None
@@ -291,9 +320,43 @@ class BearerOrOAuthOptions(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceAuth:
-    """The resolved secrets; resolved before any client is opened, so a missing one fails
-    the configuration and not the first termination."""
+class BearerAuth:
+    """The Authorization of a REST connector: a static bearer token, or an OAuth token source
+    whose cached token is refreshed once when the server answers 401."""
+
+    token: SecretStr | None = None
+    source: OAuthTokenSource | None = None
+
+    @classmethod
+    def of(
+        cls, connector: str, token: SecretStr | None, source: OAuthTokenSource | None
+    ) -> BearerAuth:
+        """Exactly one of the two, or ConnectorConfigError."""
+        if (token is None) == (source is None):
+            raise ConnectorConfigError(
+                f"[connectors.{connector}]: give exactly one of token or oauth",
+                connector=connector,
+            )
+        return cls(token, source)
+
+    async def header(self) -> str:
+        if self.source is not None:
+            return f"Bearer {await self.source.token()}"
+        assert self.token is not None  # ``of`` guarantees one of the two
+        return f"Bearer {self.token.get_secret_value()}"
+
+    def refresh(self) -> bool:
+        """Forget the cached token; True when a retry can use a fresh one."""
+        if self.source is None:
+            return False
+        self.source.invalidate()
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCredentials:
+    """The secrets of ``BearerOrOAuthOptions``, resolved before any client is opened, so a
+    missing one fails the configuration and not the first termination."""
 
     token: SecretStr | None
     oauth_secret: SecretStr | None
@@ -301,25 +364,16 @@ class ServiceAuth:
     @classmethod
     def resolve(
         cls, name: str, opts: BearerOrOAuthOptions, context: ConnectorContext
-    ) -> ServiceAuth:
+    ) -> ServiceCredentials:
         if opts.token is not None:
-            token = resolve_secret(
-                opts.token,
-                allow_inline=context.allow_inline_secrets,
-                what=f"[connectors.{name}] token",
-            )
-            return cls(token, None)
+            return cls(context.secret(name, "token", opts.token), None)
         assert opts.oauth is not None  # the options validator guarantees one of the two
-        secret = resolve_secret(
-            opts.oauth.client_secret,
-            allow_inline=context.allow_inline_secrets,
-            what=f"[connectors.{name}.oauth] client_secret",
-        )
-        return cls(None, secret)
+        return cls(None, context.secret(name, "oauth.client_secret", opts.oauth.client_secret))
 
     def oauth_source(
         self, client: httpx.AsyncClient, name: str, opts: BearerOrOAuthOptions
     ) -> OAuthTokenSource | None:
+        """Client credentials at ``[oauth] token_url``; ``None`` for a static token."""
         if opts.oauth is None or self.oauth_secret is None:
             return None
         form: dict[str, SecretStr | str] = {"grant_type": "client_credentials"}
@@ -343,28 +397,6 @@ def path_segment(value: str, *, connector: str) -> str:
             f"{value!r} is not a resource id", connector=connector, account_id=value or None
         )
     return quote(value, safe="")
-
-
-@dataclass(frozen=True, slots=True)
-class BearerAuth:
-    """The Authorization of a REST connector: a static bearer token, or an OAuth token source
-    whose cached token is refreshed once when the server answers 401."""
-
-    token: SecretStr | None = None
-    source: OAuthTokenSource | None = None
-
-    async def header(self) -> str:
-        if self.source is not None:
-            return f"Bearer {await self.source.token()}"
-        assert self.token is not None  # options validation guarantees one of the two
-        return f"Bearer {self.token.get_secret_value()}"
-
-    def refresh(self) -> bool:
-        """Forget the cached token; True when a retry can use a fresh one."""
-        if self.source is None:
-            return False
-        self.source.invalidate()
-        return True
 
 
 async def send(
@@ -395,3 +427,61 @@ async def send(
             continue
         return response
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RestClient:
+    """A REST service as a connector reaches it: base URL, the connector's own
+    ``httpx.AsyncClient``, the authorization and the media type of its bodies."""
+
+    def __init__(
+        self,
+        connector: str,
+        base_url: str,
+        client: httpx.AsyncClient,
+        auth: BearerAuth,
+        *,
+        media_type: str = "application/json",
+        owns_client: bool = True,
+    ) -> None:
+        self.connector = connector
+        self.base_url = base_url.rstrip("/")
+        self.client = client
+        self.auth = auth
+        self.media_type = media_type
+        self._owns_client = owns_client
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        account_id: str | None,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        if_match: str | None = None,
+    ) -> httpx.Response:
+        """One request (``path`` relative to ``base_url``, or a full URL the caller checked),
+        sent once; any HTTP status is returned for the connector to classify."""
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        headers = {"Accept": self.media_type}
+        if json_body is not None:
+            headers["Content-Type"] = self.media_type
+        if if_match:
+            headers["If-Match"] = if_match
+        return await send(
+            self.client,
+            method,
+            url,
+            auth=self.auth,
+            headers=headers,
+            connector=self.connector,
+            account_id=account_id,
+            what=what,
+            params=params,
+            json=json_body,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client and not self.client.is_closed:
+            await self.client.aclose()

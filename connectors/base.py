@@ -1,23 +1,93 @@
 """The connector contract: one async ABC that every target system implements.
 
 The engine only ever talks to ``Connector``; no vendor library is imported outside the connector
-modules. Every method translates vendor errors into ``TransientConnectorError`` (retry) or
-``PermanentConnectorError`` (escalate), raised ``from`` the vendor exception.
+modules, and this package imports nothing from ``lifecycle``. Every method translates vendor
+errors into the tree below, raised ``from`` the vendor exception; no ``ldap3``, ``httpx`` or
+``msal`` exception crosses a connector boundary::
+
+    ConnectorError                    (carries connector name, account id and ``message``)
+     ├── TransientConnectorError      (may succeed if retried; ``retry_after`` when the system
+     │                                 said how long to wait)
+     └── PermanentConnectorError      (retrying will not help until something is fixed)
+          ├── UnsupportedOperationError  (the connector does not declare the capability)
+          └── ConnectorConfigError       (invalid ``[connectors.<name>]`` options or a secret
+                                          reference that cannot be resolved; from ``from_config``)
+
+Each class's docstring is its default message. Connectors do not retry on their own: the
+service's executor retries ``TransientConnectorError`` once, in one place, honouring
+``retry_after``. A connector keeps only protocol-level handling and says so in its docstring.
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from lifecycle.exceptions import UnsupportedOperationError
+from pydantic import SecretStr
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConnectorError(Exception):
+    """A connected system reported an error."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connector: str = "?",
+        account_id: str | None = None,
+    ) -> None:
+        self.connector = connector
+        self.account_id = account_id
+        self.message = self._where() + (message or (self.__class__.__doc__ or "").strip())
+        super().__init__(self.message)
+
+    def _where(self) -> str:
+        """The prefix naming the connector (and account) in ``message``."""
+        account = f" account {self.account_id}" if self.account_id else ""
+        return f"[{self.connector}{account}] "
+
+
+class TransientConnectorError(ConnectorError):
+    """The connected system is temporarily unavailable; the call may succeed if retried."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connector: str = "?",
+        account_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        """Seconds the system asked us to wait (``Retry-After``), or ``None``."""
+        super().__init__(message, connector=connector, account_id=account_id)
+
+
+class PermanentConnectorError(ConnectorError):
+    """The connected system refused the call; retrying will not help until something is fixed."""
+
+
+class UnsupportedOperationError(PermanentConnectorError):
+    """This connector does not support the operation."""
+
+
+class ConnectorConfigError(PermanentConnectorError):
+    """The connector's configuration is invalid."""
+
+    def _where(self) -> str:
+        # Config messages name the table themselves ("[connectors.<name>] option: problem").
+        return ""
 
 
 def utcnow() -> datetime:
@@ -41,6 +111,18 @@ class Capability(StrEnum):
     LIST_ACCOUNTS = "list_accounts"
     READ_POLICY = "read_policy"
     APPLY_POLICY = "apply_policy"
+
+
+#: What a termination needs: every connector declares at least these.
+OFFBOARDING = frozenset(
+    {
+        Capability.FIND_ACCOUNT,
+        Capability.READ_STATE,
+        Capability.DISABLE,
+        Capability.REVOKE_SESSIONS,
+        Capability.REMOVE_ACCESS,
+    }
+)
 
 
 class Outcome(StrEnum):
@@ -170,6 +252,42 @@ class PolicyState:
     read_at: datetime
 
 
+def resolve_secret(
+    ref: str | SecretStr, *, what: str, allow_inline: bool = False, connector: str = "?"
+) -> SecretStr:
+    """Resolve a secret reference, ``env:NAME`` or ``file:/path``, to its value.
+
+    Inline values are accepted only with ``allow_inline`` (demo mode). Raises
+    ConnectorConfigError when the variable or file is missing or empty, or an inline value is
+    refused; the message names ``what`` and the reference, never the value.
+    """
+    raw = ref.get_secret_value() if isinstance(ref, SecretStr) else ref
+
+    def refused(problem: str) -> ConnectorConfigError:
+        return ConnectorConfigError(f"{what}: {problem}", connector=connector)
+
+    if raw.startswith("env:"):
+        name = raw[4:]
+        value = os.environ.get(name)
+        if not value:
+            raise refused(f"environment variable {name} is not set or empty")
+        return SecretStr(value)
+    if raw.startswith("file:"):
+        path = Path(raw[5:])
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise refused(f"cannot read secret file {path}: {exc.strerror}") from exc
+        if not value:
+            raise refused(f"secret file {path} is empty")
+        return SecretStr(value)
+    if not allow_inline:
+        raise refused("inline secrets are refused outside demo mode; use env:NAME or file:PATH")
+    if not raw:
+        raise refused("empty secret")
+    return SecretStr(raw)
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectorContext:
     """What the service hands every connector it builds."""
@@ -178,6 +296,30 @@ class ConnectorContext:
     """True only in demo mode: inline secrets in the configuration are accepted."""
     base_dir: Path = field(default_factory=Path.cwd)
     """Directory that relative paths in connector options are resolved against."""
+
+    def secret(self, connector: str, option: str, ref: str | SecretStr) -> SecretStr:
+        """The value of secret option ``option`` of ``[connectors.<connector>]``.
+
+        Resolved while the connector is built, so a missing secret fails the configuration
+        and not the first termination. Raises ConnectorConfigError.
+        """
+        return resolve_secret(
+            ref,
+            what=f"[connectors.{connector}] {option}",
+            allow_inline=self.allow_inline_secrets,
+            connector=connector,
+        )
+
+    def path(self, value: Path) -> Path:
+        """``value`` resolved against ``base_dir`` when it is relative."""
+        return value if value.is_absolute() else self.base_dir / value
+
+
+def change_outcome(changed: bool, skipped: bool) -> Outcome:
+    """``PARTIAL`` when items were skipped, else ``DONE`` or (nothing to change) ``ALREADY``."""
+    if skipped:
+        return Outcome.PARTIAL
+    return Outcome.DONE if changed else Outcome.ALREADY
 
 
 def action_result(
@@ -216,7 +358,7 @@ class Connector(abc.ABC):
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
         """Build the connector from its ``[connectors.<name>]`` table.
 
-        Raises ConfigError (naming the option) when the options are invalid or a secret
+        Raises ConnectorConfigError (naming the option) when the options are invalid or a secret
         reference cannot be resolved.
         """
 
@@ -290,3 +432,20 @@ class Connector(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (delta-seconds or HTTP date) as seconds, or ``None``: what
+    ``TransientConnectorError.retry_after`` carries (public: HR clients parse it too)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - utcnow()).total_seconds(), 0.0)

@@ -29,40 +29,40 @@ from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 
+from connectors._config import parse_options
 from connectors._http import (
     BearerAuth,
     BearerOrOAuthOptions,
     OAuthOptions,
     OAuthTokenSource,
-    ServiceAuth,
+    RestClient,
+    ServiceCredentials,
     digest,
+    http_client,
+    json_object,
     path_segment,
-    pydantic_summary,
     request_id,
-    send,
     short,
     status_error,
 )
 from connectors.base import (
+    OFFBOARDING,
     Account,
     AccountState,
     ActionResult,
-    Capability,
     Connector,
     ConnectorContext,
+    ConnectorError,
     Outcome,
+    PermanentConnectorError,
     SkippedItem,
+    TransientConnectorError,
     Worker,
     action_result,
+    change_outcome,
     utcnow,
-)
-from lifecycle.exceptions import (
-    ConfigError,
-    ConnectorError,
-    PermanentConnectorError,
-    TransientConnectorError,
 )
 
 FHIR_JSON = "application/fhir+json"
@@ -81,7 +81,6 @@ class FhirOptions(BearerOrOAuthOptions):
     identifier_from: Literal["worker_id", "email", "upn"] = "worker_id"
     update_roles: bool = True
     """False for servers whose PractitionerRole is read-only (OpenEMR)."""
-    timeout_seconds: float = Field(default=15.0, gt=0)
     page_size: int = Field(default=50, ge=1, le=500)
 
 
@@ -97,15 +96,7 @@ class FhirConnector(Connector):
     """Practitioner accounts of a FHIR R4 server."""
 
     kind = "fhir"
-    capabilities = frozenset(
-        {
-            Capability.FIND_ACCOUNT,
-            Capability.READ_STATE,
-            Capability.DISABLE,
-            Capability.REVOKE_SESSIONS,
-            Capability.REMOVE_ACCESS,
-        }
-    )
+    capabilities = OFFBOARDING
 
     def __init__(
         self,
@@ -122,12 +113,15 @@ class FhirConnector(Connector):
         owns_client: bool = True,
     ) -> None:
         super().__init__(name)
-        if (token is None) == (oauth is None):
-            raise ConfigError(f"[connectors.{name}]: give exactly one of token or oauth")
-        self.base_url = base_url.rstrip("/")
-        self._client = client
-        self._owns_client = owns_client
-        self._auth = BearerAuth(token, oauth)
+        self.rest = RestClient(
+            name,
+            base_url,
+            client,
+            BearerAuth.of(name, token, oauth),
+            media_type=FHIR_JSON,
+            owns_client=owns_client,
+        )
+        self.base_url = self.rest.base_url
         self.identifier_system = identifier_system
         self.identifier_from = identifier_from
         self.page_size = page_size
@@ -135,28 +129,23 @@ class FhirConnector(Connector):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        try:
-            opts = FhirOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            # from None: pydantic's own text echoes input values, which may be secrets.
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
-        auth = ServiceAuth.resolve(name, opts, context)
-        client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
+        opts = parse_options(FhirOptions, name, options)
+        credentials = ServiceCredentials.resolve(name, opts, context)
+        client = http_client(opts.timeout_seconds)
         return cls(
             name,
             base_url=opts.base_url,
             client=client,
             identifier_system=opts.identifier_system,
             identifier_from=opts.identifier_from,
-            token=auth.token,
-            oauth=auth.oauth_source(client, name, opts),
+            token=credentials.token,
+            oauth=credentials.oauth_source(client, name, opts),
             page_size=opts.page_size,
             update_roles=opts.update_roles,
         )
 
     async def aclose(self) -> None:
-        if self._owns_client and not self._client.is_closed:
-            await self._client.aclose()
+        await self.rest.aclose()
 
     # ----------------------------------------------------------------- HTTP
 
@@ -171,23 +160,14 @@ class FhirConnector(Connector):
         body: Mapping[str, Any] | None = None,
         if_match: str | None = None,
     ) -> httpx.Response:
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        headers = {"Accept": FHIR_JSON}
-        if body is not None:
-            headers["Content-Type"] = FHIR_JSON
-        if if_match:
-            headers["If-Match"] = if_match
-        response = await send(
-            self._client,
+        response = await self.rest.send(
             method,
-            url,
-            auth=self._auth,
-            headers=headers,
-            connector=self.name,
-            account_id=account_id,
+            path,
             what=what,
+            account_id=account_id,
             params=params,
-            json=body,
+            json_body=body,
+            if_match=if_match,
         )
         if response.is_success:
             return response
@@ -234,19 +214,9 @@ class FhirConnector(Connector):
     def _body(
         self, response: httpx.Response, *, what: str, account_id: str | None
     ) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PermanentConnectorError(
-                f"{what}: the server answered without JSON; check base_url",
-                connector=self.name,
-                account_id=account_id,
-            ) from exc
-        if not isinstance(body, dict):
-            raise PermanentConnectorError(
-                f"{what}: expected a FHIR resource", connector=self.name, account_id=account_id
-            )
-        return body
+        return json_object(
+            response, connector=self.name, account_id=account_id, what=what, hint="check base_url"
+        )
 
     async def _search(
         self, resource_type: str, params: Mapping[str, str], *, what: str, account_id: str | None
@@ -481,7 +451,7 @@ class FhirConnector(Connector):
             for item in sorted(state.entitlements)
         )
         gone = sorted(set(removed) - state.entitlements)
-        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if gone else Outcome.ALREADY)
+        outcome = change_outcome(bool(gone), bool(skipped))
         return action_result(
             "remove_access",
             account,

@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from connectors._config import ConnectorOptions, parse_options
 from connectors.base import (
     Account,
     AccountState,
@@ -30,18 +31,15 @@ from connectors.base import (
     Control,
     DesiredAccess,
     Outcome,
+    PermanentConnectorError,
     PolicyBaseline,
     PolicySetting,
     PolicyState,
+    TransientConnectorError,
     Worker,
     action_result,
     sha256_hex,
     utcnow,
-)
-from lifecycle.exceptions import (
-    ConfigError,
-    PermanentConnectorError,
-    TransientConnectorError,
 )
 
 FaultMode = Literal["transient", "permanent", "hang"]
@@ -60,9 +58,7 @@ class Fault(BaseModel):
     retry_after: float | None = None
 
 
-class MemoryOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MemoryOptions(ConnectorOptions):
     kind: Literal["memory"] = "memory"
     latency_ms: float = Field(default=0.0, ge=0)
     seed_workers: int = Field(default=0, ge=0)
@@ -171,13 +167,8 @@ class MemoryConnector(Connector):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        try:
-            opts = MemoryOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(f"[connectors.{name}]: {exc}") from exc
-        state_file = opts.state_file
-        if state_file is not None and not state_file.is_absolute():
-            state_file = context.base_dir / state_file
+        opts = parse_options(MemoryOptions, name, options)
+        state_file = None if opts.state_file is None else context.path(opts.state_file)
         connector = cls(
             name,
             latency_ms=opts.latency_ms,

@@ -32,42 +32,45 @@ from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr
 
+from connectors._config import parse_options
 from connectors._http import (
     BearerAuth,
     OAuthTokenSource,
+    RestClient,
+    RestOptions,
     digest,
+    http_client,
+    json_object,
     path_segment,
-    pydantic_summary,
     request_id,
-    send,
     short,
     status_error,
 )
 from connectors.base import (
+    OFFBOARDING,
     Account,
     AccountState,
     ActionResult,
-    Capability,
     Connector,
+    ConnectorConfigError,
     ConnectorContext,
+    ConnectorError,
     Outcome,
+    PermanentConnectorError,
     SkippedItem,
     Worker,
     action_result,
+    change_outcome,
     utcnow,
 )
-from lifecycle.exceptions import ConfigError, ConnectorError, PermanentConnectorError
-from lifecycle.secrets import resolve_secret
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_PAGES = 1000
 
 
-class RingCentralOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RingCentralOptions(RestOptions):
     kind: Literal["ringcentral"] = "ringcentral"
     server_url: str = "https://platform.ringcentral.com"
     client_id: str
@@ -76,7 +79,6 @@ class RingCentralOptions(BaseModel):
     jwt: str
     """The JWT credential of the service user, ``env:NAME`` or ``file:/path``."""
     account_id: str = "~"
-    timeout_seconds: float = Field(default=15.0, gt=0)
     per_page: int = Field(default=100, ge=1, le=1000)
     pin_digits: int = Field(default=8, ge=4, le=12)
     disable_comment: str = Field(default="Access ended by lifecycle", max_length=200)
@@ -86,15 +88,7 @@ class RingCentralConnector(Connector):
     """One RingCentral account; workers are correlated to User extensions by contact email."""
 
     kind = "ringcentral"
-    capabilities = frozenset(
-        {
-            Capability.FIND_ACCOUNT,
-            Capability.READ_STATE,
-            Capability.DISABLE,
-            Capability.REVOKE_SESSIONS,
-            Capability.REMOVE_ACCESS,
-        }
-    )
+    capabilities = OFFBOARDING
 
     def __init__(
         self,
@@ -110,10 +104,10 @@ class RingCentralConnector(Connector):
         owns_client: bool = True,
     ) -> None:
         super().__init__(name)
-        self.server_url = server_url.rstrip("/")
-        self._client = client
-        self._tokens = tokens
-        self._owns_client = owns_client
+        self.rest = RestClient(
+            name, server_url, client, BearerAuth(source=tokens), owns_client=owns_client
+        )
+        self.server_url = self.rest.base_url
         self.v1 = f"/restapi/v1.0/account/{quote(account_id, safe='~')}"
         self.v2 = f"/restapi/v2/accounts/{quote(account_id, safe='~')}"
         self.per_page = per_page
@@ -122,22 +116,14 @@ class RingCentralConnector(Connector):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        try:
-            opts = RingCentralOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            # from None: pydantic's own text echoes input values, which may be secrets.
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
+        opts = parse_options(RingCentralOptions, name, options)
         if not opts.server_url.startswith("https://"):
-            raise ConfigError(f"[connectors.{name}]: server_url must be https://")
-        secret = resolve_secret(
-            opts.client_secret,
-            allow_inline=context.allow_inline_secrets,
-            what=f"[connectors.{name}] client_secret",
-        )
-        jwt = resolve_secret(
-            opts.jwt, allow_inline=context.allow_inline_secrets, what=f"[connectors.{name}] jwt"
-        )
-        client = httpx.AsyncClient(timeout=httpx.Timeout(opts.timeout_seconds))
+            raise ConnectorConfigError(
+                f"[connectors.{name}]: server_url must be https://", connector=name
+            )
+        secret = context.secret(name, "client_secret", opts.client_secret)
+        jwt = context.secret(name, "jwt", opts.jwt)
+        client = http_client(opts.timeout_seconds)
         return cls(
             name,
             server_url=opts.server_url,
@@ -157,8 +143,7 @@ class RingCentralConnector(Connector):
         )
 
     async def aclose(self) -> None:
-        if self._owns_client and not self._client.is_closed:
-            await self._client.aclose()
+        await self.rest.aclose()
 
     # ----------------------------------------------------------------- HTTP
 
@@ -172,18 +157,8 @@ class RingCentralConnector(Connector):
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int | list[str]] | None = None,
     ) -> httpx.Response:
-        url = self.server_url + path
-        response = await send(
-            self._client,
-            method,
-            url,
-            auth=BearerAuth(source=self._tokens),
-            headers={"Accept": "application/json"},
-            connector=self.name,
-            account_id=account_id,
-            what=what,
-            params=params,
-            json=json_body,
+        response = await self.rest.send(
+            method, path, what=what, account_id=account_id, params=params, json_body=json_body
         )
         if response.is_success:
             return response
@@ -216,19 +191,9 @@ class RingCentralConnector(Connector):
     async def _json(
         self, response: httpx.Response, what: str, account_id: str | None
     ) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise PermanentConnectorError(
-                f"{what}: RingCentral answered without JSON; check server_url",
-                connector=self.name,
-                account_id=account_id,
-            ) from exc
-        if not isinstance(body, dict):
-            raise PermanentConnectorError(
-                f"{what}: expected a JSON object", connector=self.name, account_id=account_id
-            )
-        return body
+        return json_object(
+            response, connector=self.name, account_id=account_id, what=what, hint="check server_url"
+        )
 
     async def _records(
         self,
@@ -487,7 +452,7 @@ class RingCentralConnector(Connector):
         )
         removed.extend(k for k in before if k.startswith("phone-number:") and k not in after)
         gone = sorted(set(removed) - set(after))
-        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if gone else Outcome.ALREADY)
+        outcome = change_outcome(bool(gone), bool(skipped))
         return action_result(
             "remove_access",
             account,

@@ -32,6 +32,7 @@ from lifecycle.evidence.export import export_bundle
 from lifecycle.exceptions import (
     AuthError,
     ConfigError,
+    ConnectorError,
     EvidenceError,
     ForbiddenError,
     IntakeError,
@@ -221,6 +222,12 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         if status >= 500:
             log.error("request failed: %s", exc.message)
         return problem(status, type(exc).__name__, exc.message)
+
+    @app.exception_handler(ConnectorError)
+    async def _connector_error(_: Request, exc: ConnectorError) -> JSONResponse:
+        # Not a LifecycleError (connectors are a library of their own); answered the same way.
+        log.error("request failed: %s", exc.message)
+        return problem(500, type(exc).__name__, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""One exception tree for the whole service.
+"""The service's exception tree, and the connectors' tree re-exported beside it.
 
     LifecycleError
      ├── ConfigError
@@ -18,21 +18,60 @@
      │    ├── NotAuthenticatedError
      │    └── ForbiddenError
      ├── NotFoundError
-     ├── StoreError
-     │    ├── EvidenceError
-     │    └── LeaseLostError          (another replica took the run over: stop, write nothing)
-     └── ConnectorError               (carries connector name and account id)
-          ├── TransientConnectorError (retried with backoff; honours retry_after)
-          │    ├── StepTimeoutError   (the engine stopped waiting for a call)
-          │    └── ReadbackMismatchError (the read-back does not show the change yet)
-          └── PermanentConnectorError (escalated at once)
-               └── UnsupportedOperationError
+     └── StoreError
+          ├── EvidenceError
+          └── LeaseLostError          (another replica took the run over: stop, write nothing)
 
-Each class's docstring is its default message. Connectors raise ``ConnectorError`` subclasses
-``from`` the vendor exception; no vendor exception crosses a connector boundary.
+    ConnectorError                    (connectors.base; carries connector name and account id)
+     ├── TransientConnectorError      (retried with backoff; honours retry_after)
+     │    ├── StepTimeoutError        (here: the executor stopped waiting for a call)
+     │    └── ReadbackMismatchError   (here: the read-back does not show the change yet)
+     └── PermanentConnectorError      (escalated at once)
+          ├── UnsupportedOperationError
+          └── ConnectorConfigError    (from_config; the service wraps it in ConfigError)
+
+Each class's docstring is its default message. The connector library is a package of its own
+that imports nothing from ``lifecycle``, so its errors are not ``LifecycleError``s: code that
+handles both catches ``(LifecycleError, ConnectorError)``. Connectors raise ``ConnectorError``
+subclasses ``from`` the vendor exception; no vendor exception crosses a connector boundary.
+Both trees carry ``message``.
 """
 
 from __future__ import annotations
+
+from connectors.base import (
+    ConnectorConfigError,
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+    UnsupportedOperationError,
+)
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConnectorConfigError",
+    "ConnectorError",
+    "EvidenceError",
+    "ForbiddenError",
+    "IntakeError",
+    "LeaseLostError",
+    "LifecycleError",
+    "NotAuthenticatedError",
+    "NotFoundError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "PermanentConnectorError",
+    "ReadbackMismatchError",
+    "SecretError",
+    "SignatureError",
+    "StepTimeoutError",
+    "StoreError",
+    "TransientConnectorError",
+    "UnknownSourceError",
+    "UnknownWorkerError",
+    "UnsupportedOperationError",
+]
 
 
 class LifecycleError(Exception):
@@ -143,46 +182,6 @@ class EvidenceError(StoreError):
 
 class LeaseLostError(StoreError):
     """Another replica has taken this run over; this replica's writes to it are refused."""
-
-
-class ConnectorError(LifecycleError):
-    """A connected system reported an error."""
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        connector: str = "?",
-        account_id: str | None = None,
-    ) -> None:
-        self.connector = connector
-        self.account_id = account_id
-        base = message or (self.__class__.__doc__ or "").strip()
-        where = f"[{connector}" + (f" account {account_id}" if account_id else "") + "] "
-        super().__init__(where + base)
-
-
-class TransientConnectorError(ConnectorError):
-    """The connected system is temporarily unavailable; the call may succeed if retried."""
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        connector: str = "?",
-        account_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, connector=connector, account_id=account_id)
-
-
-class PermanentConnectorError(ConnectorError):
-    """The connected system refused the call; retrying will not help until something is fixed."""
-
-
-class UnsupportedOperationError(PermanentConnectorError):
-    """This connector does not support the operation."""
 
 
 class StepTimeoutError(TransientConnectorError):

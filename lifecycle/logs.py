@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 
@@ -92,6 +93,8 @@ def json_formatter() -> logging.Formatter:
         "{asctime}{levelname}{name}{message}",
         style="{",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        # uvicorn adds an ANSI-coloured copy of its message: not for a JSON reader.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         json_ensure_ascii=False,
     )
 

@@ -1,7 +1,8 @@
 """The one retry policy: exponential backoff with jitter that honours ``Retry-After``.
 
-Connectors and the engine retry ``TransientConnectorError`` only; permanent errors pass straight
-through. Every retry is logged (connector, account, attempt, wait) and never with secrets.
+Only the engine retries (connectors do not), and only ``TransientConnectorError``; permanent
+errors pass straight through. Every retry is logged (connector, account, attempt, wait) and
+never with secrets. Connectors parse ``Retry-After`` into ``TransientConnectorError.retry_after``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from connectors.base import utcnow
 from lifecycle.exceptions import TransientConnectorError
 
 T = TypeVar("T")
@@ -40,22 +39,6 @@ class RetryPolicy:
         base = min(self.initial_seconds * 2.0 ** max(attempt - 1, 0), self.max_seconds)
         spread: float = random.uniform(0, self.jitter)  # noqa: S311 - jitter, not crypto
         return base * (1 + spread)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """A ``Retry-After`` header (delta-seconds or HTTP date) as seconds, or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - utcnow()).total_seconds(), 0.0)
 
 
 async def retry_transient(

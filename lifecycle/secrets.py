@@ -1,12 +1,15 @@
-"""Secret references: ``env:NAME`` or ``file:/path``; inline values only in demo mode."""
+"""Secret references: ``env:NAME`` or ``file:/path``; inline values only in demo mode.
+
+The rules are the connectors' own (``connectors.base.resolve_secret``), applied here to the
+service's secrets; only the error is the service's.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pydantic import SecretStr
 
+from connectors.base import ConnectorConfigError
+from connectors.base import resolve_secret as resolve_reference
 from lifecycle.exceptions import SecretError
 
 
@@ -19,26 +22,7 @@ def resolve_secret(
     given where ``allow_inline`` is false (outside demo mode). The message names the reference,
     never the value.
     """
-    raw = ref.get_secret_value() if isinstance(ref, SecretStr) else ref
-    if raw.startswith("env:"):
-        name = raw[4:]
-        value = os.environ.get(name)
-        if not value:
-            raise SecretError(f"{what}: environment variable {name} is not set or empty")
-        return SecretStr(value)
-    if raw.startswith("file:"):
-        path = Path(raw[5:])
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SecretError(f"{what}: cannot read secret file {path}: {exc.strerror}") from exc
-        if not value:
-            raise SecretError(f"{what}: secret file {path} is empty")
-        return SecretStr(value)
-    if not allow_inline:
-        raise SecretError(
-            f"{what}: inline secrets are refused outside demo mode; use env:NAME or file:PATH"
-        )
-    if not raw:
-        raise SecretError(f"{what}: empty secret")
-    return SecretStr(raw)
+    try:
+        return resolve_reference(ref, what=what, allow_inline=allow_inline)
+    except ConnectorConfigError as exc:
+        raise SecretError(exc.message) from exc.__cause__

@@ -21,7 +21,7 @@ from lifecycle.engine.executor import Executor, ExecutorConfig
 from lifecycle.engine.kinds import Kinds, default_kinds
 from lifecycle.evidence.checkpoint import SigningKey, init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
-from lifecycle.exceptions import ConfigError, EvidenceError
+from lifecycle.exceptions import ConfigError, ConnectorConfigError, EvidenceError
 from lifecycle.metrics import Metrics
 from lifecycle.scheduler import Scheduler
 from lifecycle.services.intake import HrIntake
@@ -121,10 +121,13 @@ class Service:
         context = ConnectorContext(
             allow_inline_secrets=settings.service.demo, base_dir=base_dir or Path.cwd()
         )
-        connectors = {
-            name: build_connector(name, options, context)
-            for name, options in sorted(settings.connectors.items())
-        }
+        try:
+            connectors = {
+                name: build_connector(name, options, context)
+                for name, options in sorted(settings.connectors.items())
+            }
+        except ConnectorConfigError as exc:
+            raise ConfigError(exc.message) from exc
         key = load_key(settings)
         metrics = Metrics()
         metrics.watch_runs(store.run_counts)

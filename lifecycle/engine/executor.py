@@ -777,7 +777,9 @@ class Executor:
             return await retry_transient(attempt, policy, on_retry=on_retry)
 
     async def _escalate(self, ex: _Execution, system: str, action: str, exc: BaseException) -> None:
-        message = exc.message if isinstance(exc, LifecycleError) else type(exc).__name__
+        message = (
+            exc.message if isinstance(exc, LifecycleError | ConnectorError) else type(exc).__name__
+        )
         kind = "permanent" if isinstance(exc, PermanentConnectorError) else "exhausted"
         with bound(action=action, error_class=type(exc).__name__):
             await self.alerts.send(
@@ -831,13 +833,13 @@ def error_of(exc: BaseException, prefix: str = "", suffix: str = "") -> StepErro
         code = ErrorCode.READBACK_MISMATCH
     elif isinstance(exc, TransientConnectorError):
         code = ErrorCode.EXHAUSTED
-    elif isinstance(exc, LifecycleError):
+    elif isinstance(exc, LifecycleError | ConnectorError):
         code = ErrorCode.PERMANENT
     else:
         code = ErrorCode.CONNECTOR_BUG
     message = (
         exc.message
-        if isinstance(exc, LifecycleError)
+        if isinstance(exc, LifecycleError | ConnectorError)
         else f"unexpected {type(exc).__name__} in connector"
     )
     return StepError(prefix + message + suffix, type(exc).__name__, code)

@@ -28,12 +28,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from connectors.base import parse_retry_after
 from lifecycle.hr.errors import (
     VendorRecordMissingError,
     VendorRefusedError,
     VendorUnavailableError,
 )
-from lifecycle.retry import parse_retry_after
 
 log = logging.getLogger("lifecycle.hr.bamboohr")
 EMPLOYEE_ID = re.compile(r"^[0-9]{1,18}$")

@@ -6,11 +6,6 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.service import Service, config_text
-from tests.integration.scim.conftest import (  # noqa: F401 - real scim2-servers, for the fan-out
-    ehr_server,
-    phone_server,
-    scim_servers,
-)
 
 
 @pytest.fixture(scope="module")

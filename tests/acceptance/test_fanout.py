@@ -22,7 +22,7 @@ from lifecycle.api import create_app
 from lifecycle.evidence.export import export_bundle
 from lifecycle.service import Service
 from lifecycle.settings import Settings
-from tests.integration.scim.conftest import ScimServer, seed_user
+from tests.integration.scim.fixtures import ScimServer, seed_user
 from tests.unit.ringcentral.fake import CLIENT_ID, CLIENT_SECRET, JWT, SERVER, FakeRingCentral
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.integration, pytest.mark.anyio]

@@ -46,6 +46,7 @@ def test_json_lines_carry_the_run_fields_and_no_secret(json_service: Service) ->
     assert run["status"] == "incomplete"  # phone refused remove_access
     records = lines(svc)  # every line parses: one JSON object per line
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+    assert not any("\x1b[" in line for line in svc.log().splitlines())  # no terminal colour
 
     retry = next(r for r in records if r["logger"] == "lifecycle.retry")
     assert retry["level"] == "WARNING"

@@ -1,12 +1,9 @@
 """The connector contract suite: one set of tests that every connector must pass.
 
-A connector's test module subclasses ``ConnectorContract`` and provides a ``harness`` fixture
-returning a ``ContractHarness`` for a live system (real server where one can run here):
-
-    class TestOpenLdapContract(ConnectorContract):
-        @pytest.fixture
-        async def harness(self, slapd_server) -> AsyncIterator[ContractHarness]:
-            ...
+``tests/contract/test_connectors.py`` runs it with the ``harness`` fixture of
+``tests/contract/conftest.py``, parametrised over every connector: each parameter is a
+``ContractHarness`` for a live system (a real server where one can run here). A new connector
+adds one entry to ``tests/contract/harnesses.py``.
 """
 
 from __future__ import annotations
@@ -22,14 +19,12 @@ from connectors.base import (
     Account,
     Capability,
     Connector,
+    ConnectorError,
     DesiredAccess,
     Outcome,
-    Worker,
-)
-from lifecycle.exceptions import (
-    ConnectorError,
     PermanentConnectorError,
     UnsupportedOperationError,
+    Worker,
 )
 
 #: Values that would widen an unescaped LDAP, SCIM or OData filter.
@@ -60,7 +55,7 @@ class ContractHarness(abc.ABC):
 
 
 class ConnectorContract:
-    """Subclass with a ``harness`` fixture; every test here then runs against that system.
+    """Every test here runs against the ``harness`` fixture (tests/contract/conftest.py).
     Operations a connector does not declare in ``capabilities`` must raise
     UnsupportedOperationError (nothing is skipped)."""
 

@@ -17,6 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from connectors import KINDS, connector_class
+from connectors._config import ConnectorOptions
 from lifecycle.settings import HrSourceSettings, Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -86,10 +87,19 @@ def test_every_key_of_each_section_is_documented(marker: str, model: type[BaseMo
 def test_every_option_of_each_connector_kind_is_documented(kind: str) -> None:
     body = _section(f'`kind = "{kind}"`')
     keys = _keys(_options_model(kind)) - {"kind"}
+    # What every kind accepts is documented once, under [connectors.<name>] (and again where a
+    # kind gives it another default).
+    common = set(ConnectorOptions.model_fields)
 
-    missing = sorted(key for key in keys if f"`{key}`" not in body)
+    missing = sorted(key for key in keys - common if f"`{key}`" not in body)
     assert not missing, f"{kind}: undocumented options {missing}"
     assert set(ROW.findall(body)) <= keys, f"{kind}: documented options the code does not have"
+
+
+def test_options_every_connector_accepts_are_documented_once() -> None:
+    body = _section("`[connectors.<name>]`")
+    for key in ConnectorOptions.model_fields:
+        assert f"`{key}`" in body
 
 
 def test_every_section_is_documented() -> None:

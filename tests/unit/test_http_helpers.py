@@ -1,12 +1,15 @@
-"""Shared HTTP connector helpers: path segments and OAuth options."""
+"""Shared HTTP connector helpers: path segments, OAuth options, Retry-After."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from pydantic import ValidationError
 
 from connectors._http import OAuthOptions, path_segment
-from lifecycle.exceptions import PermanentConnectorError
+from connectors.base import PermanentConnectorError, parse_retry_after
 
 
 @pytest.mark.parametrize("value", ["", ".", ".."])
@@ -25,3 +28,13 @@ def test_token_url_must_be_https_except_on_loopback() -> None:
         OAuthOptions(token_url="http://idp.example/token", client_id="c", client_secret="env:S")
     OAuthOptions(token_url="http://127.0.0.1:9/token", client_id="c", client_secret="env:S")
     OAuthOptions(token_url="https://idp.example/token", client_id="c", client_secret="env:S")
+
+
+def test_parse_retry_after_seconds_and_dates() -> None:
+    assert parse_retry_after("41") == 41
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    parsed = parse_retry_after(later)
+    assert parsed is not None
+    assert 100 < parsed <= 120

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-
 import pytest
 
 from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
-from lifecycle.retry import RetryPolicy, parse_retry_after, retry_transient
+from lifecycle.retry import RetryPolicy, retry_transient
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -18,16 +15,6 @@ def test_retry_after_wins_over_backoff_and_is_capped() -> None:
     policy = RetryPolicy(initial_seconds=1, max_retry_after_seconds=60)
     assert policy.wait(1, TransientConnectorError(retry_after=41)) == 41
     assert policy.wait(1, TransientConnectorError(retry_after=315)) == 60
-
-
-def test_parse_retry_after_seconds_and_dates() -> None:
-    assert parse_retry_after("41") == 41
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    parsed = parse_retry_after(later)
-    assert parsed is not None
-    assert 100 < parsed <= 120
 
 
 @pytest.mark.anyio

@@ -14,7 +14,7 @@ from typing import Any
 from ldap3 import MODIFY_ADD, MODIFY_REPLACE, NONE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPEntryAlreadyExistsResult, LDAPException
 
-from connectors._ldap_values import ad_password_value, escape_dn_value
+from connectors.ldap.values import ad_password_value, escape_dn_value
 
 USER_PASSWORD = "Us3r!Passw0rd-初"
 

@@ -10,10 +10,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from connectors.base import Control, Outcome, PolicyBaseline, Worker
-from lifecycle.exceptions import PermanentConnectorError
-from tests.integration.ldap.conftest import AD_VA_GROUP, Directory, build, new_worker
+from connectors.base import Control, Outcome, PermanentConnectorError, PolicyBaseline, Worker
 from tests.integration.ldap.directory import USER_PASSWORD
+from tests.integration.ldap.fixtures import AD_VA_GROUP, Directory, build, new_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -13,10 +13,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from connectors.base import DesiredAccess, Worker
-from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
-from tests.integration.ldap.conftest import Directory, LdapHarness, build, new_worker
+from connectors.base import DesiredAccess, PermanentConnectorError, TransientConnectorError, Worker
 from tests.integration.ldap.directory import USER_PASSWORD
+from tests.integration.ldap.fixtures import Directory, LdapHarness, build, new_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -88,7 +87,7 @@ async def test_openldap_worker_id_with_metacharacters_as_rdn(openldap: Directory
 @ldap3_socket_leak
 async def test_certificate_validation_is_on_by_default(directory: Directory) -> None:
     options = {k: v for k, v in directory.options.items() if k != "ca_file"}
-    connector = build(directory, **{**options, "retry_attempts": 1})
+    connector = build(directory, **options)
     connector_without_ca = type(connector).from_config(
         "no-ca", options, __import__("connectors.base").base.ConnectorContext()
     )
@@ -102,7 +101,7 @@ async def test_certificate_validation_is_on_by_default(directory: Directory) -> 
 @ldap3_socket_leak
 async def test_certificate_name_is_checked(ad: Directory) -> None:
     """Samba also listens on [::1], which the test certificate does not name."""
-    async with build(ad, url="ldaps://[::1]:636", retry_attempts=1) as connector:
+    async with build(ad, url="ldaps://[::1]:636") as connector:
         with pytest.raises(PermanentConnectorError, match="TLS"):
             await connector.find_account(new_worker())
     async with build(ad, url="ldaps://[::1]:636", tls_server_name="localhost") as connector:
@@ -170,7 +169,7 @@ def _closed_port() -> int:
 @ldap3_socket_leak
 async def test_server_down_is_transient(directory: Directory) -> None:
     url = f"ldaps://127.0.0.1:{_closed_port()}"
-    async with build(directory, url=url, retry_attempts=1, timeout_seconds=2) as connector:
+    async with build(directory, url=url, timeout_seconds=2) as connector:
         with pytest.raises(TransientConnectorError, match="unreachable"):
             await connector.find_account(new_worker())
 
@@ -206,7 +205,7 @@ def silent_server() -> Iterator[int]:
 @ldap3_socket_leak
 async def test_timeout_is_transient_and_bounded(directory: Directory, silent_server: int) -> None:
     url = f"ldaps://127.0.0.1:{silent_server}"
-    async with build(directory, url=url, retry_attempts=1, timeout_seconds=1) as connector:
+    async with build(directory, url=url, timeout_seconds=1) as connector:
         with anyio.fail_after(15):
             with pytest.raises(TransientConnectorError):
                 await connector.find_account(new_worker())
@@ -215,11 +214,12 @@ async def test_timeout_is_transient_and_bounded(directory: Directory, silent_ser
 async def test_connections_the_server_dropped_are_replaced(tmp_path: Path) -> None:
     """slapd closes idle connections after 1 s; the next calls must not fail on dead sockets.
 
-    One attempt hits a dead socket; the pool then drops every idle sibling (all equally dead),
-    so the in-connector retry opens a fresh one instead of picking the next corpse.
+    The connector does not retry: the pool sees that the idle connections were closed by the
+    server before handing one out (an idle LDAP socket has nothing to read but EOF), and
+    opens a fresh one instead of sending the call down a dead socket.
     """
-    from tests.integration.ldap.conftest import Directory as _Directory
     from tests.integration.ldap.directory import DirectoryAdmin
+    from tests.integration.ldap.fixtures import Directory as _Directory
     from tests.integration.ldap.servers import slapd_server
 
     with slapd_server(idle_timeout=1) as server:
@@ -239,7 +239,6 @@ async def test_connections_the_server_dropped_are_replaced(tmp_path: Path) -> No
                 "base_dn": server.suffix,
                 "ca_file": str(server.ca_file),
                 "pool_size": 4,
-                "retry_attempts": 2,
             },
             "ou=people,dc=example,dc=org",
             (),
@@ -255,7 +254,7 @@ async def test_connections_the_server_dropped_are_replaced(tmp_path: Path) -> No
                 assert await connector.find_account(new_worker()) is None
             assert connector.pool_stats().open == 1
         # With max_idle_seconds below the server's timeout, stale ones are never even tried.
-        async with build(directory, retry_attempts=1, max_idle_seconds=0.5) as connector:
+        async with build(directory, max_idle_seconds=0.5) as connector:
             assert await connector.find_account(new_worker()) is None
             await anyio.sleep(1.5)
             assert await connector.find_account(new_worker()) is None

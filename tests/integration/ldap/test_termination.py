@@ -10,8 +10,8 @@ import pytest
 
 from connectors.base import DesiredAccess, Outcome, Worker, utcnow
 from connectors.ldap import LdapConnector
-from tests.integration.ldap.conftest import Directory, LdapHarness, build, new_worker
 from tests.integration.ldap.directory import USER_PASSWORD
+from tests.integration.ldap.fixtures import Directory, LdapHarness, build, new_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -122,7 +122,7 @@ async def test_joiner_then_mover_in_the_configured_ou(harness_for: LdapHarness) 
 
 
 async def test_entitlements_outside_group_ou_are_refused(harness_for: LdapHarness) -> None:
-    from lifecycle.exceptions import PermanentConnectorError
+    from connectors.base import PermanentConnectorError
 
     worker = new_worker()
     await harness_for.seed(worker, [])
@@ -182,7 +182,7 @@ async def test_concurrent_terminations_share_a_bounded_pool(directory: Directory
 
 
 async def test_entitlements_to_a_missing_group_name_it(harness_for: LdapHarness) -> None:
-    from lifecycle.exceptions import PermanentConnectorError
+    from connectors.base import PermanentConnectorError
 
     worker = new_worker()
     await harness_for.seed(worker, [harness_for.groups[0]])

@@ -15,10 +15,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import DesiredAccess, Outcome, Worker
+from connectors.base import (
+    DesiredAccess,
+    Outcome,
+    PermanentConnectorError,
+    TransientConnectorError,
+    Worker,
+)
 from connectors.scim import ScimConnector
-from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
-from tests.integration.scim.conftest import SCIM_JSON, ScimServer, seed_user
+from tests.integration.scim.fixtures import SCIM_JSON, ScimServer, seed_user
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import AccountState, ActionResult, Outcome, Worker
 from connectors.scim import ScimConnector
-from tests.integration.scim.conftest import ScimServer, seed_user
+from tests.integration.scim.fixtures import ScimServer, seed_user
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

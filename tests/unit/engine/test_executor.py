@@ -95,6 +95,12 @@ async def test_permanent_error_escalates_and_leaves_the_run_incomplete(tmp_path:
     assert "step_failed" in kinds
     assert kinds[-1] == "run_incomplete"
     assert detail.run.time_to_revoke_ms is None
+    # Connector errors are not LifecycleErrors; the alert still carries their message.
+    failed = [a.message for a in h.alerts.sent if a.kind == "step_failed"]
+    assert any("injected permanent fault in disable" in m for m in failed)
+    # Connector errors are not LifecycleErrors; the alert still carries their message.
+    failed = [a.message for a in h.alerts.sent if a.kind == "step_failed"]
+    assert any("injected permanent fault in disable" in m for m in failed)
 
 
 async def test_exhausted_retries_fail_with_the_count(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def entra_options(**overrides: Any) -> dict[str, Any]:
         "tenant_id": TENANT,
         "client_id": CLIENT_ID,
         "client_secret": f"env:{SECRET_ENV}",
-        "retry_initial_seconds": 0.01,
+        "batch_retry_initial_seconds": 0.01,
         "upn_domain": "contoso.com",
         "usage_location": "US",
     }

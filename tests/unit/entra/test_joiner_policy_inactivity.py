@@ -9,16 +9,17 @@ import pytest
 
 from connectors.base import (
     Account,
+    ConnectorConfigError,
     ConnectorContext,
     Control,
     DesiredAccess,
     Outcome,
+    PermanentConnectorError,
     PolicyBaseline,
     Worker,
 )
 from connectors.entra import EntraConnector
-from connectors.entra_policy import PASSWORD_RULE_TEMPLATE_ID, REPORT_ONLY
-from lifecycle.exceptions import ConfigError, PermanentConnectorError
+from connectors.entra.policy import PASSWORD_RULE_TEMPLATE_ID, REPORT_ONLY
 from tests.unit.entra.conftest import entra_options
 from tests.unit.entra.fake_graph import FakeEntra
 
@@ -307,20 +308,20 @@ async def test_apply_policy_without_va_group_is_permanent(connector: EntraConnec
 
 def test_unknown_option_is_a_config_error_naming_table_and_option(monkeypatch) -> None:
     monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
-    with pytest.raises(ConfigError, match=r"^\[connectors\.idp\]: tennant: Extra inputs"):
+    with pytest.raises(ConnectorConfigError, match=r"^\[connectors\.idp\]: tennant: Extra inputs"):
         EntraConnector.from_config("idp", entra_options(tennant="typo"), ConnectorContext())
 
 
 def test_http_authority_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
-    with pytest.raises(ConfigError, match="authority_host"):
+    with pytest.raises(ConnectorConfigError, match="authority_host"):
         EntraConnector.from_config(
             "idp", entra_options(authority_host="http://login.example"), ConnectorContext()
         )
 
 
 def test_inline_secret_is_refused_outside_demo_mode() -> None:
-    with pytest.raises(ConfigError, match="client_secret") as info:
+    with pytest.raises(ConnectorConfigError, match="client_secret") as info:
         EntraConnector.from_config(
             "idp", entra_options(client_secret="s3cr3t-inline"), ConnectorContext()
         )
@@ -329,7 +330,7 @@ def test_inline_secret_is_refused_outside_demo_mode() -> None:
 
 def test_policy_object_ids_must_be_guids(monkeypatch) -> None:
     monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
-    with pytest.raises(ConfigError, match=r"break_glass_ids.*not an Entra object id"):
+    with pytest.raises(ConnectorConfigError, match=r"break_glass_ids.*not an Entra object id"):
         EntraConnector.from_config(
             "idp", entra_options(break_glass_ids=["admin@contoso.com"]), ConnectorContext()
         )
@@ -358,7 +359,7 @@ async def test_the_registry_builds_it_and_it_closes_twice(
 
 def test_a_secret_under_a_misspelt_key_stays_out_of_the_error(monkeypatch) -> None:
     monkeypatch.setenv("LIFECYCLE_TEST_GRAPH_SECRET", "x")
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         EntraConnector.from_config(
             "idp", entra_options(client_secert="hunter2-value"), ConnectorContext()
         )

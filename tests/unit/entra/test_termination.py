@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.base import Account, AccountState, Outcome, Worker
+from connectors.base import Account, AccountState, Outcome, PermanentConnectorError, Worker
 from connectors.entra import EntraConnector
-from connectors.entra_model import odata_quote, session_revocation_status
-from lifecycle.exceptions import PermanentConnectorError
+from connectors.entra.model import odata_quote, session_revocation_status
 from tests.unit.entra.fake_graph import FakeEntra
 
 pytestmark = pytest.mark.anyio
@@ -251,7 +250,7 @@ async def test_verify_termination_catches_a_revocation_that_did_not_happen(
 
 
 async def test_never_signed_in_and_sentinel_dates_are_not_activity() -> None:
-    from connectors.entra_model import last_successful_sign_in
+    from connectors.entra.model import last_successful_sign_in
 
     assert last_successful_sign_in({"signInActivity": None}) is None
     assert (

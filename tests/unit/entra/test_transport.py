@@ -1,23 +1,45 @@
-"""Throttling, retries, token handling and error translation of the Graph transport."""
+"""Throttling, token handling and error translation of the Graph transport.
+
+The connector sends every call once: throttling, 5xx and timeouts surface as
+TransientConnectorError (with Graph's Retry-After) for the service's executor, which re-runs
+the step. ``rerun`` below does what the executor does, so that these tests show a step getting
+through a storm with exactly one Graph call per attempt (no retries stacked inside).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import httpx
 import pytest
 
-from connectors.base import Account, Outcome
+from connectors.base import Account, Outcome, PermanentConnectorError, TransientConnectorError
 from connectors.entra import EntraConnector
-from connectors.entra_graph import GraphTokenError
-from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
+from connectors.entra.graph import GraphTokenError
 from tests.unit.entra.fake_graph import AUTHORITY, CLIENT_SECRET, TENANT, FakeEntra, Fault
 
 pytestmark = pytest.mark.anyio
 
 USER = r"/users/[^/]+"
+T = TypeVar("T")
+
+
+async def rerun(
+    step: Callable[[], Awaitable[T]], attempts: int = 10
+) -> tuple[T, list[TransientConnectorError]]:
+    """Run ``step`` again after each transient error, as the executor does (without its
+    waits); the result and the errors of the failed attempts."""
+    errors: list[TransientConnectorError] = []
+    for _ in range(attempts):
+        try:
+            return await step(), errors
+        except TransientConnectorError as exc:
+            errors.append(exc)
+    raise AssertionError(f"still failing after {attempts} attempts: {errors[-1]}")
 
 
 def graph_calls(fake: FakeEntra, method: str, pattern: str) -> int:
@@ -26,19 +48,22 @@ def graph_calls(fake: FakeEntra, method: str, pattern: str) -> int:
     return sum(1 for m, p in fake.log if m == method and re.fullmatch(pattern, p))
 
 
-async def test_429_storm_is_ridden_out_honouring_retry_after(
+async def test_429_storm_is_ridden_out_by_step_retries_one_call_per_attempt(
     fake: FakeEntra, connector: EntraConnector
 ) -> None:
     uid = fake.add_user("W1")
     fake.faults.append(Fault("GET", USER, 429, times=3, retry_after="0"))
     fake.faults.append(Fault("PATCH", USER, 429, times=2, retry_after="0"))
-    result = await connector.disable(Account("idp", uid))
+    result, errors = await rerun(lambda: connector.disable(Account("idp", uid)))
     assert result.outcome == Outcome.DONE
-    assert graph_calls(fake, "GET", USER) == 4 and graph_calls(fake, "PATCH", USER) == 3
+    assert [e.retry_after for e in errors] == [0.0] * 5
+    # Five failed attempts and the good one: one GET (and a PATCH once the GET got through)
+    # per attempt, nothing re-sent inside the connector.
+    assert graph_calls(fake, "GET", USER) == 6 and graph_calls(fake, "PATCH", USER) == 3
     assert fake.users[uid]["accountEnabled"] is False
 
 
-async def test_429_storm_that_outlasts_the_retries_is_transient_with_retry_after(
+async def test_a_throttled_call_is_raised_at_once_with_retry_after(
     fake: FakeEntra, connector: EntraConnector
 ) -> None:
     uid = fake.add_user("W1")
@@ -47,7 +72,7 @@ async def test_429_storm_that_outlasts_the_retries_is_transient_with_retry_after
         with anyio.fail_after(10):
             await connector.disable(Account("idp", uid))
     assert info.value.retry_after == 1.0 and info.value.account_id == uid
-    assert graph_calls(fake, "GET", USER) == connector.options.retry_attempts
+    assert graph_calls(fake, "GET", USER) == 1, "retries are the executor's, not the connector's"
 
 
 async def test_long_retry_after_goes_back_to_the_engine_at_once(
@@ -63,7 +88,7 @@ async def test_long_retry_after_goes_back_to_the_engine_at_once(
     assert graph_calls(fake, "GET", USER) == 1
 
 
-async def test_503_and_500_and_timeouts_are_retried(
+async def test_503_and_500_and_timeouts_are_transient_and_step_retries_get_through(
     fake: FakeEntra, connector: EntraConnector
 ) -> None:
     uid = fake.add_user("W1")
@@ -72,9 +97,10 @@ async def test_503_and_500_and_timeouts_are_retried(
     )
     fake.faults.append(Fault("PATCH", USER, 500, times=1, code="generalException"))
     fake.timeouts = 1
-    result = await connector.disable(Account("idp", uid))
+    result, errors = await rerun(lambda: connector.disable(Account("idp", uid)))
     assert result.outcome == Outcome.DONE
     assert fake.timeouts == 0
+    assert len(errors) == 3 and any(e.retry_after == 0.0 for e in errors)
 
 
 async def test_persistent_timeouts_become_transient(
@@ -287,6 +313,8 @@ async def test_secret_and_access_token_never_reach_the_logs(
     errors: list[str] = []
     async with make_connector() as connector:
         account = Account("idp", uid)
+        with pytest.raises(TransientConnectorError):
+            await connector.disable(account)  # throttled: the executor would run it again
         await connector.disable(account)
         await connector.revoke_sessions(account)
         await connector.remove_access(account)
@@ -312,12 +340,17 @@ async def test_secret_and_access_token_never_reach_the_logs(
         assert token[-20:] not in text
 
 
-async def test_creating_a_user_is_retried_when_throttled_but_not_after_a_5xx(
+async def test_creating_a_user_is_never_retried_inside_the_connector(
     fake: FakeEntra, connector: EntraConnector
 ) -> None:
     from connectors.base import DesiredAccess, Worker
 
     fake.faults.append(Fault("POST", "/users", 429, times=1, retry_after="0"))
+    with pytest.raises(TransientConnectorError) as info:
+        await connector.create_account(Worker("W0800"), DesiredAccess())
+    assert info.value.retry_after == 0.0
+    assert graph_calls(fake, "POST", "/users") == 1 and not fake.users
+    # The executor's next attempt looks for the account first, then creates it once.
     account = await connector.create_account(Worker("W0800"), DesiredAccess())
     assert account.account_id in fake.users
     assert graph_calls(fake, "POST", "/users") == 2
@@ -326,3 +359,14 @@ async def test_creating_a_user_is_retried_when_throttled_but_not_after_a_5xx(
     with pytest.raises(TransientConnectorError, match="502"):
         await connector.create_account(Worker("W0801"), DesiredAccess())
     assert graph_calls(fake, "POST", "/users") == 3, "a 5xx create is left to the engine"
+
+
+async def test_a_5xx_with_retry_after_hands_the_wait_to_the_executor(
+    fake: FakeEntra, connector: EntraConnector
+) -> None:
+    uid = fake.add_user("W1")
+    fake.faults.append(Fault("GET", USER, 502, times=1, retry_after="7", code="BadGateway"))
+    with pytest.raises(TransientConnectorError) as info:
+        await connector.disable(Account("idp", uid))
+    assert info.value.retry_after == 7.0
+    assert graph_calls(fake, "GET", USER) == 1

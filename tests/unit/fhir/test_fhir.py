@@ -8,9 +8,16 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import Account, ConnectorContext, Outcome, Worker
+from connectors.base import (
+    Account,
+    ConnectorConfigError,
+    ConnectorContext,
+    Outcome,
+    PermanentConnectorError,
+    TransientConnectorError,
+    Worker,
+)
 from connectors.fhir import FhirConnector
-from lifecycle.exceptions import ConfigError, PermanentConnectorError, TransientConnectorError
 from tests.unit.fhir.fake import SYSTEM, FakeFhir, outcome
 
 pytestmark = pytest.mark.anyio
@@ -184,7 +191,7 @@ async def test_timeouts_are_transient(fake: FakeFhir, fhir: FhirConnector) -> No
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], words: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         FhirConnector.from_config("ehr", {"kind": "fhir", **options}, ConnectorContext())
     assert words in str(info.value) and "[connectors.ehr]" in str(info.value)
 

@@ -14,8 +14,8 @@ from ldap3.core.exceptions import (
     LDAPUnwillingToPerformResult,
 )
 
-from connectors._ldap_errors import translate_error
-from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
+from connectors.base import PermanentConnectorError, TransientConnectorError
+from connectors.ldap.errors import translate_error
 
 
 def _translate(exc: Exception, what: str, account_id: str | None) -> Exception:

@@ -1,4 +1,4 @@
-"""Option validation of the LDAP connectors: every mistake is a ConfigError naming the option."""
+"""Option validation of the LDAP connectors: every mistake is a config error naming the option."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from connectors import build_connector
-from connectors.base import Capability, ConnectorContext
+from connectors.base import Capability, ConnectorConfigError, ConnectorContext
 from connectors.ldap import LdapConnector
-from lifecycle.exceptions import ConfigError, SecretError
 
 AD: dict[str, Any] = {
     "kind": "ad",
@@ -79,13 +78,13 @@ def test_domain_root_is_derived_from_an_ou_base() -> None:
     ],
 )
 def test_bad_ad_options_name_the_table_and_the_option(change: dict[str, Any], option: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         _build({**AD, **change})
     assert "[connectors.idp]" in str(info.value) and option in str(info.value)
 
 
 def test_openldap_refuses_ad_only_options_and_allows_explicit_plaintext() -> None:
-    with pytest.raises(ConfigError, match="va_group_dn"):
+    with pytest.raises(ConnectorConfigError, match="va_group_dn"):
         _build({**OPENLDAP, "va_group_dn": "cn=va,dc=example,dc=org"})
     plain = _build({**OPENLDAP, "url": "ldap://127.0.0.1:389", "allow_plaintext": True})
     assert plain.options.use_ssl is False
@@ -98,10 +97,10 @@ def test_sign_in_tracking_can_be_turned_off() -> None:
 
 
 def test_secret_must_be_a_reference_outside_demo_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(SecretError, match="inline"):
+    with pytest.raises(ConnectorConfigError, match="inline"):
         _build({**AD, "bind_password": "hunter2-inline"})
     monkeypatch.delenv("LDAP_UNIT_PW")
-    with pytest.raises(SecretError, match="LDAP_UNIT_PW") as info:
+    with pytest.raises(ConnectorConfigError, match="LDAP_UNIT_PW") as info:
         _build(AD)
     assert "[connectors.idp] bind_password" in str(info.value)
 
@@ -110,7 +109,7 @@ def test_secret_value_never_appears_in_errors_or_repr() -> None:
     connector = _build(AD)
     assert "s3cret-unit-value" not in repr(connector.options)
     assert "s3cret-unit-value" not in repr(connector.__dict__)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         _build({**AD, "pool_size": -1})
     assert "s3cret-unit-value" not in str(info.value)
 
@@ -121,5 +120,5 @@ def test_relative_ca_file_resolves_against_base_dir(tmp_path: Path) -> None:
         "idp", {**AD, "ca_file": "ca.pem"}, ConnectorContext(base_dir=tmp_path)
     )
     assert connector.options.ca_file == tmp_path / "ca.pem"
-    with pytest.raises(ConfigError, match="ca_file"):
+    with pytest.raises(ConnectorConfigError, match="ca_file"):
         LdapConnector.from_config("idp", {**AD, "ca_file": "missing.pem"}, ConnectorContext())

@@ -1,12 +1,15 @@
 """The pool's priority queue: earlier-started terminations are served first, and cancelling a
-waiter never loses or leaks a slot."""
+waiter never loses or leaks a slot; idle connections the server closed are never handed out."""
 
 from __future__ import annotations
+
+import socket
+import time
 
 import anyio
 import pytest
 
-from connectors._ldap_pool import PriorityLimiter
+from connectors.ldap.pool import ConnectionPool, PriorityLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +60,38 @@ async def test_a_cancelled_waiter_gives_up_its_place() -> None:
     with anyio.fail_after(1):
         await limiter.acquire(2.0)  # the slot came back; nobody holds a ghost slot
     limiter.release()
+
+
+class _Idle:
+    """What the pool looks at on an idle ldap3 connection: its socket and ``closed``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.closed = False
+        self.unbound = False
+
+    def unbind(self) -> None:
+        self.unbound = True
+        self.socket.close()
+
+
+def test_idle_connections_the_server_closed_are_replaced_not_used() -> None:
+    local, server = socket.socketpair()
+    alive_local, alive_server = socket.socketpair()
+    opened: list[_Idle] = []
+
+    def factory() -> _Idle:
+        conn = _Idle(socket.socket())
+        opened.append(conn)
+        return conn
+
+    pool = ConnectionPool(factory, size=2)
+    dead, alive = _Idle(local), _Idle(alive_local)
+    pool._idle = [(alive, time.monotonic()), (dead, time.monotonic())]  # dead is most recent
+    server.close()  # the server drops it: EOF is waiting to be read
+    assert pool._take() is alive
+    assert dead.unbound and not alive.unbound and not opened
+    alive_server.sendall(b"\x30")  # a Notice of Disconnection arrives on the other one
+    pool._idle = [(alive, time.monotonic())]
+    assert pool._take() is None and alive.unbound
+    alive_server.close()

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ldap3.utils.dn import parse_dn
 
-from connectors._ldap_values import (
+from connectors.ldap.values import (
     AD_NEVER,
     ad_bind_diagnosis,
     ad_interval_to_seconds,

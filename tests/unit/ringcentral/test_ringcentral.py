@@ -12,9 +12,16 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import Account, ConnectorContext, Outcome, Worker
+from connectors.base import (
+    Account,
+    ConnectorConfigError,
+    ConnectorContext,
+    Outcome,
+    PermanentConnectorError,
+    TransientConnectorError,
+    Worker,
+)
 from connectors.ringcentral import RingCentralConnector
-from lifecycle.exceptions import ConfigError, PermanentConnectorError, TransientConnectorError
 from tests.unit.ringcentral.fake import CLIENT_ID, CLIENT_SECRET, JWT, SERVER, FakeRingCentral
 
 pytestmark = pytest.mark.anyio
@@ -297,7 +304,7 @@ async def test_timeouts_are_transient(rc_env: None) -> None:
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], words: str, rc_env: None) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         RingCentralConnector.from_config(
             "phone", {"kind": "ringcentral", **options}, ConnectorContext()
         )

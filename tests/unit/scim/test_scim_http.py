@@ -14,14 +14,15 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import Account, ConnectorContext, Worker
-from connectors.scim import ScimConnector
-from lifecycle.exceptions import (
-    ConfigError,
+from connectors.base import (
+    Account,
+    ConnectorConfigError,
+    ConnectorContext,
     PermanentConnectorError,
-    SecretError,
     TransientConnectorError,
+    Worker,
 )
+from connectors.scim import ScimConnector
 
 pytestmark = pytest.mark.anyio
 
@@ -290,14 +291,14 @@ def test_config_reads_bearer_token_from_file(tmp_path: Any) -> None:
 def test_bad_options_are_config_errors_naming_the_table(
     options: dict[str, Any], words: str
 ) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         ScimConnector.from_config("ehr", options, ConnectorContext())
     assert "[connectors.ehr]" in str(info.value)
     assert words in str(info.value)
 
 
 def test_inline_token_is_refused_outside_demo_mode() -> None:
-    with pytest.raises(SecretError) as info:
+    with pytest.raises(ConnectorConfigError) as info:
         ScimConnector.from_config(
             "ehr", {"kind": "scim", "base_url": BASE, "token": TOKEN}, ConnectorContext()
         )

@@ -1,6 +1,6 @@
 """Microsoft Graph transport for the Entra connector: msal tokens, httpx requests, ``$batch``.
 
-Why a module of its own: the connector (``connectors/entra.py``) speaks in accounts and
+Why a module of its own: the connector (``connectors.entra.connector``) speaks in accounts and
 entitlements; this module owns everything about *talking* to Graph, so that throttling, token
 refresh and error translation live in one place and every Graph call gets them:
 
@@ -13,16 +13,18 @@ refresh and error translation live in one place and every Graph call gets them:
   Graph itself, so one tool (respx) mocks both in tests and no code of ours is patched;
 - one ``httpx.AsyncClient`` shared by every call of the connector, with an ``anyio.Semaphore``
   bounding requests in flight, so a burst of terminations cannot trip Graph's throttling alone;
-- 429 and 503 honour ``Retry-After``; other 5xx and timeouts back off (``lifecycle.retry``);
-  a ``Retry-After`` longer than ``inline_retry_after_max`` is raised at once as
-  ``TransientConnectorError(retry_after=...)`` so that the engine reschedules the step instead
-  of a connector sleeping for minutes;
-- 401 refreshes the token once (cached access tokens are evicted from msal's cache), then is
-  permanent; 403 names the Graph permission the call needs;
-- ``$batch`` sends at most 20 requests per envelope, checks each item's status and re-sends only
-  the throttled items.
+- no request is retried here: 429 and 503 become ``GraphThrottledError`` with ``retry_after``
+  from Graph's ``Retry-After``, other 5xx, 408 and timeouts ``TransientConnectorError``, and the
+  service's executor retries the step, once, in one place;
+- protocol-level handling stays: 401 refreshes the token once (cached access tokens are evicted
+  from msal's cache), then is permanent; 403 names the Graph permission the call needs;
+  ``$batch`` sends at most 20 requests per envelope, checks each item's status and re-sends
+  only the throttled items within the batch (Graph throttles items of an accepted batch one
+  by one), waiting their ``Retry-After`` when it is short (``inline_retry_after_max``) and
+  otherwise raising ``GraphThrottledError(retry_after=...)`` so that the executor reschedules
+  the step instead of a connector sleeping for minutes.
 
-Errors raised here, all ``lifecycle.exceptions`` classes or local subclasses of them::
+Errors raised here, all ``connectors.base`` classes or local subclasses of them::
 
     TransientConnectorError
      └── GraphThrottledError      429 / 503 (``retry_after`` from Retry-After); not executed
@@ -42,9 +44,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -53,17 +55,15 @@ import httpx
 import msal
 from pydantic import SecretStr
 
-from connectors.base import sha256_hex
-from lifecycle.exceptions import (
+from connectors.base import (
     ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
+    parse_retry_after,
+    sha256_hex,
 )
-from lifecycle.retry import RetryPolicy, parse_retry_after, retry_transient
 
-log = logging.getLogger("lifecycle.connectors.entra")
-
-T = TypeVar("T")
+log = logging.getLogger("connectors.entra")
 
 GRAPH_SCOPE_SUFFIX = "/.default"
 BATCH_LIMIT = 20
@@ -209,17 +209,13 @@ class GraphSettings:
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
     max_concurrency: int = 8
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    batch_attempts: int = 4
+    """Sends of a ``$batch`` whose items Graph throttled, the first one included."""
+    batch_initial_seconds: float = 0.5
+    """Wait before re-sending throttled items that came without Retry-After (doubling)."""
     inline_retry_after_max: float = 10.0
-    """Retry-After up to this many seconds is waited for here; longer goes to the engine."""
-
-
-class _HandOver(Exception):
-    """Carries a transient error past ``retry_transient`` when its wait is too long for us."""
-
-    def __init__(self, error: TransientConnectorError) -> None:
-        super().__init__(error.message)
-        self.error = error
+    """A throttled item's wait up to this many seconds is waited for here; longer goes to the
+    executor as ``retry_after``."""
 
 
 def graph_error(body: Any) -> tuple[str, str]:
@@ -412,10 +408,8 @@ class GraphClient:
         """The exception for a failed Graph call (also used for ``$batch`` items)."""
         code, message = graph_error(body)
         what = f"{op}: Graph answered {status} {code}"
+        retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
         if status in (429, 503):
-            retry_after = parse_retry_after(
-                headers.get("retry-after") or headers.get("Retry-After")
-            )
             return GraphThrottledError(
                 f"{what} (throttled)",
                 connector=self.connector,
@@ -423,7 +417,7 @@ class GraphClient:
                 retry_after=retry_after,
             )
         if status >= 500 or status == 408:
-            return self._error(True, f"{what}: {message}", account_id, None)
+            return self._error(True, f"{what}: {message}", account_id, retry_after)
         if status == 403:
             return PermanentConnectorError(
                 f"{what}: the app registration lacks the application permission {permission} "
@@ -456,7 +450,7 @@ class GraphClient:
             f"{what}: {message}", connector=self.connector, account_id=account_id
         )
 
-    async def _send_once(
+    async def _send(
         self,
         method: str,
         url: str,
@@ -514,31 +508,6 @@ class GraphClient:
                 account_id=account_id,
             )
 
-    async def retrying(self, call: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
-        """``call`` under the retry policy; waits longer than our cap are the engine's job.
-
-        A request that is not idempotent (creating a user or a policy) is retried here only
-        when Graph throttled it, because a throttled request was not executed; after a timeout
-        or a 5xx it may have been, so the error goes to the engine, whose next attempt starts
-        by looking for what the first one may have created.
-        """
-        cap = self.settings.inline_retry_after_max
-
-        async def guarded() -> T:
-            try:
-                return await call()
-            except TransientConnectorError as exc:
-                if exc.retry_after is not None and exc.retry_after > cap:
-                    raise _HandOver(exc) from exc
-                if not idempotent and not isinstance(exc, GraphThrottledError):
-                    raise _HandOver(exc) from exc
-                raise
-
-        try:
-            return await retry_transient(guarded, self.settings.retry)
-        except _HandOver as handed:
-            raise handed.error from handed.error.__cause__
-
     async def request(
         self,
         method: str,
@@ -550,24 +519,18 @@ class GraphClient:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        idempotent: bool = True,
     ) -> GraphResponse:
-        """One Graph call with retries; raises ConnectorError subclasses only."""
-        url = self.url(path)
-
-        async def once() -> GraphResponse:
-            return await self._send_once(
-                method,
-                url,
-                op=op,
-                permission=permission,
-                account_id=account_id,
-                json_body=json_body,
-                params=params,
-                headers=headers,
-            )
-
-        return await self.retrying(once, idempotent=idempotent)
+        """One Graph call (no retries here); raises ConnectorError subclasses only."""
+        return await self._send(
+            method,
+            self.url(path),
+            op=op,
+            permission=permission,
+            account_id=account_id,
+            json_body=json_body,
+            params=params,
+            headers=headers,
+        )
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return (await self.request("GET", path, **kwargs)).json()
@@ -613,8 +576,10 @@ class GraphClient:
 
         Returns every item's response by id, failed ones included: the caller decides what a
         failure means (``failure()`` builds the exception). Throttled items (429, 503) are
-        re-sent on their own, honouring their Retry-After, until the retry policy runs out;
-        then a TransientConnectorError is raised.
+        re-sent on their own, honouring their Retry-After (protocol-level: the other items of
+        the batch already ran), up to ``batch_attempts`` sends; then, or when the wait asked
+        for is longer than ``inline_retry_after_max``, GraphThrottledError is raised with
+        ``retry_after`` for the executor.
         """
         results: dict[str, GraphResponse] = {}
         chunks = [requests[i : i + BATCH_LIMIT] for i in range(0, len(requests), BATCH_LIMIT)]
@@ -638,7 +603,7 @@ class GraphClient:
     ) -> dict[str, GraphResponse]:
         pending = {item.id: item for item in chunk}
         done: dict[str, GraphResponse] = {}
-        policy = self.settings.retry
+        settings = self.settings
         attempt = 0
         while pending:
             attempt += 1
@@ -676,9 +641,9 @@ class GraphClient:
             if not pending:
                 break
             waits = [w for w in throttled.values() if w is not None]
-            wait = max(waits) if waits else policy.wait(attempt, None)
-            if attempt >= policy.attempts or wait > self.settings.inline_retry_after_max:
-                raise TransientConnectorError(
+            wait = max(waits) if waits else settings.batch_initial_seconds * 2 ** (attempt - 1)
+            if attempt >= settings.batch_attempts or wait > settings.inline_retry_after_max:
+                raise GraphThrottledError(
                     f"{len(pending)} batched Graph calls still throttled after {attempt} attempts "
                     f"({', '.join(sorted({pending[i].op for i in pending}))})",
                     connector=self.connector,

@@ -20,16 +20,16 @@ and ``entitlements`` attributes, used only when the service's User schema declar
 Error mapping (RFC 7644 §3.12): 429 is transient with ``retry_after``; 5xx, timeouts and
 connection failures are transient; 400 (``invalidFilter`` and others), 401, 403, 404, 409
 (``uniqueness``) and 501 are permanent with a message saying what to fix. 412 depends on who set
-the precondition: see ``connectors._scim_api.ScimApi._raise_for``.
+the precondition: see ``connectors.scim.api.ScimApi._raise_for``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import SecretStr
 from scim2_models import (
     Context,
     Email,
@@ -40,31 +40,18 @@ from scim2_models import (
     User,
 )
 
+from connectors._config import parse_options
 from connectors._http import (
-    BearerOrOAuthOptions,
+    BearerAuth,
     OAuthTokenSource,
-    ServiceAuth,
+    RestClient,
+    ServiceCredentials,
     digest,
-    pydantic_summary,
+    http_client,
     request_id,
 )
-from connectors._scim_api import (
-    DEFAULT_MATCH,
-    ENTITLEMENT_PREFIX,
-    ROLE_PREFIX,
-    USER_OP,
-    MatchAttribute,
-    ScimApi,
-    ScimFeatures,
-    any_of,
-    attribute_entitlements,
-    is_attribute,
-    json_object,
-    matches,
-    replace_or_remove,
-    str_or_none,
-)
 from connectors.base import (
+    OFFBOARDING,
     Account,
     AccountState,
     ActionResult,
@@ -73,48 +60,41 @@ from connectors.base import (
     ConnectorContext,
     DesiredAccess,
     Outcome,
+    PermanentConnectorError,
     SkippedItem,
     Worker,
     action_result,
+    change_outcome,
     utcnow,
 )
-from lifecycle.exceptions import (
-    ConfigError,
-    PermanentConnectorError,
+from connectors.scim.api import (
+    DEFAULT_MATCH,
+    ENTITLEMENT_PREFIX,
+    ROLE_PREFIX,
+    SCIM_JSON,
+    USER_OP,
+    MatchAttribute,
+    ScimApi,
+    ScimFeatures,
+    any_of,
+    attribute_entitlements,
+    is_attribute,
+    matches,
+    replace_or_remove,
+    str_or_none,
 )
-
-# --------------------------------------------------------------------------- options
-
-
-class ScimOptions(BearerOrOAuthOptions):
-    kind: Literal["scim"] = "scim"
-    timeout_seconds: float = Field(default=15.0, gt=0)
-    page_size: int = Field(default=100, ge=1, le=1000)
-    match: list[MatchAttribute] = Field(default_factory=lambda: list(DEFAULT_MATCH), min_length=1)
-    """Which User attributes correlate a worker: externalId = worker id, userName = UPN (or
-    email), emails = email."""
-    verify_tls: bool = True
-
-
-# --------------------------------------------------------------------------- the connector
+from connectors.scim.options import ScimOptions
 
 
 class ScimConnector(Connector):
     """A SCIM 2.0 service provider, adapted to what its ServiceProviderConfig declares."""
 
     kind = "scim"
-    capabilities = frozenset(
-        {
-            Capability.FIND_ACCOUNT,
-            Capability.READ_STATE,
-            Capability.DISABLE,
-            Capability.REVOKE_SESSIONS,
-            Capability.REMOVE_ACCESS,
-            Capability.APPLY_ENTITLEMENTS,
-            Capability.CREATE_ACCOUNT,
-            Capability.LIST_ACCOUNTS,
-        }
-    )
+    capabilities = OFFBOARDING | {
+        Capability.APPLY_ENTITLEMENTS,
+        Capability.CREATE_ACCOUNT,
+        Capability.LIST_ACCOUNTS,
+    }
 
     def __init__(
         self,
@@ -129,35 +109,25 @@ class ScimConnector(Connector):
         owns_client: bool = True,
     ) -> None:
         super().__init__(name)
-        self.api = ScimApi(
-            name,
-            base_url=base_url,
-            client=client,
-            token=token,
-            oauth=oauth,
-            page_size=page_size,
-            owns_client=owns_client,
+        auth = BearerAuth.of(name, token, oauth)
+        rest = RestClient(
+            name, base_url, client, auth, media_type=SCIM_JSON, owns_client=owns_client
         )
-        self.base_url = self.api.base_url
+        self.api = ScimApi(rest, page_size=page_size)
+        self.base_url = rest.base_url
         self.match = tuple(match)
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        try:
-            opts = ScimOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            # from None: pydantic's own text echoes input values, which may be secrets.
-            raise ConfigError(f"[connectors.{name}]: {pydantic_summary(exc)}") from None
-        auth = ServiceAuth.resolve(name, opts, context)
-        client = httpx.AsyncClient(
-            timeout=httpx.Timeout(opts.timeout_seconds), verify=opts.verify_tls
-        )
+        opts = parse_options(ScimOptions, name, options)
+        credentials = ServiceCredentials.resolve(name, opts, context)
+        client = http_client(opts.timeout_seconds, verify=opts.verify_tls)
         return cls(
             name,
             base_url=opts.base_url,
             client=client,
-            token=auth.token,
-            oauth=auth.oauth_source(client, name, opts),
+            token=credentials.token,
+            oauth=credentials.oauth_source(client, name, opts),
             page_size=opts.page_size,
             match=opts.match,
         )
@@ -306,7 +276,7 @@ class ScimConnector(Connector):
             SkippedItem(item, "still present when read back after removal")
             for item in sorted(state.entitlements)
         )
-        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if removed else Outcome.ALREADY)
+        outcome = change_outcome(bool(removed), bool(skipped))
         return action_result(
             "remove_access",
             account,
@@ -358,7 +328,7 @@ class ScimConnector(Connector):
             removed.extend(attr_removed)
             added.extend(attr_added)
         changed = bool(removed or added)
-        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if changed else Outcome.ALREADY)
+        outcome = change_outcome(bool(changed), bool(skipped))
         return action_result(
             "apply_entitlements",
             account,
@@ -474,9 +444,7 @@ class ScimConnector(Connector):
             json_body=user.model_dump(scim_ctx=Context.RESOURCE_CREATION_REQUEST),
             resource="user",
         )
-        raw = json_object(
-            response, connector=self.name, account_id=worker.worker_id, what="creating the user"
-        )
+        raw = self.api.json_object(response, account_id=worker.worker_id, what="creating the user")
         if not raw.get("id"):
             raise PermanentConnectorError(
                 "the service created the user but returned no id; find it by externalId and "

@@ -14,8 +14,8 @@ from ldap3.core.exceptions import (
     LDAPStartTLSError,
 )
 
-from connectors._ldap_values import ad_bind_diagnosis
-from lifecycle.exceptions import PermanentConnectorError, TransientConnectorError
+from connectors.base import PermanentConnectorError, TransientConnectorError
+from connectors.ldap.values import ad_bind_diagnosis
 
 #: LDAP result codes worth retrying: busy, unavailable, time/admin limit, server-side timeout.
 TRANSIENT_CODES = frozenset({3, 11, 51, 52, 81, 85})

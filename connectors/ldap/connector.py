@@ -1,8 +1,8 @@
 """Active Directory and OpenLDAP, through ldap3: one connector class, two dialects.
 
-The ``kind`` of the ``[connectors.<name>]`` table picks the dialect (``_ldap_ad`` or
-``_ldap_openldap``); everything that is the same for both lives here: the bounded connection
-pool in worker threads, escaping, error translation and the evidence of each change::
+The ``kind`` of the ``[connectors.<name>]`` table picks the dialect (``connectors.ldap.ad`` or
+``connectors.ldap.openldap``); everything that is the same for both lives here: the bounded
+connection pool in worker threads, escaping, error translation and the evidence of each change::
 
     [connectors.ad]
     kind = "ad"
@@ -29,6 +29,13 @@ A termination is ``disable`` (userAccountControl bit 0x2, or ppolicy's administr
 ``revoke_sessions`` (the password is reset to a random secret nobody keeps, so cached
 credentials stop working), ``remove_access`` (every group membership, listed in the result so
 that a wrongful termination can be undone) and ``read_state`` (a fresh read from the server).
+
+Retries: none here. Every call runs once; a transient failure (busy, unavailable, timeout,
+dropped socket) is raised as ``TransientConnectorError`` for the service's executor to retry.
+What stays is protocol-level: a pooled connection the server has already closed is replaced
+before use (``connectors.ldap.pool``), and on OpenLDAP a password reset of a disabled account
+puts the administrative lock straight back, remembered across the executor's attempts
+(ppolicy clears the lock on every password change).
 """
 
 from __future__ import annotations
@@ -48,58 +55,50 @@ from ldap3.core.exceptions import (
     LDAPException,
     LDAPOperationResult,
 )
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from connectors._ldap_ad import AdDialect
-from connectors._ldap_dialect import Dialect, DirectoryProblem, Entry, groups_of, search
-from connectors._ldap_errors import TRANSIENT_CODES, translate_error
-from connectors._ldap_openldap import OpenLdapDialect
-from connectors._ldap_options import LdapOptions
-from connectors._ldap_pool import ConnectionPool, PoolStats
-from connectors._ldap_values import (
-    dn_is_under,
-    escape_filter_value,
-    normalize_dn,
-    random_password,
-)
+from connectors._config import parse_options
 from connectors.base import (
     Account,
     AccountState,
     ActionResult,
     Capability,
     Connector,
+    ConnectorConfigError,
     ConnectorContext,
+    ConnectorError,
     DesiredAccess,
     Outcome,
+    PermanentConnectorError,
     PolicyBaseline,
     PolicyState,
     SkippedItem,
+    TransientConnectorError,
     Worker,
     action_result,
+    change_outcome,
     sha256_hex,
     utcnow,
 )
-from lifecycle.exceptions import (
-    ConfigError,
-    ConnectorError,
-    PermanentConnectorError,
-    TransientConnectorError,
+from connectors.ldap.ad import AdDialect
+from connectors.ldap.dialect import Dialect, DirectoryProblem, Entry, groups_of, search
+from connectors.ldap.errors import TRANSIENT_CODES, translate_error
+from connectors.ldap.openldap import OpenLdapDialect
+from connectors.ldap.options import LdapOptions
+from connectors.ldap.pool import ConnectionPool, PoolStats
+from connectors.ldap.values import (
+    dn_is_under,
+    escape_filter_value,
+    normalize_dn,
+    random_password,
 )
-from lifecycle.retry import RetryPolicy, retry_transient
-from lifecycle.secrets import resolve_secret
 
 T = TypeVar("T")
-log = logging.getLogger("lifecycle.connectors.ldap")
+log = logging.getLogger("connectors.ldap")
 
 #: How long (and for how many accounts) the start of a termination keeps its queue priority.
 _PRIORITY_MEMORY_SECONDS = 600.0
 _PRIORITY_MEMORY_ENTRIES = 10_000
-
-
-def _outcome(changed: bool, skipped: bool) -> Outcome:
-    if skipped:
-        return Outcome.PARTIAL
-    return Outcome.DONE if changed else Outcome.ALREADY
 
 
 class LdapConnector(Connector):
@@ -125,36 +124,23 @@ class LdapConnector(Connector):
         )
         self._pool = ConnectionPool(self._connect, options.pool_size, options.max_idle_seconds)
         self._began: OrderedDict[str, float] = OrderedDict()
-        self._retry = RetryPolicy(
-            attempts=options.retry_attempts, initial_seconds=0.2, max_seconds=2.0
-        )
+        self._relock: set[str] = set()
+        """Accounts whose password was reset while disabled and whose lock is not yet known
+        to be back (see ``revoke_sessions``)."""
 
     # ----------------------------------------------------------------- construction
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        table = dict(options)
-        try:
-            opts = LdapOptions.model_validate(table)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            raise ConfigError(f"[connectors.{name}]: {problems}") from None
+        opts = parse_options(LdapOptions, name, options)
         if opts.ca_file is not None:
-            ca_file = (
-                opts.ca_file if opts.ca_file.is_absolute() else context.base_dir / opts.ca_file
-            )
+            ca_file = context.path(opts.ca_file)
             if not ca_file.is_file():
-                raise ConfigError(f"[connectors.{name}]: ca_file {ca_file} does not exist")
+                raise ConnectorConfigError(
+                    f"[connectors.{name}]: ca_file {ca_file} does not exist", connector=name
+                )
             opts = opts.model_copy(update={"ca_file": ca_file})
-        password = resolve_secret(
-            opts.bind_password,
-            allow_inline=context.allow_inline_secrets,
-            what=f"[connectors.{name}] bind_password",
-        )
-        return cls(name, opts, password)
+        return cls(name, opts, context.secret(name, "bind_password", opts.bind_password))
 
     def _tls(self) -> Tls:
         opts = self.options
@@ -217,35 +203,30 @@ class LdapConnector(Connector):
     async def _run(
         self, what: str, call: Callable[[Any], T], *, account_id: str | None = None
     ) -> T:
-        """Run ``call(conn)`` in a worker thread; translate every vendor error."""
-        priority = self._priority(account_id)
-
-        async def attempt() -> T:
-            try:
-                return await self._pool.run(call, priority)
-            except DirectoryProblem as exc:
-                raise PermanentConnectorError(
-                    f"{self.dialect.label}: {exc}", connector=self.name, account_id=account_id
-                ) from exc
-            except LDAPException as exc:
-                raise self._translate(exc, what, account_id) from exc
-            except (OSError, ssl.SSLError) as exc:
-                raise TransientConnectorError(
-                    f"{self.dialect.label} at {self.options.url}: {what} failed: {exc}",
-                    connector=self.name,
-                    account_id=account_id,
-                ) from exc
-            except ConnectorError:
-                raise
-            except Exception as exc:  # ldap3 lets a few non-LDAP exceptions through
-                raise PermanentConnectorError(
-                    f"{self.dialect.label} at {self.options.url}: {what} failed: "
-                    f"{type(exc).__name__}: {exc}",
-                    connector=self.name,
-                    account_id=account_id,
-                ) from exc
-
-        return await retry_transient(attempt, self._retry)
+        """Run ``call(conn)`` once in a worker thread; translate every vendor error."""
+        try:
+            return await self._pool.run(call, self._priority(account_id))
+        except DirectoryProblem as exc:
+            raise PermanentConnectorError(
+                f"{self.dialect.label}: {exc}", connector=self.name, account_id=account_id
+            ) from exc
+        except LDAPException as exc:
+            raise self._translate(exc, what, account_id) from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise TransientConnectorError(
+                f"{self.dialect.label} at {self.options.url}: {what} failed: {exc}",
+                connector=self.name,
+                account_id=account_id,
+            ) from exc
+        except ConnectorError:
+            raise
+        except Exception as exc:  # ldap3 lets a few non-LDAP exceptions through
+            raise PermanentConnectorError(
+                f"{self.dialect.label} at {self.options.url}: {what} failed: "
+                f"{type(exc).__name__}: {exc}",
+                connector=self.name,
+                account_id=account_id,
+            ) from exc
 
     def _translate(
         self, exc: LDAPException, what: str, account_id: str | None
@@ -360,15 +341,19 @@ class LdapConnector(Connector):
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
         started = utcnow()
-        first_seen: dict[str, bool] = {}
+        key = account.account_id
 
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
-            # Whether the account was disabled is taken from the first attempt: on OpenLDAP a
-            # password change clears the lock, so a retry after a reset whose re-lock failed
-            # would otherwise see "enabled" and leave a terminated account unlocked.
-            disabled = first_seen.setdefault("disabled", not self.dialect.enabled(entry))
+            # On OpenLDAP a password change clears the lock. Whether the account was disabled
+            # is remembered until the lock is known to be back, so that the executor's next
+            # attempt after a reset whose re-lock failed does not see "enabled" and leave a
+            # terminated account unlocked.
+            disabled = key in self._relock or not self.dialect.enabled(entry)
+            if disabled:
+                self._relock.add(key)
             self.dialect.reset_password(conn, entry.dn, random_password(), disabled=disabled)
+            self._relock.discard(key)
             return action_result(
                 "revoke_sessions",
                 account,
@@ -388,7 +373,7 @@ class LdapConnector(Connector):
             removed, skipped = self._remove_from(
                 conn, entry.dn, groups_of(conn, self.options.membership_base, entry.dn)
             )
-            outcome = _outcome(bool(removed), bool(skipped))
+            outcome = change_outcome(bool(removed), bool(skipped))
             return action_result(
                 "remove_access",
                 account,
@@ -446,7 +431,7 @@ class LdapConnector(Connector):
             removed, skipped = self._remove_from(conn, entry.dn, drop)
             missing = [wanted[k] for k in sorted(wanted.keys() - current.keys())]
             added = [group for group in missing if self._add_to(conn, entry.dn, group)]
-            outcome = _outcome(bool(removed or added), bool(skipped))
+            outcome = change_outcome(bool(removed or added), bool(skipped))
             return action_result(
                 "apply_entitlements",
                 account,

@@ -13,7 +13,8 @@ from typing import Any
 
 from ldap3 import MODIFY_REPLACE
 
-from connectors._ldap_dialect import (
+from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
+from connectors.ldap.dialect import (
     Connection,
     Dialect,
     DirectoryProblem,
@@ -21,12 +22,11 @@ from connectors._ldap_dialect import (
     read_entry,
     search,
 )
-from connectors._ldap_values import (
+from connectors.ldap.values import (
     OPENLDAP_ADMIN_LOCK,
     escape_dn_value,
     parse_generalized_time,
 )
-from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
 
 _MFA_NOTE = "OpenLDAP has no MFA setting: enforce MFA at the federating identity provider"
 _PPOLICY_ATTRS = ("pwdLockout", "pwdMaxFailure", "pwdFailureCountInterval", "pwdLockoutDuration")

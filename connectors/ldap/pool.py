@@ -9,12 +9,18 @@ The queue is ordered by a priority the caller gives (the connector passes the mo
 termination began), not by arrival of each single call. With plain first-come order, 200
 terminations of four steps each interleave step by step and nearly all finish at the very end
 of the burst; ordered by start, the earliest finish first and the median time to revoke halves.
+
+Nothing here retries an operation. An idle connection is checked before it is handed out: an
+idle LDAP connection has nothing to read, so a readable socket means the server has closed it
+(end of file, or its Notice of Disconnection, RFC 4511 §4.4.1) and it is replaced by a fresh
+one. That check costs no round trip; a connection that dies during a call fails the call.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -127,8 +133,9 @@ class ConnectionPool:
         return result
 
     def _take(self) -> Connection | None:
-        """The most recently used idle connection; ones idle too long are closed instead
-        (servers and firewalls drop idle LDAP connections, AD after 15 minutes)."""
+        """The most recently used idle connection; ones idle too long, or already closed by
+        the server, are closed instead (servers and firewalls drop idle LDAP connections, AD
+        after 15 minutes)."""
         stale: list[Connection] = []
         conn = None
         now = time.monotonic()
@@ -137,7 +144,7 @@ class ConnectionPool:
                 raise RuntimeError("the connection pool is closed")
             while self._idle:
                 candidate, since = self._idle.pop()
-                if now - since <= self._max_idle:
+                if now - since <= self._max_idle and not _closed_by_server(candidate):
                     conn = candidate
                     break
                 stale.append(candidate)
@@ -173,6 +180,19 @@ class ConnectionPool:
             self._open -= len(idle)
         for conn, _since in idle:
             await anyio.to_thread.run_sync(_unbind_quietly, conn)
+
+
+def _closed_by_server(conn: Connection) -> bool:
+    """Whether an idle connection is already gone: closed here, or readable (an idle LDAP
+    connection is owed nothing, so what is there to read is EOF or a Notice of Disconnection)."""
+    sock = getattr(conn, "socket", None)
+    if conn.closed or sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # the descriptor is already closed
+        return True
+    return bool(readable)
 
 
 def _unbind_quietly(conn: Connection) -> None:

@@ -15,6 +15,11 @@ licences cannot be removed per user; they are reported as skipped with the reaso
 the independent deletions of one user go through ``$batch``; ``read_state`` reads everything
 back in one ``$batch`` as well.
 
+Retries: none in the connector. Every Graph call is sent once; throttling (429/503 with
+``Retry-After``), 5xx and timeouts surface as ``TransientConnectorError`` with ``retry_after``
+for the service's executor. Protocol-level handling stays in ``connectors.entra.graph``: one
+token refresh on a 401, and re-sending only the throttled items of a ``$batch``.
+
 Required application permissions (admin consent): User.Read.All, User.EnableDisableAccount.All,
 User.RevokeSessions.All, GroupMember.ReadWrite.All, AppRoleAssignment.ReadWrite.All,
 UserAuthenticationMethod.ReadWrite.All, LicenseAssignment.ReadWrite.All, AuditLog.Read.All
@@ -27,11 +32,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import SecretStr
 
+from connectors._config import parse_options
 from connectors.base import (
     Account,
     AccountState,
@@ -41,15 +47,17 @@ from connectors.base import (
     ConnectorContext,
     DesiredAccess,
     Outcome,
+    PermanentConnectorError,
     PolicyBaseline,
     PolicyState,
     SkippedItem,
     Worker,
     action_result,
+    change_outcome,
     sha256_hex,
     utcnow,
 )
-from connectors.entra_graph import (
+from connectors.entra.graph import (
     BatchRequest,
     GraphBadRequestError,
     GraphClient,
@@ -58,7 +66,7 @@ from connectors.entra_graph import (
     GraphSettings,
     graph_error,
 )
-from connectors.entra_model import (
+from connectors.entra.model import (
     GROUP,
     GROUP_FIELDS,
     LICENSE,
@@ -80,66 +88,8 @@ from connectors.entra_model import (
     refused,
     session_revocation_status,
 )
-from connectors.entra_policy import CaState, EntraPolicy, PolicyTarget
-from lifecycle.exceptions import ConfigError, PermanentConnectorError
-from lifecycle.retry import RetryPolicy
-from lifecycle.secrets import resolve_secret
-
-CorrelationAttribute = Literal["employeeId", "userPrincipalName", "mail"]
-OBJECT_ID = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
-
-
-class EntraOptions(BaseModel):
-    """``[connectors.<name>]`` with ``kind = "entra"``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["entra"] = "entra"
-    tenant_id: str = Field(min_length=1)
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    """A secret reference, ``env:NAME`` or ``file:/path``."""
-    authority_host: str = "https://login.microsoftonline.com"
-    graph_base_url: str = "https://graph.microsoft.com/v1.0"
-    correlation_attribute: CorrelationAttribute = "employeeId"
-    va_group_id: str | None = None
-    """The virtual-assistant group the Conditional Access policy targets."""
-    break_glass_ids: list[str] = Field(default_factory=list)
-    """Object ids of emergency-access accounts, always excluded from the policy."""
-    ca_state: CaState = "report-only"
-    ca_policy_name: str = "lifecycle: require MFA for virtual assistants"
-    upn_domain: str | None = None
-    """Domain for new accounts' userPrincipalName when the worker has no UPN."""
-    usage_location: str | None = Field(default=None, min_length=2, max_length=2)
-    """Two-letter country code set on new accounts; Graph requires one to assign licences."""
-    sign_in_activity: bool = True
-    """Read ``signInActivity`` (needs AuditLog.Read.All and Entra ID P1)."""
-    session_revocation_delay_seconds: int = Field(default=300, ge=0)
-    """How long after revokeSignInSessions Microsoft allows for every session to end."""
-    max_concurrency: int = Field(default=8, ge=1, le=64)
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    connect_timeout_seconds: float = Field(default=10.0, gt=0)
-    retry_attempts: int = Field(default=4, ge=1, le=10)
-    retry_initial_seconds: float = Field(default=0.5, ge=0)
-    inline_retry_after_max_seconds: float = Field(default=10.0, ge=0)
-    """A Retry-After up to this is waited for in the connector; longer goes back to the engine."""
-
-    @field_validator("va_group_id", "break_glass_ids")
-    @classmethod
-    def _object_ids(cls, value: str | list[str] | None) -> str | list[str] | None:
-        for item in [value] if isinstance(value, str) else value or []:
-            if not OBJECT_ID.fullmatch(item):
-                raise ValueError(f"{item!r} is not an Entra object id (a GUID)")
-        return value
-
-    @field_validator("authority_host", "graph_base_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        if not value.startswith("https://"):
-            raise ValueError("must be an https:// URL (msal and bearer tokens need TLS)")
-        return value.rstrip("/")
+from connectors.entra.options import OBJECT_ID, EntraOptions
+from connectors.entra.policy import EntraPolicy, PolicyTarget
 
 
 class EntraConnector(Connector):
@@ -171,9 +121,8 @@ class EntraConnector(Connector):
                 timeout_seconds=options.timeout_seconds,
                 connect_timeout_seconds=options.connect_timeout_seconds,
                 max_concurrency=options.max_concurrency,
-                retry=RetryPolicy(
-                    attempts=options.retry_attempts, initial_seconds=options.retry_initial_seconds
-                ),
+                batch_attempts=options.batch_retry_attempts,
+                batch_initial_seconds=options.batch_retry_initial_seconds,
                 inline_retry_after_max=options.inline_retry_after_max_seconds,
             ),
             http=http,
@@ -191,22 +140,8 @@ class EntraConnector(Connector):
 
     @classmethod
     def from_config(cls, name: str, options: Mapping[str, Any], context: ConnectorContext) -> Self:
-        try:
-            opts = EntraOptions.model_validate(dict(options))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
-                for err in exc.errors()
-            )
-            # Only locations and messages: pydantic's own text echoes input values, and a
-            # secret typed under a misspelt key would otherwise end up in the logs.
-            raise ConfigError(f"[connectors.{name}]: {problems}") from None
-        secret = resolve_secret(
-            opts.client_secret,
-            allow_inline=context.allow_inline_secrets,
-            what=f"[connectors.{name}] client_secret",
-        )
-        return cls(name, opts, secret)
+        opts = parse_options(EntraOptions, name, options)
+        return cls(name, opts, context.secret(name, "client_secret", opts.client_secret))
 
     async def aclose(self) -> None:
         await self.graph.aclose()
@@ -551,7 +486,7 @@ class EntraConnector(Connector):
                 continue
             digests.append(response.sha256)
             removed.append(name)
-        outcome = Outcome.PARTIAL if skipped else (Outcome.DONE if removed else Outcome.ALREADY)
+        outcome = change_outcome(bool(removed), bool(skipped))
         return action_result(
             "remove_access",
             account,
@@ -715,7 +650,6 @@ class EntraConnector(Connector):
             op="create user",
             permission="User.ReadWrite.All",
             account_id=worker.worker_id,
-            idempotent=False,
         )
         account = self._account(response.json())
         await self._grant(account.account_id, groups, licences)
@@ -776,11 +710,7 @@ class EntraConnector(Connector):
         added, _ = await self._grant(
             uid, want_groups - have_groups, want_licences - direct - set(by_group)
         )
-        outcome = (
-            Outcome.PARTIAL
-            if skipped
-            else (Outcome.DONE if (removed or added) else Outcome.ALREADY)
-        )
+        outcome = change_outcome(bool(removed or added), bool(skipped))
         return action_result(
             "apply_entitlements",
             account,

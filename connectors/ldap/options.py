@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from connectors._ldap_values import is_attribute_name, normalize_dn
+from connectors._config import ConnectorOptions
+from connectors.ldap.values import is_attribute_name, normalize_dn
 
 Kind = Literal["ad", "openldap"]
 
@@ -17,8 +18,8 @@ DEFAULT_CORRELATION = {"ad": "employeeID", "openldap": "employeeNumber"}
 DEFAULT_SIGN_IN = {"ad": "lastLogonTimestamp", "openldap": "pwdLastSuccess"}
 
 
-class LdapOptions(BaseModel):
-    """Validated options; see the module docstring of ``connectors.ldap`` for an example."""
+class LdapOptions(ConnectorOptions):
+    """Validated options; see the module docstring of ``connectors.ldap.connector``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,8 +63,6 @@ class LdapOptions(BaseModel):
     max_idle_seconds: float = Field(default=240.0, gt=0, le=3600)
     """Pooled connections idle longer than this are closed rather than reused; keep it below
     the server's idle timeout (AD MaxConnIdleTime: 900 s) and any firewall's."""
-    retry_attempts: int = Field(default=2, ge=1, le=5)
-    """Short in-connector attempts for transient errors; the engine retries steps on top."""
     va_group_dn: str | None = None
     """AD: the virtual-assistant group the fine-grained password policy applies to."""
     pso_name: str = "lifecycle-lockout"

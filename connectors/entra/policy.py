@@ -25,6 +25,7 @@ from connectors.base import (
     ActionResult,
     Control,
     Outcome,
+    PermanentConnectorError,
     PolicyBaseline,
     PolicySetting,
     PolicyState,
@@ -32,8 +33,7 @@ from connectors.base import (
     sha256_hex,
     utcnow,
 )
-from connectors.entra_graph import GraphClient
-from lifecycle.exceptions import PermanentConnectorError
+from connectors.entra.graph import GraphClient
 
 PASSWORD_RULE_TEMPLATE_ID = "5cf42378-d67d-4f36-ba46-e8b86229381d"  # noqa: S105 - template id
 ENTRA_DEFAULT_LOCKOUT_THRESHOLD = 10
@@ -339,7 +339,6 @@ class EntraPolicy:
                 "/identity/conditionalAccess/policies",
                 json_body=ca_body(None, wanted),
                 op="create Conditional Access policy",
-                idempotent=False,
                 permission="Policy.ReadWrite.ConditionalAccess",
             )
             created = response.json() or {}
@@ -371,7 +370,6 @@ class EntraPolicy:
                         "values": lockout_values([], threshold, seconds),
                     },
                     op="create Password Rule Settings",
-                    idempotent=False,
                     permission="GroupSettings.ReadWrite.All",
                 )
             else:

@@ -9,7 +9,6 @@ by GET + conditional PUT otherwise. ``connectors.scim`` builds the connector con
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from scim2_models import (
     Context,
     Error,
@@ -31,21 +30,15 @@ from scim2_models import (
 from scim2_models.path import AttrPath, CompareOperator, Comparison, FilterNode
 
 from connectors._http import (
-    BearerAuth,
-    OAuthTokenSource,
+    RestClient,
+    json_object,
     path_segment,
-    send,
     short,
     status_error,
 )
-from lifecycle.exceptions import (
-    ConfigError,
-    ConnectorError,
-    PermanentConnectorError,
-    TransientConnectorError,
-)
+from connectors.base import ConnectorError, PermanentConnectorError, TransientConnectorError
 
-log = logging.getLogger("lifecycle.connectors.scim")
+log = logging.getLogger("connectors.scim")
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 SCIM_JSON = "application/scim+json"
@@ -106,31 +99,16 @@ class _Unimplemented(PermanentConnectorError):
 class ScimApi:
     """One SCIM service provider: HTTP, errors, discovery, paging and the writes we make."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        base_url: str,
-        client: httpx.AsyncClient,
-        token: SecretStr | None = None,
-        oauth: OAuthTokenSource | None = None,
-        page_size: int = 100,
-        owns_client: bool = True,
-    ) -> None:
-        if (token is None) == (oauth is None):
-            raise ConfigError(f"[connectors.{name}]: give exactly one of token or oauth")
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._client = client
-        self._owns_client = owns_client
-        self._auth = BearerAuth(token, oauth)
+    def __init__(self, rest: RestClient, *, page_size: int = 100) -> None:
+        self.rest = rest
+        self.name = rest.connector
+        self.base_url = rest.base_url
         self.page_size = page_size
         self._features: ScimFeatures | None = None
         self._discover_lock = anyio.Lock()
 
     async def aclose(self) -> None:
-        if self._owns_client and not self._client.is_closed:
-            await self._client.aclose()
+        await self.rest.aclose()
 
     async def request(
         self,
@@ -145,24 +123,14 @@ class ScimApi:
         resource: str = "resource",
     ) -> httpx.Response:
         """One SCIM call; any non-2xx answer becomes a ConnectorError (see ``_raise_for``)."""
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        headers = {"Accept": SCIM_JSON}
-        if json_body is not None:
-            headers["Content-Type"] = SCIM_JSON
-        if if_match:
-            headers["If-Match"] = if_match
-        content = None if json_body is None else json.dumps(json_body).encode()
-        response = await send(
-            self._client,
+        response = await self.rest.send(
             method,
-            url,
-            auth=self._auth,
-            headers=headers,
-            connector=self.name,
-            account_id=account_id,
+            path,
             what=what,
+            account_id=account_id,
             params=params,
-            content=content,
+            json_body=json_body,
+            if_match=if_match,
         )
         if response.is_success:
             return response
@@ -300,11 +268,22 @@ class ScimApi:
 
     # ----------------------------------------------------------------- resources
 
+    def json_object(
+        self, response: httpx.Response, *, account_id: str | None, what: str
+    ) -> dict[str, Any]:
+        return json_object(
+            response,
+            connector=self.name,
+            account_id=account_id,
+            what=what,
+            hint="check base_url points at the SCIM root",
+        )
+
     async def get(self, path: str, *, what: str, account_id: str | None, resource: str) -> _Fetched:
         response = await self.request(
             "GET", path, what=what, account_id=account_id, resource=resource
         )
-        raw = json_object(response, connector=self.name, account_id=account_id, what=what)
+        raw = self.json_object(response, account_id=account_id, what=what)
         return _Fetched(raw, response.headers.get("ETag") or meta_version(raw), response.content)
 
     async def get_user(self, account_id: str, what: str) -> tuple[_Fetched, User[Any]]:
@@ -337,7 +316,7 @@ class ScimApi:
         for _ in range(MAX_PAGES):
             query: dict[str, str | int] = {**(params or {}), "startIndex": start, "count": count}
             response = await self.request("GET", endpoint, what=what, params=query)
-            body = json_object(response, connector=self.name, account_id=None, what=what)
+            body = self.json_object(response, account_id=None, what=what)
             resources = body.get("Resources") or []
             if not isinstance(resources, list):
                 raise PermanentConnectorError(
@@ -489,8 +468,6 @@ class ScimApi:
             resource="user",
         )
 
-    # ----------------------------------------------------------------- the contract
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -516,25 +493,6 @@ def replacement(raw: Mapping[str, Any]) -> dict[str, Any]:
 def meta_version(raw: Mapping[str, Any]) -> str | None:
     meta = raw.get("meta")
     return str(meta["version"]) if isinstance(meta, dict) and meta.get("version") else None
-
-
-def json_object(
-    response: httpx.Response, *, connector: str, account_id: str | None, what: str
-) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise PermanentConnectorError(
-            f"{what}: the service answered HTTP {response.status_code} without JSON; check "
-            "base_url points at the SCIM root",
-            connector=connector,
-            account_id=account_id,
-        ) from exc
-    if not isinstance(body, dict):
-        raise PermanentConnectorError(
-            f"{what}: expected a JSON object", connector=connector, account_id=account_id
-        )
-    return body
 
 
 def scim_error(response: httpx.Response) -> tuple[str | None, str]:

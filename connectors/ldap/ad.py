@@ -14,7 +14,8 @@ from typing import Any
 
 from ldap3 import MODIFY_REPLACE
 
-from connectors._ldap_dialect import (
+from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
+from connectors.ldap.dialect import (
     Connection,
     Dialect,
     DirectoryProblem,
@@ -22,7 +23,7 @@ from connectors._ldap_dialect import (
     read_entry,
     search,
 )
-from connectors._ldap_values import (
+from connectors.ldap.values import (
     ad_interval_to_seconds,
     ad_password_value,
     escape_dn_value,
@@ -34,7 +35,6 @@ from connectors._ldap_values import (
     random_password,
     seconds_to_ad_interval,
 )
-from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
 
 ACCOUNTDISABLE = 0x2
 NORMAL_ACCOUNT = 0x200

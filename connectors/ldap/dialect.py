@@ -1,7 +1,7 @@
 """What differs between Active Directory and OpenLDAP, behind one small interface.
 
 Every method here is synchronous and runs in a worker thread with a pooled ``ldap3.Connection``
-of its own (see ``_ldap_pool``); the connector in ``connectors.ldap`` does the async part, the
+of its own (see ``connectors.ldap.pool``); ``connectors.ldap.connector`` does the async part, the
 error translation and the evidence. Values are read from ``raw_attributes`` so that results do
 not depend on whether ldap3 loaded the server schema.
 """
@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 from ldap3 import BASE, SUBTREE
 
-from connectors._ldap_options import LdapOptions
-from connectors._ldap_values import escape_filter_value
 from connectors.base import PolicyBaseline, PolicySetting, Worker
+from connectors.ldap.options import LdapOptions
+from connectors.ldap.values import escape_filter_value
 
 Connection = Any
 

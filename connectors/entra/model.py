@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from connectors.base import AccountState, SkippedItem
-from connectors.entra_graph import GraphResponse, graph_error
+from connectors.entra.graph import GraphResponse, graph_error
 
 GROUP, LICENSE, APP_ROLE = "group:", "license:", "appRole:"
 
