@@ -147,12 +147,20 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
-    """Create or upgrade the database schema."""
+    """Create the database schema, or upgrade it in place to the newest revision (alembic);
+    a database written by release 0.1.0 is recognised and upgraded too."""
     from lifecycle.service import open_store
 
     settings = settings_from(config)
-    open_store(settings).dispose()
-    out.print("database schema is up to date")
+    try:
+        store = open_store(settings)
+    except LifecycleError as exc:
+        fail(exc.message)
+    try:
+        revision = store.schema_revision()
+    finally:
+        store.dispose()
+    out.print(f"database schema is up to date (revision {revision})")
 
 
 @keys_app.command("init")

@@ -101,3 +101,20 @@ def postgres_database() -> Iterator[str]:
                     break
                 except psycopg.Error:
                     time.sleep(0.2)
+
+
+def drop_schema(url: str) -> None:
+    """Empty a test database: every table of the service and alembic's version table (the next
+    ``create_schema`` then builds it from the first revision)."""
+    from sqlalchemy import create_engine, text
+    from sqlmodel import SQLModel
+
+    import lifecycle.store.sql.tables  # noqa: F401 - the tables to drop
+
+    engine = create_engine(url)
+    try:
+        SQLModel.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    finally:
+        engine.dispose()

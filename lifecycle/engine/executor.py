@@ -335,6 +335,12 @@ class Executor:
             return await self._defer(ex)
         return await self._finish(ex, detail)
 
+    def _ended(self, run_id: str) -> None:
+        """The run's lease is released (ended or waiting): the heartbeat must neither renew it
+        nor, finding it gone, cancel what is left to do here (its alerts)."""
+        self._in_flight.pop(run_id, None)
+        self._scopes.pop(run_id, None)
+
     async def _finish(self, ex: _Execution, detail: RunDetail) -> RunStatus:
         run, spec = ex.run, ex.spec
         steps = tuple(ex.steps.values())
@@ -354,6 +360,7 @@ class Executor:
                 worker_status,
             )
         )
+        self._ended(run.id)
         self.evidence.appended()
         self.finished_runs += 1
         if ttr is not None:
@@ -395,6 +402,7 @@ class Executor:
         )
         if not ok:
             raise LeaseLostError(f"run {run.id} was taken over by another replica")
+        self._ended(run.id)
         if at_risk:
             deadline = run.due_at + timedelta(seconds=self.config.sla_seconds)
             await self.alerts.send(

@@ -1,7 +1,8 @@
 """Database tables (SQLModel). Timestamps are stored and returned as timezone-aware UTC.
 
 Rows never leave ``lifecycle.store.sql``: ``mapping.py`` turns them into domain values. The
-schema itself is owned by the alembic revisions in ``lifecycle/store/migrations``.
+schema itself is owned by the alembic revisions in ``lifecycle/store/migrations``; these models
+must match it (a test compares them).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class RunRow(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_claim", "status", "not_before"),
-        UniqueConstraint("source", "source_event_id", name="uq_runs_source_event"),
+        Index("uq_runs_source_event", "source", "source_event_id", unique=True),
     )
 
     id: str = Field(primary_key=True)

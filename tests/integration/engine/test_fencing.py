@@ -9,12 +9,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from sqlmodel import SQLModel
 
 from connectors.base import Account, ActionResult
 from connectors.memory import MemoryConnector
 from lifecycle.exceptions import LeaseLostError
-from lifecycle.store.sql import SqlStore
+from tests.servers import drop_schema
 from tests.unit.engine.harness import Harness, memory_systems
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -38,9 +37,7 @@ class Paused(MemoryConnector):
 async def test_a_replica_paused_past_its_lease_cannot_write_progress_or_finish(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    fresh = SqlStore(postgres_url)
-    SQLModel.metadata.drop_all(fresh.engine)
-    fresh.dispose()
+    drop_schema(postgres_url)
     systems = memory_systems()
     paused = {name: Paused(c) for name, c in systems.items()}
     # Two replicas: their own store connections and executors, one database, the same systems.

@@ -22,6 +22,7 @@ from lifecycle.services.playbooks import PlaybookLibrary
 from lifecycle.store.ports import Deferral, Finish, StepProgress
 from lifecycle.store.sql import SqlStore
 from lifecycle.store.sql.tables import EvidenceRow, InboxRow, RunRow, StepRow
+from tests.servers import drop_schema
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -37,8 +38,8 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[SqlStore
         url = f"sqlite:///{tmp_path}/store.db"
     else:
         url = request.getfixturevalue("postgres_url")
+    drop_schema(url)
     store = SqlStore(url)
-    SQLModel.metadata.drop_all(store.engine)
     store.create_schema()
     store.seed_workers([Worker(worker_id=f"W{n:04d}", updated_at=NOW) for n in range(1, 41)])
     yield store
@@ -170,6 +171,8 @@ def test_an_inbox_keyed_by_event_id_alone_is_rekeyed_in_place(store: SqlStore) -
                 "received_at, effective_at, reason, payload_sha256, run_id FROM inbox_new"
             )
             conn.exec_driver_sql("DROP TABLE inbox_new")
+        # The inbox is back as release 0.1.0 made it: so is the recorded schema revision.
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
     store.create_schema()
     store.create_schema()  # twice: the upgrade is idempotent
     with Session(store.engine) as s:
@@ -251,8 +254,8 @@ def test_a_lease_protects_a_run_until_it_expires(store: SqlStore) -> None:
 
 def test_claim_skips_rows_locked_by_another_replica(postgres_url: str) -> None:
     """PostgreSQL only: row locks are its mechanism (SQLite serialises whole transactions)."""
+    drop_schema(postgres_url)
     store = SqlStore(postgres_url)
-    SQLModel.metadata.drop_all(store.engine)
     store.create_schema()
     store.seed_workers([Worker(worker_id=f"W000{n}", updated_at=NOW) for n in (4, 5)])
     a = accept(store, termination("W0004", "evt-a")).run_id
