@@ -77,6 +77,37 @@ def load_playbooks(settings: Settings, base_dir: Path | None = None) -> Playbook
     return PlaybookLibrary.load(directory, settings.policy)
 
 
+def build_connectors(settings: Settings, base_dir: Path) -> dict[str, Connector]:
+    """Every ``[connectors.*]`` table as its connector; a bad table is a ConfigError."""
+    context = ConnectorContext(allow_inline_secrets=settings.service.demo, base_dir=base_dir)
+    try:
+        return {
+            name: build_connector(name, options, context)
+            for name, options in sorted(settings.connectors.items())
+        }
+    except ConnectorConfigError as exc:
+        raise ConfigError(exc.message) from exc
+
+
+def executor_config(settings: Settings) -> ExecutorConfig:
+    concurrency = {
+        name: int(options["max_concurrency"])
+        for name, options in settings.connectors.items()
+        if "max_concurrency" in options
+    }
+    return ExecutorConfig(
+        retry=settings.retry.policy(),
+        step_timeout=settings.service.step_timeout_seconds,
+        sla_seconds=settings.service.termination_sla_seconds,
+        horizon_seconds=settings.retry.horizon_seconds,
+        lease=timedelta(seconds=settings.service.lease_seconds),
+        poll_seconds=settings.service.poll_seconds,
+        max_parallel_runs=settings.service.max_parallel_runs,
+        connector_concurrency=concurrency,
+        default_concurrency=settings.service.connector_concurrency,
+    )
+
+
 def open_store(settings: Settings, kinds: Kinds | None = None) -> SqlStore:
     """The database of ``settings``, its schema brought up to date (CLI commands use this)."""
     store = SqlStore(settings.service.database_url, plans=(kinds or default_kinds()).plans)
@@ -118,19 +149,11 @@ class Service:
         store = open_store(settings, kinds)
         if settings.demo.workers:
             store.seed_workers(demo_workers(settings, clock()))
-        context = ConnectorContext(
-            allow_inline_secrets=settings.service.demo, base_dir=base_dir or Path.cwd()
-        )
-        try:
-            connectors = {
-                name: build_connector(name, options, context)
-                for name, options in sorted(settings.connectors.items())
-            }
-        except ConnectorConfigError as exc:
-            raise ConfigError(exc.message) from exc
+        connectors = build_connectors(settings, base_dir or Path.cwd())
         key = load_key(settings)
         metrics = Metrics()
         metrics.watch_runs(store.run_counts)
+        metrics.watch_inbox(store.inbox_counts)
         alerts = AlertSink(settings.alerts.webhook_url, timeout=settings.alerts.timeout_seconds)
         evidence = EvidenceLog(
             store,
@@ -139,28 +162,13 @@ class Service:
             sla_seconds=settings.service.termination_sla_seconds,
             clock=clock,
         )
-        concurrency = {
-            name: int(options["max_concurrency"])
-            for name, options in settings.connectors.items()
-            if "max_concurrency" in options
-        }
         executor = Executor(
             queue=store,
             connectors=connectors,
             evidence=evidence,
             alerts=alerts,
             metrics=metrics,
-            config=ExecutorConfig(
-                retry=settings.retry.policy(),
-                step_timeout=settings.service.step_timeout_seconds,
-                sla_seconds=settings.service.termination_sla_seconds,
-                horizon_seconds=settings.retry.horizon_seconds,
-                lease=timedelta(seconds=settings.service.lease_seconds),
-                poll_seconds=settings.service.poll_seconds,
-                max_parallel_runs=settings.service.max_parallel_runs,
-                connector_concurrency=concurrency,
-                default_concurrency=settings.service.connector_concurrency,
-            ),
+            config=executor_config(settings),
             clock=clock,
             owner=settings.service.instance_id,
             kinds=kinds,
@@ -188,7 +196,6 @@ class Service:
                     ", ".join(missing),
                 )
         service.scheduler = Scheduler(service.jobs, settings.scheduler, clock=clock)
-        metrics.watch_inbox(store.inbox_counts)
         service.intake = HrIntake(
             settings=settings,
             store=store,

@@ -18,10 +18,10 @@ import respx
 from standardwebhooks.webhooks import Webhook
 
 from connectors.base import Worker
-from lifecycle.api import create_app
 from lifecycle.evidence.export import export_bundle
 from lifecycle.service import Service
 from lifecycle.settings import Settings
+from lifecycle.web import create_app
 from tests.integration.scim.fixtures import ScimServer, seed_user
 from tests.unit.ringcentral.fake import CLIENT_ID, CLIENT_SECRET, JWT, SERVER, FakeRingCentral
 

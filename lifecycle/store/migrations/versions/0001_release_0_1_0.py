@@ -26,6 +26,14 @@ def _ts(name: str, *, nullable: bool = True) -> sa.Column:  # type: ignore[type-
 
 
 def upgrade() -> None:
+    _roster_and_inbox()
+    _runs()
+    _evidence()
+    _tokens_and_jobs()
+    protect_evidence()
+
+
+def _roster_and_inbox() -> None:
     op.create_table(
         "workers",
         sa.Column("worker_id", sa.String(), primary_key=True),
@@ -53,6 +61,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("source", "source_event_id", name="uq_inbox_source_event"),
     )
     op.create_index("ix_inbox_worker_id", "inbox", ["worker_id"])
+
+
+def _runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.String(), primary_key=True),
@@ -81,6 +92,24 @@ def upgrade() -> None:
     op.create_index("ix_runs_claim", "runs", ["status", "not_before"])
     op.create_index("ix_runs_received_at", "runs", ["received_at"])
     op.create_table(
+        "steps",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("run_id", sa.String(), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("connector", sa.String(), nullable=False),
+        sa.Column("action", sa.String(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.String()),
+        sa.Column("account_login", sa.String()),
+        _ts("started_at"),
+        _ts("finished_at"),
+        sa.Column("error", sa.Text()),
+        sa.Column("result_json", sa.Text()),
+        sa.Column("readback_json", sa.Text()),
+    )
+    op.create_index("ix_steps_run_id", "steps", ["run_id"])
+    op.create_table(
         "account_links",
         sa.Column("worker_id", sa.String(), primary_key=True),
         sa.Column("connector", sa.String(), primary_key=True),
@@ -88,6 +117,9 @@ def upgrade() -> None:
         sa.Column("login", sa.String()),
         _ts("linked_at", nullable=False),
     )
+
+
+def _evidence() -> None:
     op.create_table(
         "evidence",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
@@ -107,6 +139,9 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         _ts("signed_at", nullable=False),
     )
+
+
+def _tokens_and_jobs() -> None:
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -121,25 +156,6 @@ def upgrade() -> None:
         sa.Column("name", sa.String(), primary_key=True),
         _ts("last_run_at", nullable=False),
     )
-    op.create_table(
-        "steps",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("run_id", sa.String(), sa.ForeignKey("runs.id"), nullable=False),
-        sa.Column("connector", sa.String(), nullable=False),
-        sa.Column("action", sa.String(), nullable=False),
-        sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("account_id", sa.String()),
-        sa.Column("account_login", sa.String()),
-        _ts("started_at"),
-        _ts("finished_at"),
-        sa.Column("error", sa.Text()),
-        sa.Column("result_json", sa.Text()),
-        sa.Column("readback_json", sa.Text()),
-    )
-    op.create_index("ix_steps_run_id", "steps", ["run_id"])
-    protect_evidence()
 
 
 def protect_evidence() -> None:

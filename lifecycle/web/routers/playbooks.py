@@ -1,8 +1,4 @@
-"""HTTP routes for role playbooks (joiner/mover), policy conformance and reconciliation.
-
-Kept apart from ``api.py`` so the termination API stays small; ``create_app`` mounts them on its
-``/v1`` router with its own role checks.
-"""
+"""Role playbooks (joiner/mover): admins and auditors list them; admins plan and apply them."""
 
 from __future__ import annotations
 
@@ -16,10 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from lifecycle.auth import Principal
-from lifecycle.domain import Run, iso_z, plan_digest
-from lifecycle.services.policy import check, enforce, expectations
+from lifecycle.domain import plan_digest
 from lifecycle.services.provisioning import PlaybookPlan, admin_plan, plan_diff
-from lifecycle.services.sweeps import reconcile
+from lifecycle.web.deps import Auth
+from lifecycle.web.render import run_json
 
 if TYPE_CHECKING:
     from lifecycle.service import Service
@@ -28,15 +24,6 @@ if TYPE_CHECKING:
 class PlaybookRequest(BaseModel):
     worker_id: str = Field(min_length=1, max_length=64)
     reason: str = Field(default="playbook applied by an admin", min_length=1, max_length=200)
-
-
-class EnforceRequest(BaseModel):
-    dry_run: bool = False
-
-
-class ReconcileRequest(BaseModel):
-    disable: bool | None = None
-    """Disable orphans now (default: ``[scheduler] disable_orphans``)."""
 
 
 def plan_playbook(service: Service, name: str, worker_id: str) -> PlaybookPlan:
@@ -51,25 +38,14 @@ def plan_playbook(service: Service, name: str, worker_id: str) -> PlaybookPlan:
     )
 
 
-def _run_brief(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "kind": run.kind,
-        "worker_id": run.worker_id,
-        "status": run.status.value,
-        "actor": run.actor,
-        "playbook": run.playbook_name,
-        "playbook_sha256": run.playbook_sha256,
-        "received_at": iso_z(run.received_at),
-    }
+def router(service: Service, auth: Auth) -> APIRouter:
+    v1 = APIRouter(prefix="/v1")
 
-
-def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader: Any) -> None:
     async def planned(name: str, worker_id: str) -> PlaybookPlan:
         return await anyio.to_thread.run_sync(plan_playbook, service, name, worker_id)
 
     @v1.get("/playbooks", tags=["playbooks"])
-    async def list_playbooks(_: Principal = reader) -> dict[str, Any]:
+    async def list_playbooks(_: Principal = auth.reader) -> dict[str, Any]:
         books = service.playbooks
         return {
             "playbooks": [
@@ -86,7 +62,7 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
 
     @v1.post("/playbooks/{name}/plan", tags=["playbooks"])
     async def playbook_plan(
-        name: str, body: PlaybookRequest, _: Principal = admin
+        name: str, body: PlaybookRequest, _: Principal = auth.admin
     ) -> dict[str, Any]:
         """What applying the playbook would create, add and remove in each system; read-only."""
         p = await planned(name, body.worker_id)
@@ -102,7 +78,7 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
 
     @v1.post("/playbooks/{name}/apply", tags=["playbooks"], status_code=202)
     async def playbook_apply(
-        name: str, body: PlaybookRequest, who: Principal = admin
+        name: str, body: PlaybookRequest, who: Principal = auth.admin
     ) -> JSONResponse:
         """Apply the playbook to the worker as an onboard or transfer run (202 + run)."""
         p = await planned(name, body.worker_id)
@@ -118,36 +94,6 @@ def add_lifecycle_routes(v1: APIRouter, service: Service, *, admin: Any, reader:
         )
         run = await anyio.to_thread.run_sync(service.store.create_run, new, service.clock())
         service.executor.wake()
-        return JSONResponse(_run_brief(run), status_code=202)
+        return JSONResponse(run_json(run), status_code=202)
 
-    def expected() -> Any:
-        return expectations(service.settings.policy, service.playbooks, service.connector_names)
-
-    @v1.get("/policy/findings", tags=["policy"])
-    async def policy_findings(_: Principal = reader) -> dict[str, Any]:
-        """Per system and control: expected value and its source, actual value and its source."""
-        report = await check(service.connectors, expected(), service.clock())
-        return report.as_json()
-
-    @v1.post("/policy/enforce", tags=["policy"])
-    async def policy_enforce(body: EnforceRequest, who: Principal = admin) -> dict[str, Any]:
-        """Remediate every out-of-policy system (a ``policy`` run with evidence)."""
-        report = await enforce(
-            service.executor,
-            service.store,
-            expected(),
-            actor=f"admin:{who.name}",
-            dry_run=body.dry_run,
-        )
-        return {**report.as_json(), "dry_run": body.dry_run}
-
-    @v1.post("/reconcile", tags=["reconcile"])
-    async def reconcile_now(body: ReconcileRequest, _: Principal = admin) -> dict[str, Any]:
-        """Compare every system's enabled accounts with the roster; report (and disable) orphans."""
-        report = await reconcile(service.jobs, service.clock(), disable=body.disable)
-        return {
-            "checked_at": iso_z(report.checked_at),
-            "disabled": report.disabled,
-            "orphans": [asdict(o) for o in report.orphans],
-            "errors": report.errors,
-        }
+    return v1

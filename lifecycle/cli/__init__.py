@@ -1,0 +1,45 @@
+"""The ``lifecycle`` command line (Typer): one module per command group. Exit codes: 0 ok,
+1 failure, 2 usage."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from lifecycle.cli import runs, serve
+from lifecycle.cli.admin import db_app, keys_app, tokens_app
+from lifecycle.cli.evidence import evidence_app
+from lifecycle.cli.hr import hr_app
+from lifecycle.cli.playbook import playbook_app
+from lifecycle.cli.policy import policy_app, reconcile
+
+app = typer.Typer(
+    name="lifecycle",
+    help="Identity lifecycle automation: revoke every account at once, with signed evidence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(serve.serve)
+app.command()(runs.offboard)
+app.command("reconcile")(reconcile)
+for group, name in (
+    (keys_app, "keys"),
+    (tokens_app, "tokens"),
+    (db_app, "db"),
+    (hr_app, "hr"),
+    (runs.runs_app, "runs"),
+    (evidence_app, "evidence"),
+    (playbook_app, "playbook"),
+    (policy_app, "policy"),
+):
+    app.add_typer(group, name=name)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
