@@ -285,7 +285,9 @@ class InboxEntry:
 
 @dataclass(frozen=True, slots=True)
 class InboxEvent:
-    """A stored inbox row: an HR event and what became of it."""
+    """A stored inbox row: an HR event and what became of it. Its fields repeat
+    ``InboxEntry``'s (what is to be stored) and add what storing it gave: id, receipt time,
+    run, attempts."""
 
     id: str
     source: str

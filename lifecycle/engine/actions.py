@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from connectors import base
 from connectors.base import Account, AccountState, Capability, Connector, DesiredAccess, Outcome
@@ -60,10 +60,10 @@ class Done:
 
 
 class Action(abc.ABC):
-    name: ClassVar[StepAction]
-    capability: ClassVar[Capability | None] = None
+    name: StepAction
+    capability: Capability | None = None
     """A connector without it records the step ``not_applicable`` (None: always attempted)."""
-    needs_account: ClassVar[bool] = True
+    needs_account: bool = True
 
     @abc.abstractmethod
     async def run(self, ctx: ActionContext) -> Done:
@@ -89,31 +89,27 @@ def changed(result: base.ActionResult) -> Done:
 # ---------------------------------------------------------------------- turning access off
 
 
-class Disable(Action):
-    name = StepAction.DISABLE
-    capability = Capability.DISABLE
+class Change(Action):
+    """One connector call that changes the account (``disable``, ``revoke_sessions``,
+    ``remove_access``): the step action names the connector method, as the ABC does."""
+
+    def __init__(self, name: StepAction, capability: Capability) -> None:
+        self.name, self.capability = name, capability
 
     async def run(self, ctx: ActionContext) -> Done:
         account = _account(ctx)
-        return changed(await ctx.call(lambda: ctx.connector.disable(account)))
+        method: Callable[[Account], Awaitable[base.ActionResult]] = getattr(
+            ctx.connector, self.name.value
+        )
+        return changed(await ctx.call(lambda: method(account)))
+
+    def __repr__(self) -> str:
+        return f"Change({self.name.value})"
 
 
-class RevokeSessions(Action):
-    name = StepAction.REVOKE_SESSIONS
-    capability = Capability.REVOKE_SESSIONS
-
-    async def run(self, ctx: ActionContext) -> Done:
-        account = _account(ctx)
-        return changed(await ctx.call(lambda: ctx.connector.revoke_sessions(account)))
-
-
-class RemoveAccess(Action):
-    name = StepAction.REMOVE_ACCESS
-    capability = Capability.REMOVE_ACCESS
-
-    async def run(self, ctx: ActionContext) -> Done:
-        account = _account(ctx)
-        return changed(await ctx.call(lambda: ctx.connector.remove_access(account)))
+DISABLE = Change(StepAction.DISABLE, Capability.DISABLE)
+REVOKE_SESSIONS = Change(StepAction.REVOKE_SESSIONS, Capability.REVOKE_SESSIONS)
+REMOVE_ACCESS = Change(StepAction.REMOVE_ACCESS, Capability.REMOVE_ACCESS)
 
 
 class VerifyDisabled(Action):

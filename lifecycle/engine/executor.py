@@ -335,6 +335,9 @@ class Executor:
             return await self._defer(ex)
         return await self._finish(ex, detail)
 
+    async def _alert_run(self, run: Run, kind: str, message: str) -> None:
+        await self.alerts.send(Alert(kind, message, run_id=run.id, worker_id=run.worker_id))
+
     def _ended(self, run_id: str) -> None:
         """The run's lease is released (ended or waiting): the heartbeat must neither renew it
         nor, finding it gone, cancel what is left to do here (its alerts)."""
@@ -367,14 +370,11 @@ class Executor:
             self.metrics.time_to_revoke.observe(ttr / 1000)
         if status is RunStatus.INCOMPLETE:
             failed = [f"{s.system}.{s.action}" for s in steps if s.status is StepStatus.FAILED]
-            await self.alerts.send(
-                Alert(
-                    "run_incomplete",
-                    f"{spec.describe()} of {run.worker_id} is NOT verified; failed steps: "
-                    f"{', '.join(failed) or 'none'}",
-                    run_id=run.id,
-                    worker_id=run.worker_id,
-                )
+            await self._alert_run(
+                run,
+                "run_incomplete",
+                f"{spec.describe()} of {run.worker_id} is NOT verified; failed steps: "
+                f"{', '.join(failed) or 'none'}",
             )
         log.info(
             "run %s finished: %s",
@@ -405,14 +405,11 @@ class Executor:
         self._ended(run.id)
         if at_risk:
             deadline = run.due_at + timedelta(seconds=self.config.sla_seconds)
-            await self.alerts.send(
-                Alert(
-                    "sla_at_risk",
-                    f"{spec.describe()} of {run.worker_id} is still not verified in "
-                    f"{', '.join(sorted(ex.deferred))}; its SLA ends at {deadline.isoformat()}",
-                    run_id=run.id,
-                    worker_id=run.worker_id,
-                )
+            await self._alert_run(
+                run,
+                "sla_at_risk",
+                f"{spec.describe()} of {run.worker_id} is still not verified in "
+                f"{', '.join(sorted(ex.deferred))}; its SLA ends at {deadline.isoformat()}",
             )
         log.info(
             "run %s waits for %s until %s",
@@ -464,16 +461,8 @@ class Executor:
         if account is None and not (
             spec.creates_account and spec.creates_account(ex.run.plan, system)
         ):
-            now = self.clock()
             for step in pending:
-                await self._save(
-                    ex,
-                    step,
-                    write=Write.LATER,
-                    status=StepStatus.NO_ACCOUNT,
-                    started_at=now,
-                    finished_at=now,
-                )
+                await self._skip(ex, step, StepStatus.NO_ACCOUNT)
             raise _ChainStopped
         return account
 
@@ -553,14 +542,7 @@ class Executor:
         action = ex.spec.action(step.action)
         now = self.clock()
         if action.capability is not None and action.capability not in connector.capabilities:
-            await self._save(
-                ex,
-                step,
-                write=Write.LATER,
-                status=StepStatus.NOT_APPLICABLE,
-                started_at=now,
-                finished_at=now,
-            )
+            await self._skip(ex, step, StepStatus.NOT_APPLICABLE)
             return account
         step = await self._save(ex, step, write=Write.NONE, started_at=step.started_at or now)
         try:
@@ -599,6 +581,13 @@ class Executor:
             next_attempt_at=None,
         )
         return account
+
+    async def _skip(self, ex: _Execution, step: Step, status: StepStatus) -> None:
+        """Settle a step that has nothing to do here (no account, no such capability)."""
+        now = self.clock()
+        await self._save(
+            ex, step, write=Write.LATER, status=status, started_at=now, finished_at=now
+        )
 
     async def _give_up(
         self,

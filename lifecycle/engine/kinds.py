@@ -29,14 +29,14 @@ from lifecycle.domain import (
     WorkerStatus,
 )
 from lifecycle.engine.actions import (
+    DISABLE,
+    REMOVE_ACCESS,
+    REVOKE_SESSIONS,
     Action,
     AddEntitlements,
     ApplyPolicy,
     CreateAccount,
-    Disable,
-    RemoveAccess,
     RemoveEntitlements,
-    RevokeSessions,
     VerifyDisabled,
     VerifyEntitlements,
     VerifyPolicy,
@@ -103,7 +103,7 @@ class RunSpec:
         return self.noun or self.kind
 
 
-TERMINATION: tuple[Action, ...] = (Disable(), RevokeSessions(), RemoveAccess(), VerifyDisabled())
+TERMINATION: tuple[Action, ...] = (DISABLE, REVOKE_SESSIONS, REMOVE_ACCESS, VerifyDisabled())
 
 
 def _needs_account(plan: Plan, system: str) -> bool:
@@ -148,7 +148,7 @@ def builtin_specs() -> tuple[RunSpec, ...]:
             on_failure=OnFailure.STOP,
             find_account=False,
         ),
-        RunSpec(RunKind.DISABLE, DisablePlan, (Disable(), RevokeSessions(), VerifyDisabled())),
+        RunSpec(RunKind.DISABLE, DisablePlan, (DISABLE, REVOKE_SESSIONS, VerifyDisabled())),
     )
 
 

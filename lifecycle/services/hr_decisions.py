@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from lifecycle.domain import (
     InboxEntry,
@@ -107,7 +108,12 @@ def accept(
             )
         return IntakeDecision(worker, _run(kinds, plan, event, reason))
 
-    entry = InboxEntry(
+    return store.accept_hr_event(inbox_entry(event), now, decide, replace_pending=replace_pending)
+
+
+def inbox_entry(event: HrEvent, **fields: Any) -> InboxEntry:
+    """The inbox row of ``event``; ``fields`` set its outcome for rows that start no run."""
+    return InboxEntry(
         source=event.source,
         source_event_id=event.event_id,
         type=str(event.type),
@@ -115,8 +121,8 @@ def accept(
         payload_sha256=event.payload_sha256,
         effective_at=event.effective_at,
         reason=event.reason,
+        **fields,
     )
-    return store.accept_hr_event(entry, now, decide, replace_pending=replace_pending)
 
 
 def _run(kinds: Kinds, plan: Plan, event: HrEvent, reason: str | None) -> NewRun:

@@ -46,7 +46,7 @@ from lifecycle.hr.errors import (
     VendorUnavailableError,
 )
 from lifecycle.hr.event import WORKER_ID
-from lifecycle.services.hr_decisions import accept
+from lifecycle.services.hr_decisions import accept, inbox_entry
 from lifecycle.services.playbooks import PlaybookLibrary
 from lifecycle.settings import HrSourceSettings, Settings
 from lifecycle.store.ports import Intakes
@@ -197,12 +197,9 @@ class HrIntake:
         if isinstance(item, Ignored):
             intake = await self._record(
                 ctx,
-                InboxEntry(
-                    source=ctx.name,
-                    source_event_id=item.event_id,
-                    type=str(item.type),
-                    worker_id=item.person_id,
-                    payload_sha256=item.payload_sha256,
+                _entry(
+                    ctx,
+                    item,
                     outcome=InboxOutcome.IGNORED,
                     detail=_labelled(item.label, item.reason),
                 ),
@@ -292,16 +289,10 @@ class HrIntake:
         )
         intake = await self._record(
             ctx,
-            InboxEntry(
-                source=ctx.name,
-                source_event_id=event.event_id,
-                type=str(event.type),
-                worker_id=event.worker_id,
-                payload_sha256=event.payload_sha256,
+            inbox_entry(
+                event,
                 outcome=InboxOutcome.UNMAPPED if termination else InboxOutcome.IGNORED,
                 detail=detail,
-                effective_at=event.effective_at,
-                reason=event.reason,
             ),
             replace_id,
         )
@@ -334,12 +325,9 @@ class HrIntake:
         if pending is None:
             intake = await self._record(
                 ctx,
-                InboxEntry(
-                    source=ctx.name,
-                    source_event_id=lookup.event_id,
-                    type=str(lookup.type),
-                    worker_id=lookup.person_id,
-                    payload_sha256=lookup.payload_sha256,
+                _entry(
+                    ctx,
+                    lookup,
                     outcome=InboxOutcome.PENDING,
                     detail=detail,
                     pending_json=lookup.to_json(),
@@ -521,6 +509,19 @@ def _backoff(source: HrSourceSettings, attempt: int) -> float:
 
 def _transient(error: LifecycleError) -> bool:
     return isinstance(error, VendorUnavailableError)
+
+
+def _entry(ctx: Context, item: Lookup | Ignored, **fields: Any) -> InboxEntry:
+    """The inbox row of an item not (yet) decided to be a worker's event: the vendor's person id
+    stands for the worker (``hr_decisions.inbox_entry`` builds it from an ``HrEvent``)."""
+    return InboxEntry(
+        source=ctx.name,
+        source_event_id=item.event_id,
+        type=str(item.type),
+        worker_id=item.person_id,
+        payload_sha256=item.payload_sha256,
+        **fields,
+    )
 
 
 def _labelled(label: str | None, text: str) -> str:

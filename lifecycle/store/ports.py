@@ -4,6 +4,9 @@
 composition root (``lifecycle.service``) builds it and hands each part the port it uses. Every
 method is blocking: async callers go through a worker thread. Every value in or out is a domain
 value (``lifecycle.domain``); no row crosses this boundary.
+
+The signatures here stand again in ``store/sql`` on purpose: a Protocol states them for the
+callers, the implementation defines them.
 """
 
 from __future__ import annotations

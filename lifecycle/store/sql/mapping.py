@@ -1,8 +1,14 @@
-"""Rows to domain values and back: the only place that knows both."""
+"""Rows to domain values and back: the only place that knows both.
+
+Each function copies one type's fields into the other, so the same field names stand in many of
+them, on purpose: a row and its value differ in a few fields each (plan JSON, lease columns,
+step errors, result JSON), and a generic copy would hide exactly those differences.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from lifecycle.domain import (
@@ -52,32 +58,15 @@ ERROR_TEXT_CAP = 2000
 """Operators' error text is kept short: a vendor can answer with a whole page."""
 
 
+# Domain values and rows share their field names where they mirror each other one to one.
+
+
 def worker(row: WorkerRow) -> Worker:
-    return Worker(
-        worker_id=row.worker_id,
-        updated_at=row.updated_at,
-        name=row.name,
-        email=row.email,
-        upn=row.upn,
-        job_code=row.job_code,
-        engagement=row.engagement,
-        vendor=row.vendor,
-        status=row.status,
-    )
+    return Worker(**row.model_dump())
 
 
 def worker_row(value: Worker) -> WorkerRow:
-    return WorkerRow(
-        worker_id=value.worker_id,
-        name=value.name,
-        email=value.email,
-        upn=value.upn,
-        job_code=value.job_code,
-        engagement=value.engagement,
-        vendor=value.vendor,
-        status=value.status,
-        updated_at=value.updated_at,
-    )
+    return WorkerRow(**asdict(value))
 
 
 def link(row: LinkRow) -> Link:
@@ -216,21 +205,4 @@ def checkpoint(row: CheckpointRow) -> Checkpoint:
 
 
 def inbox_event(row: InboxRow) -> InboxEvent:
-    return InboxEvent(
-        id=row.id,
-        source=row.source,
-        source_event_id=row.source_event_id,
-        type=row.type,
-        worker_id=row.worker_id,
-        received_at=row.received_at,
-        payload_sha256=row.payload_sha256,
-        effective_at=row.effective_at,
-        reason=row.reason,
-        run_id=row.run_id,
-        outcome=row.outcome,
-        detail=row.detail,
-        pending_json=row.pending_json,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        escalated_at=row.escalated_at,
-    )
+    return InboxEvent(**row.model_dump())
