@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -25,12 +25,17 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from connectors._config import ConnectorOptions
 from connectors.base import (
+    Account,
+    ActionResult,
     ConnectorConfigError,
     ConnectorContext,
     ConnectorError,
+    Outcome,
     PermanentConnectorError,
     TransientConnectorError,
+    action_result,
     parse_retry_after,
+    utcnow,
 )
 
 #: How much of a vendor's error detail goes into an exception message.
@@ -44,6 +49,8 @@ REQUEST_ID_HEADERS = (
     "x-correlation-id",
     "x-ms-request-id",
 )
+
+R = TypeVar("R")
 
 #: Refresh a cached token this many seconds before the server says it expires.
 TOKEN_SKEW_SECONDS = 60.0
@@ -389,6 +396,22 @@ class ServiceCredentials:
         )
 
 
+def only_match(
+    hits: Mapping[str, R], *, connector: str, worker_id: str, matching: str, fix: str
+) -> tuple[str, R] | None:
+    """The one (id, resource) a correlation search found, ``None`` for none; two or more are a
+    PermanentConnectorError (``"{n} {matching} ({ids}); {fix}"``): never guess which is theirs."""
+    if not hits:
+        return None
+    if len(hits) > 1:
+        raise PermanentConnectorError(
+            f"{len(hits)} {matching} ({', '.join(sorted(hits))}); {fix}",
+            connector=connector,
+            account_id=worker_id,
+        )
+    return next(iter(hits.items()))
+
+
 def path_segment(value: str, *, connector: str) -> str:
     """A resource id as exactly one URL path segment. Ids are opaque, but ``.`` and ``..``
     would be folded away by the HTTP client and address the collection or its parent."""
@@ -485,3 +508,46 @@ class RestClient:
     async def aclose(self) -> None:
         if self._owns_client and not self.client.is_closed:
             await self.client.aclose()
+
+
+async def switch_account(
+    account: Account,
+    *,
+    enable: bool,
+    connector: str,
+    read: Callable[[str], Awaitable[R]],
+    enabled: Callable[[R], bool],
+    write: Callable[[R, str], Awaitable[httpx.Response]],
+    field: str,
+    hint: str,
+) -> ActionResult:
+    """``disable`` or ``enable`` over REST, the one way: read; ``ALREADY`` when the account
+    already is as wanted; write ``field``; read back (a 2xx is never taken on trust); the result
+    with the vendor's request id and the hash of its answer.
+
+    ``read(what)`` fetches the account, ``enabled`` judges it, ``write(resource, what)`` sends
+    the change. Raises PermanentConnectorError when the read-back contradicts the write
+    (``hint`` says what to check), and whatever the calls raise.
+    """
+    action = "enable" if enable else "disable"
+    started = utcnow()
+    resource = await read(f"reading the account to {action} it")
+    if enabled(resource) is enable:
+        return action_result(action, account, started, Outcome.ALREADY)
+    response = await write(resource, f"{'enabling' if enable else 'disabling'} the account")
+    if enabled(await read(f"verifying the {action}")) is not enable:
+        raise PermanentConnectorError(
+            f"the service accepted {field} but the account still reads "
+            f"{'inactive' if enable else 'active'}; {hint}",
+            connector=connector,
+            account_id=account.account_id,
+        )
+    return action_result(
+        action,
+        account,
+        started,
+        Outcome.DONE,
+        vendor_request_id=request_id(response),
+        response_sha256=digest([response.content]),
+        detail={"method": response.request.method},
+    )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -104,8 +104,10 @@ class Capability(StrEnum):
     FIND_ACCOUNT = "find_account"
     READ_STATE = "read_state"
     DISABLE = "disable"
+    ENABLE = "enable"
     REVOKE_SESSIONS = "revoke_sessions"
     REMOVE_ACCESS = "remove_access"
+    RESTORE_ACCESS = "restore_access"
     APPLY_ENTITLEMENTS = "apply_entitlements"
     CREATE_ACCOUNT = "create_account"
     LIST_ACCOUNTS = "list_accounts"
@@ -123,6 +125,8 @@ OFFBOARDING = frozenset(
         Capability.REMOVE_ACCESS,
     }
 )
+#: What undoing a termination needs (suspend/restore, a wrongful termination, a rehire).
+REVERSAL = frozenset({Capability.ENABLE, Capability.RESTORE_ACCESS})
 
 
 class Outcome(StrEnum):
@@ -209,9 +213,11 @@ class ActionResult:
     vendor_request_id: str | None = None
     response_sha256: str | None = None
     removed: tuple[str, ...] = ()
-    """What was taken away (kept so that a wrongful termination can be undone)."""
+    """What was taken away: from ``remove_access``, the snapshot ``restore_access`` takes."""
     added: tuple[str, ...] = ()
+    """What was given: from ``restore_access``, every snapshot item held after the call."""
     skipped: tuple[SkippedItem, ...] = ()
+    """What could not be removed (or restored), each with the reason."""
     detail: Mapping[str, str] = field(default_factory=dict)
     """Short non-sensitive notes, e.g. ``{"effective": "pending"}``; never secrets or bodies."""
 
@@ -322,6 +328,39 @@ def change_outcome(changed: bool, skipped: bool) -> Outcome:
     return Outcome.DONE if changed else Outcome.ALREADY
 
 
+def restore_result(
+    account: Account,
+    started_at: datetime,
+    snapshot: Sequence[str],
+    held: frozenset[str] | set[str],
+    skipped: Sequence[SkippedItem],
+    *,
+    changed: bool,
+    **fields: Any,
+) -> ActionResult:
+    """The ``restore_access`` result: ``added`` is every snapshot item in ``held`` (the read
+    back after the changes), ``skipped`` the given reasons plus, for any other item, that the
+    read-back does not show it."""
+    reasons = {s.item: s for s in skipped}
+    added = tuple(sorted(item for item in set(snapshot) if item in held and item not in reasons))
+    missing = sorted(set(snapshot) - set(added) - set(reasons))
+    every_skip = tuple(
+        sorted(
+            [*reasons.values(), *(SkippedItem(i, "not held when read back") for i in missing)],
+            key=lambda s: s.item,
+        )
+    )
+    return action_result(
+        "restore_access",
+        account,
+        started_at,
+        change_outcome(changed, bool(every_skip)),
+        added=added,
+        skipped=every_skip,
+        **fields,
+    )
+
+
 def action_result(
     action: str,
     account: Account,
@@ -381,6 +420,16 @@ class Connector(abc.ABC):
     async def disable(self, account: Account) -> ActionResult:
         """Turn the account off (never delete it). Idempotent: ``ALREADY`` if already off."""
 
+    async def enable(self, account: Account) -> ActionResult:
+        """Turn the account back on: the undo of ``disable``, and nothing else (credentials,
+        sessions and entitlements are left as they are). Idempotent: ``ALREADY`` if already on.
+
+        Raises UnsupportedOperationError unless ``Capability.ENABLE`` is declared;
+        PermanentConnectorError when the account no longer exists or the system keeps it off;
+        TransientConnectorError when the system may answer later.
+        """
+        raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
+
     async def revoke_sessions(self, account: Account) -> ActionResult:
         """End sessions and refresh tokens, or reset credentials so cached ones stop working.
 
@@ -393,6 +442,22 @@ class Connector(abc.ABC):
 
         Items the system will not let us remove (dynamic groups, group-assigned licences) are
         reported in ``skipped`` with the reason, and the outcome is ``PARTIAL``.
+        """
+        raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
+
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Put back what ``remove_access`` took: ``snapshot`` is its ``ActionResult.removed``.
+
+        Every snapshot item ends in exactly one of ``added`` (the account holds it after the
+        call: put back now, or already back) or ``skipped`` with the reason it cannot be put
+        back (the group no longer exists, the licence is no longer subscribed, the system has
+        no API for it, a credential only the worker can register). Nothing outside the
+        snapshot is granted. Outcome: ``PARTIAL`` when anything was skipped, else ``DONE``, or
+        ``ALREADY`` when nothing had to change (a retried call).
+
+        Raises UnsupportedOperationError unless ``Capability.RESTORE_ACCESS`` is declared;
+        PermanentConnectorError when the account no longer exists; TransientConnectorError when
+        the system may answer later (items already put back are found held on the next call).
         """
         raise UnsupportedOperationError(connector=self.name, account_id=account.account_id)
 

@@ -6,6 +6,9 @@ Terminating means ``Practitioner.active = false`` (``disable``) and ``Practition
 false`` on each of its roles (``remove_access``); both are a read, then a ``PUT`` of the whole
 resource with ``If-Match: W/"<versionId>"`` so a concurrent edit is never overwritten, then a
 read back. Nothing is deleted. FHIR has no sessions: ``revoke_sessions`` is not applicable.
+The undo is the same writes the other way: ``enable`` sets ``Practitioner.active = true``;
+``restore_access`` reactivates the practitioner's roles whose codes the snapshot lists, and
+reports a code no role carries any more.
 
 OpenEMR (``/apis/default/fhir``) accepts ``PUT /fhir/Practitioner/:uuid`` but serves
 PractitionerRole read-only: set ``update_roles = false`` there, and its roles are reported as
@@ -24,7 +27,7 @@ server's OperationOutcome diagnostics in the message.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -42,13 +45,16 @@ from connectors._http import (
     digest,
     http_client,
     json_object,
+    only_match,
     path_segment,
     request_id,
     short,
     status_error,
+    switch_account,
 )
 from connectors.base import (
     OFFBOARDING,
+    REVERSAL,
     Account,
     AccountState,
     ActionResult,
@@ -62,6 +68,7 @@ from connectors.base import (
     Worker,
     action_result,
     change_outcome,
+    restore_result,
     utcnow,
 )
 
@@ -96,7 +103,7 @@ class FhirConnector(Connector):
     """Practitioner accounts of a FHIR R4 server."""
 
     kind = "fhir"
-    capabilities = OFFBOARDING
+    capabilities = OFFBOARDING | REVERSAL
 
     def __init__(
         self,
@@ -298,17 +305,14 @@ class FhirConnector(Connector):
             )
             if self._has_identifier(p, value)
         }
-        if not hits:
-            return None
-        if len(hits) > 1:
-            raise PermanentConnectorError(
-                f"{len(hits)} Practitioners carry identifier {self.identifier_system}|<worker> "
-                f"({', '.join(sorted(hits))}); merge or retire the duplicate",
-                connector=self.name,
-                account_id=worker.worker_id,
-            )
-        practitioner_id, practitioner = next(iter(hits.items()))
-        return self._account(practitioner_id, practitioner, worker.worker_id)
+        found = only_match(
+            hits,
+            connector=self.name,
+            worker_id=worker.worker_id,
+            matching=f"Practitioners carry identifier {self.identifier_system}|<worker>",
+            fix="merge or retire the duplicate",
+        )
+        return None if found is None else self._account(*found, worker.worker_id)
 
     def _has_identifier(self, practitioner: Mapping[str, Any], value: str) -> bool:
         return any(
@@ -373,28 +377,30 @@ class FhirConnector(Connector):
         )
 
     async def disable(self, account: Account) -> ActionResult:
-        started = utcnow()
-        what = "setting Practitioner.active=false"
-        practitioner = await self._practitioner(account, what)
-        if practitioner.get("active") is False:
-            return action_result("disable", account, started, Outcome.ALREADY)
-        practitioner["active"] = False
-        response = await self._update(practitioner, what=what, account_id=account.account_id)
-        after = await self._practitioner(account, "verifying the disable")
-        if after.get("active") is not False:
-            raise PermanentConnectorError(
-                "the server accepted active=false but the Practitioner still reads active; "
-                "check the server stores Practitioner.active",
-                connector=self.name,
-                account_id=account.account_id,
-            )
-        return action_result(
-            "disable",
+        return await self._set_active(account, active=False)
+
+    async def enable(self, account: Account) -> ActionResult:
+        return await self._set_active(account, active=True)
+
+    async def _set_active(self, account: Account, *, active: bool) -> ActionResult:
+        """``Practitioner.active`` to the value wanted (conditional PUT), then read back."""
+
+        async def read(what: str) -> dict[str, Any]:
+            return await self._practitioner(account, what)
+
+        async def write(practitioner: dict[str, Any], what: str) -> httpx.Response:
+            practitioner["active"] = active
+            return await self._update(practitioner, what=what, account_id=account.account_id)
+
+        return await switch_account(
             account,
-            started,
-            Outcome.DONE,
-            vendor_request_id=request_id(response),
-            response_sha256=digest([response.content]),
+            enable=active,
+            connector=self.name,
+            read=read,
+            enabled=lambda practitioner: practitioner.get("active") is not False,
+            write=write,
+            field=f"Practitioner.active={str(active).lower()}",
+            hint="check the server stores Practitioner.active",
         )
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
@@ -462,6 +468,53 @@ class FhirConnector(Connector):
             removed=tuple(gone),
             skipped=skipped,
         )
+
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Set ``active=true`` again on the practitioner's inactive roles the snapshot names,
+        then read back. Entitlements are role codes, so every inactive role carrying a code of
+        the snapshot comes back; a code no role carries any more is reported as skipped."""
+        started = utcnow()
+        await self._practitioner(account, "reading the practitioner")
+        roles = await self._roles(account.account_id)
+        skipped: list[SkippedItem] = []
+        bodies: list[bytes] = []
+        for name in sorted(set(snapshot)):
+            carrying = [r for r in roles if _role_name(r) == name]
+            if not carrying:
+                skipped.append(
+                    SkippedItem(name, "no PractitionerRole of this practitioner carries it now")
+                )
+                continue
+            for role in (r for r in carrying if r.get("active") is False):
+                refusal = await self._reactivate(role, account.account_id)
+                if isinstance(refusal, str):
+                    skipped.append(SkippedItem(name, refusal))
+                else:
+                    bodies.append(refusal.content)
+        state = await self.read_state(account)
+        return restore_result(
+            account,
+            started,
+            snapshot,
+            state.entitlements,
+            skipped,
+            changed=bool(bodies),
+            response_sha256=digest(bodies) if bodies else None,
+        )
+
+    async def _reactivate(self, role: dict[str, Any], account_id: str) -> httpx.Response | str:
+        """PUT the role back with ``active=true``: the response, or why it could not be."""
+        if not self.update_roles:
+            return "PractitionerRole is read-only on this server (update_roles = false)"
+        role["active"] = True
+        try:
+            return await self._update(
+                role, what=f"reactivating PractitionerRole/{role['id']}", account_id=account_id
+            )
+        except _NotFound:
+            return "the PractitionerRole was deleted meanwhile"
+        except _ReadOnly:
+            return "the server refuses PractitionerRole updates (HTTP 405/501)"
 
 
 def _escape(value: str) -> str:

@@ -2,7 +2,8 @@
 
 It keeps accounts, groups and a policy in memory (optionally mirrored to a JSON state file so that
 it behaves like an external system across service restarts), and it can inject per-call latency
-and failures (transient, permanent, hang) to exercise the engine.
+and failures (transient, permanent, hang) to exercise the engine. It implements the whole
+contract, the undo of a termination (``enable``, ``restore_access``) included.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from connectors.base import (
     PolicyBaseline,
     PolicySetting,
     PolicyState,
+    SkippedItem,
     TransientConnectorError,
     Worker,
     action_result,
+    restore_result,
     sha256_hex,
     utcnow,
 )
@@ -315,19 +318,26 @@ class MemoryConnector(Connector):
         return self._state(self._get(account))
 
     async def disable(self, account: Account) -> ActionResult:
+        return await self._switch(account, enabled=False)
+
+    async def enable(self, account: Account) -> ActionResult:
+        return await self._switch(account, enabled=True)
+
+    async def _switch(self, account: Account, *, enabled: bool) -> ActionResult:
+        action = "enable" if enabled else "disable"
         started = utcnow()
-        await self._call("disable", account.worker_id)
+        await self._call(action, account.worker_id)
         acct = self._get(account)
-        outcome = Outcome.DONE if acct.enabled else Outcome.ALREADY
-        acct.enabled = False
+        outcome = Outcome.ALREADY if acct.enabled is enabled else Outcome.DONE
+        acct.enabled = enabled
         self.save()
         return action_result(
-            "disable",
+            action,
             account,
             started,
             outcome,
             vendor_request_id=str(uuid.uuid4()),
-            response_sha256=self._digest({"id": acct.account_id, "enabled": False}),
+            response_sha256=self._digest({"id": acct.account_id, "enabled": enabled}),
         )
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
@@ -361,6 +371,26 @@ class MemoryConnector(Connector):
             Outcome.DONE if removed else Outcome.ALREADY,
             removed=removed,
             response_sha256=self._digest({"removed": removed}),
+        )
+
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        started = utcnow()
+        await self._call("restore_access", account.worker_id)
+        acct = self._get(account)
+        gone = [
+            SkippedItem(g, "the group no longer exists") for g in snapshot if g not in self.groups
+        ]
+        back = {g for g in snapshot if g in self.groups} - acct.groups
+        acct.groups |= back
+        self.save()
+        return restore_result(
+            account,
+            started,
+            snapshot,
+            acct.groups,
+            gone,
+            changed=bool(back),
+            response_sha256=self._digest({"restored": sorted(back)}),
         )
 
     async def apply_entitlements(self, account: Account, desired: DesiredAccess) -> ActionResult:

@@ -19,6 +19,14 @@ Deprovisioning an extension, as RingCentral's admin guidance describes it:
   number inventory), delete forwarding numbers, then read back. A direct number left without a
   device has no inventory API: it is reported as skipped, with what to do.
 
+The undo: ``enable`` sets ``status`` back to Enabled; ``restore_access`` puts the agent back
+into the snapshot's call queues (one full update of the agent's queues) and reports devices,
+their numbers and forwarding numbers as not restorable, with what an administrator does
+instead (RingCentral's API cannot give an inventory device back to an extension).
+
+Retries: none here; 429 and 5xx go to the service's executor with ``retry_after``. The token is
+refreshed once on a 401 (protocol-level, ``connectors._http.send``).
+
 Entitlements are named ``call-queue:<id>``, ``device:<id>``, ``forwarding-number:<id>`` and
 ``phone-number:<id>``. 429 answers carry ``Retry-After`` (RingCentral's penalty interval, usually
 60 s) and become ``TransientConnectorError(retry_after=...)``.
@@ -27,7 +35,7 @@ Entitlements are named ``call-queue:<id>``, ``device:<id>``, ``forwarding-number
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
@@ -43,13 +51,16 @@ from connectors._http import (
     digest,
     http_client,
     json_object,
+    only_match,
     path_segment,
     request_id,
     short,
     status_error,
+    switch_account,
 )
 from connectors.base import (
     OFFBOARDING,
+    REVERSAL,
     Account,
     AccountState,
     ActionResult,
@@ -63,6 +74,7 @@ from connectors.base import (
     Worker,
     action_result,
     change_outcome,
+    restore_result,
     utcnow,
 )
 
@@ -88,7 +100,7 @@ class RingCentralConnector(Connector):
     """One RingCentral account; workers are correlated to User extensions by contact email."""
 
     kind = "ringcentral"
-    capabilities = OFFBOARDING
+    capabilities = OFFBOARDING | REVERSAL
 
     def __init__(
         self,
@@ -254,17 +266,14 @@ class RingCentralConnector(Connector):
             email = str((record.get("contact") or {}).get("email") or "").casefold()
             if email in emails:
                 hits[str(record["id"])] = record
-        if not hits:
-            return None
-        if len(hits) > 1:
-            raise PermanentConnectorError(
-                f"{len(hits)} RingCentral extensions match worker {worker.worker_id} "
-                f"({', '.join(sorted(hits))}); fix the duplicate contact email",
-                connector=self.name,
-                account_id=worker.worker_id,
-            )
-        account_id, record = next(iter(hits.items()))
-        return self._account(record, account_id, worker.worker_id)
+        found = only_match(
+            hits,
+            connector=self.name,
+            worker_id=worker.worker_id,
+            matching=f"RingCentral extensions match worker {worker.worker_id}",
+            fix="fix the duplicate contact email",
+        )
+        return None if found is None else self._account(found[1], found[0], worker.worker_id)
 
     def _account(
         self, record: Mapping[str, Any], account_id: str, worker_id: str | None
@@ -324,36 +333,41 @@ class RingCentralConnector(Connector):
         )
 
     async def disable(self, account: Account) -> ActionResult:
-        started = utcnow()
-        what = "disabling the extension"
-        record = await self._extension(account.account_id, what)
-        if record.get("status") == "Disabled":
-            return action_result("disable", account, started, Outcome.ALREADY)
-        response = await self._call(
-            "PUT",
-            self._ext(account.account_id),
-            what=what,
-            account_id=account.account_id,
-            json_body={
+        return await self._set_status(
+            account,
+            {
                 "status": "Disabled",
                 "statusInfo": {"reason": "Involuntarily", "comment": self.disable_comment},
             },
         )
-        after = await self._extension(account.account_id, "verifying the disable")
-        if after.get("status") != "Disabled":
-            raise PermanentConnectorError(
-                f"RingCentral accepted status=Disabled but the extension reads "
-                f"{after.get('status')!r}; check the extension type can be disabled",
-                connector=self.name,
+
+    async def enable(self, account: Account) -> ActionResult:
+        return await self._set_status(account, {"status": "Enabled"})
+
+    async def _set_status(self, account: Account, body: Mapping[str, Any]) -> ActionResult:
+        """``status`` Disabled or Enabled (``PUT .../extension/{id}``), then read back."""
+
+        async def read(what: str) -> dict[str, Any]:
+            return await self._extension(account.account_id, what)
+
+        async def write(_: dict[str, Any], what: str) -> httpx.Response:
+            return await self._call(
+                "PUT",
+                self._ext(account.account_id),
+                what=what,
                 account_id=account.account_id,
+                json_body=body,
             )
-        return action_result(
-            "disable",
+
+        return await switch_account(
             account,
-            started,
-            Outcome.DONE,
-            vendor_request_id=request_id(response),
-            response_sha256=digest([response.content]),
+            enable=body["status"] != "Disabled",
+            connector=self.name,
+            read=read,
+            enabled=lambda record: record.get("status") != "Disabled",
+            write=write,
+            field=f"status={body['status']}",
+            hint="check that the extension type can change status",
         )
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
@@ -464,6 +478,58 @@ class RingCentralConnector(Connector):
             skipped=skipped,
         )
 
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Rejoin the snapshot's call queues (one full update of the agent's queues, ``PUT
+        .../extension/{id}/call-queues``), then read back. Devices, their numbers and
+        forwarding numbers are reported as skipped with what to do: RingCentral's API offers no
+        way to give an inventory device or number back to an extension, and deleted forwarding
+        numbers are not kept (they are personal phone numbers)."""
+        started = utcnow()
+        account_id = account.account_id
+        held = await self._holdings(account_id)
+        queues = {i.split(":", 1)[1] for i in snapshot if i.startswith("call-queue:")}
+        skipped = [
+            SkippedItem(item, _NOT_RESTORABLE.get(item.split(":", 1)[0], _NOT_OURS))
+            for item in sorted(set(snapshot))
+            if not item.startswith("call-queue:")
+        ]
+        missing = {q for q in queues if f"call-queue:{q}" not in held}
+        gone = {q for q in missing if not await self._queue_exists(q, account_id)}
+        skipped += [SkippedItem(f"call-queue:{q}", "the call queue no longer exists") for q in gone]
+        response: httpx.Response | None = None
+        if missing - gone:
+            current = {k.split(":", 1)[1] for k in held if k.startswith("call-queue:")}
+            response = await self._call(
+                "PUT",
+                f"{self._ext(account_id)}/call-queues",
+                what="adding the agent back to call queues",
+                account_id=account_id,
+                json_body={"records": [{"id": q} for q in sorted(current | (missing - gone))]},
+            )
+        after = await self._holdings(account_id)
+        return restore_result(
+            account,
+            started,
+            snapshot,
+            set(after),
+            skipped,
+            changed=response is not None,
+            vendor_request_id=request_id(response) if response is not None else None,
+            response_sha256=digest([response.content]) if response is not None else None,
+        )
+
+    async def _queue_exists(self, queue_id: str, account_id: str) -> bool:
+        try:
+            await self._call(
+                "GET",
+                f"{self.v1}/call-queues/{path_segment(queue_id, connector=self.name)}",
+                what="reading a call queue",
+                account_id=account_id,
+            )
+        except _NotFound:
+            return False
+        return True
+
     async def _gone_ok(
         self,
         method: str,
@@ -484,6 +550,18 @@ class RingCentralConnector(Connector):
 
 class _NotFound(PermanentConnectorError):
     """RingCentral answered 404 for the object."""
+
+
+_NOT_OURS = "not an entitlement this connector removes"
+#: Why what remove_access took, other than call queues, cannot be put back through the API.
+_NOT_RESTORABLE = {
+    "device": "the device was moved to the inventory with its number: assign it back to the "
+    "extension in the Admin Portal (the API has no call for this)",
+    "phone-number": "the direct number went to the number inventory: assign it back to the "
+    "extension in the Admin Portal (the API has no call for this)",
+    "forwarding-number": "forwarding numbers are deleted and their phone numbers not kept "
+    "(personal data): the worker adds them again",
+}
 
 
 def jwt_token_source(

@@ -15,6 +15,11 @@ licences cannot be removed per user; they are reported as skipped with the reaso
 the independent deletions of one user go through ``$batch``; ``read_state`` reads everything
 back in one ``$batch`` as well.
 
+The undo: ``enable`` (``accountEnabled=true``) and ``restore_access``, which puts back the
+snapshot's groups, app role assignments and directly assigned licences in one ``$batch`` and
+reports what cannot come back (authentication methods, objects deleted since, licences the
+tenant no longer holds).
+
 Retries: none in the connector. Every Graph call is sent once; throttling (429/503 with
 ``Retry-After``), 5xx and timeouts surface as ``TransientConnectorError`` with ``retry_after``
 for the service's executor. Protocol-level handling stays in ``connectors.entra.graph``: one
@@ -30,7 +35,7 @@ Policy.ReadWrite.ConditionalAccess, GroupSettings.ReadWrite.All (smart lockout d
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -54,6 +59,7 @@ from connectors.base import (
     Worker,
     action_result,
     change_outcome,
+    restore_result,
     sha256_hex,
     utcnow,
 )
@@ -67,16 +73,20 @@ from connectors.entra.graph import (
     graph_error,
 )
 from connectors.entra.model import (
+    APP_ROLE,
     GROUP,
     GROUP_FIELDS,
     LICENSE,
     METHOD_COLLECTIONS,
+    METHOD_NOT_RESTORABLE,
+    OBJECT_ID,
     PASSWORD_METHOD,
     PHONE_ORDER,
     USER_FIELDS,
     SessionStatus,
     TerminationCheck,
     UserAccess,
+    app_role_ids,
     app_role_name,
     entitlements,
     group_skip_reason,
@@ -88,7 +98,7 @@ from connectors.entra.model import (
     refused,
     session_revocation_status,
 )
-from connectors.entra.options import OBJECT_ID, EntraOptions
+from connectors.entra.options import EntraOptions
 from connectors.entra.policy import EntraPolicy, PolicyTarget
 
 
@@ -298,6 +308,14 @@ class EntraConnector(Connector):
     # ------------------------------------------------------------------ termination
 
     async def disable(self, account: Account) -> ActionResult:
+        return await self._set_enabled(account, enabled=False)
+
+    async def enable(self, account: Account) -> ActionResult:
+        return await self._set_enabled(account, enabled=True)
+
+    async def _set_enabled(self, account: Account, *, enabled: bool) -> ActionResult:
+        """``accountEnabled`` to ``enabled``, after reading whether it already is."""
+        action = "enable" if enabled else "disable"
         started = utcnow()
         uid = self._object_id(account.account_id, account.account_id)
         user = await self.graph.get_json(
@@ -307,18 +325,18 @@ class EntraConnector(Connector):
             permission="User.Read.All",
             account_id=uid,
         )
-        if user.get("accountEnabled") is False:
-            return action_result("disable", account, started, Outcome.ALREADY)
+        if user.get("accountEnabled") is enabled:
+            return action_result(action, account, started, Outcome.ALREADY)
         response = await self.graph.request(
             "PATCH",
             f"/users/{uid}",
-            json_body={"accountEnabled": False},
-            op="disable user (accountEnabled=false)",
+            json_body={"accountEnabled": enabled},
+            op=f"{action} user (accountEnabled={str(enabled).lower()})",
             permission="User.EnableDisableAccount.All",
             account_id=uid,
         )
         return action_result(
-            "disable",
+            action,
             account,
             started,
             Outcome.DONE,
@@ -497,6 +515,112 @@ class EntraConnector(Connector):
             removed=tuple(removed),
             skipped=tuple(skipped),
         )
+
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Put back groups, app role assignments and licences of the snapshot in one ``$batch``.
+
+        Not restorable, each reported with the reason: authentication methods (credentials
+        only the worker can register again), groups or app roles that no longer exist,
+        licences the tenant no longer holds (Graph's refusal is quoted). A licence comes back
+        with every service plan enabled: the plans disabled before were not recorded.
+        """
+        started = utcnow()
+        uid = self._object_id(account.account_id, account.account_id)
+        plan, skipped = self._restore_plan(uid, snapshot)
+        digests: list[str] = []
+        request_id: str | None = None
+        changed = False
+        if plan:
+            results = await self.graph.batch([r for r, _ in plan], account_id=uid)
+            for request, item in plan:
+                response = results[request.id]
+                request_id = request_id or response.request_id
+                digests.append(response.sha256)
+                changed = changed or 200 <= response.status < 300
+                reason = self._restore_refusal(request, response, uid)
+                if reason:
+                    skipped.append(SkippedItem(item, reason))
+        held = entitlements(await self._read_access(account, methods=False))
+        return restore_result(
+            account,
+            started,
+            snapshot,
+            held,
+            skipped,
+            changed=changed,
+            vendor_request_id=request_id,
+            response_sha256=sha256_hex("\n".join(digests).encode()) if digests else None,
+        )
+
+    def _restore_plan(
+        self, uid: str, snapshot: Sequence[str]
+    ) -> tuple[list[tuple[BatchRequest, str]], list[SkippedItem]]:
+        """(one request per restorable snapshot item, the items that cannot be restored)."""
+        plan: list[tuple[BatchRequest, str]] = []
+        skipped: list[SkippedItem] = []
+        for item in sorted(set(snapshot)):
+            kind, _, ref = item.partition(":")
+            n = f"r{len(plan)}"
+            if item.startswith(GROUP) and OBJECT_ID.fullmatch(ref):
+                request = BatchRequest(
+                    n,
+                    "POST",
+                    f"/groups/{ref}/members/$ref",
+                    f"restore membership of group {ref}",
+                    "GroupMember.ReadWrite.All",
+                    body={"@odata.id": self._directory_object(uid)},
+                )
+            elif item.startswith(LICENSE) and OBJECT_ID.fullmatch(ref):
+                request = BatchRequest(
+                    n,
+                    "POST",
+                    f"/users/{uid}/assignLicense",
+                    f"restore licence {ref}",
+                    "LicenseAssignment.ReadWrite.All",
+                    body={
+                        "addLicenses": [{"skuId": ref, "disabledPlans": []}],
+                        "removeLicenses": [],
+                    },
+                )
+            elif item.startswith(APP_ROLE) and app_role_ids(item) is not None:
+                resource, role = app_role_ids(item) or ("", "")
+                request = BatchRequest(
+                    n,
+                    "POST",
+                    f"/users/{uid}/appRoleAssignments",
+                    f"restore app role {role} of {resource}",
+                    "AppRoleAssignment.ReadWrite.All",
+                    body={"principalId": uid, "resourceId": resource, "appRoleId": role},
+                )
+            elif kind == "authMethod":
+                skipped.append(SkippedItem(item, METHOD_NOT_RESTORABLE))
+                continue
+            else:
+                skipped.append(SkippedItem(item, "not an entitlement this connector removes"))
+                continue
+            plan.append((request, item))
+        return plan, skipped
+
+    def _restore_refusal(
+        self, request: BatchRequest, response: GraphResponse, uid: str
+    ) -> str | None:
+        """Why a restore request put nothing back, or ``None`` when the item is held now.
+
+        404: the group or app is gone; 400: Graph's own reason (a licence the tenant no longer
+        holds, a dynamic group), unless it says the item is already there. Anything else
+        (403, throttling, 5xx) is raised.
+        """
+        if 200 <= response.status < 300:
+            return None
+        if response.status == 404:
+            return "no longer exists in Entra ID"
+        if response.status == 400:
+            _, message = graph_error(response.json())
+            if "already exist" in message:
+                return None
+            return refused(response)
+        self.graph.raise_for_item(request, response, account_id=uid)
+        return None
 
     async def verify_termination(
         self, account: Account, *, sessions_requested_at: datetime | None = None

@@ -11,6 +11,7 @@ Entitlements are named by kind and Graph id, because display names are not uniqu
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -45,6 +46,14 @@ METHOD_COLLECTIONS: Mapping[str, str] = {
     "#microsoft.graph.platformCredentialAuthenticationMethod": "platformCredentialMethods",
 }
 PASSWORD_METHOD = "#microsoft.graph.passwordAuthenticationMethod"  # noqa: S105 - a type name
+METHOD_NOT_RESTORABLE = (
+    "an authentication method is a credential only the worker can register again (issue a "
+    "Temporary Access Pass so they can); an administrator cannot put it back"
+)
+OBJECT_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+"""An Entra object id (a GUID): checked before any id goes into a URL path."""
 #: Deletion order of phone methods: the mobile phone is Entra's default phone method and cannot
 #: go while an alternate mobile is registered, so it is removed last.
 PHONE_ORDER = {"alternateMobile": 0, "office": 1, "mobile": 2}
@@ -188,3 +197,12 @@ def entitlements(access: UserAccess) -> frozenset[str]:
 
 def app_role_name(assignment: Mapping[str, Any]) -> str:
     return APP_ROLE + f"{assignment.get('resourceId')}/{assignment.get('appRoleId')}"
+
+
+def app_role_ids(name: str) -> tuple[str, str] | None:
+    """(resourceId, appRoleId) of an ``appRole:<resourceId>/<appRoleId>`` name, both GUIDs;
+    ``None`` for anything else (a value that could address another resource)."""
+    resource, _, role = name.removeprefix(APP_ROLE).partition("/")
+    if name.startswith(APP_ROLE) and OBJECT_ID.fullmatch(resource) and OBJECT_ID.fullmatch(role):
+        return resource, role
+    return None

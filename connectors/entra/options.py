@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from connectors._config import ConnectorOptions
+from connectors.entra.model import OBJECT_ID
 from connectors.entra.policy import CaState
 
 CorrelationAttribute = Literal["employeeId", "userPrincipalName", "mail"]
-OBJECT_ID = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
 
 
 class EntraOptions(ConnectorOptions):

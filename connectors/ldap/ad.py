@@ -120,7 +120,18 @@ class AdDialect(Dialect):
         uac = entry.int("userAccountControl") or NORMAL_ACCOUNT
         if uac & ACCOUNTDISABLE:
             return False
-        conn.modify(entry.dn, {"userAccountControl": [(MODIFY_REPLACE, [str(uac | 2)])]})
+        conn.modify(
+            entry.dn, {"userAccountControl": [(MODIFY_REPLACE, [str(uac | ACCOUNTDISABLE)])]}
+        )
+        return True
+
+    def enable(self, conn: Connection, entry: Entry) -> bool:
+        uac = entry.int("userAccountControl") or NORMAL_ACCOUNT
+        if not uac & ACCOUNTDISABLE:
+            return False
+        conn.modify(
+            entry.dn, {"userAccountControl": [(MODIFY_REPLACE, [str(uac & ~ACCOUNTDISABLE)])]}
+        )
         return True
 
     def reset_password(

@@ -29,6 +29,8 @@ A termination is ``disable`` (userAccountControl bit 0x2, or ppolicy's administr
 ``revoke_sessions`` (the password is reset to a random secret nobody keeps, so cached
 credentials stop working), ``remove_access`` (every group membership, listed in the result so
 that a wrongful termination can be undone) and ``read_state`` (a fresh read from the server).
+The undo is ``enable`` (the disable mark lifted, nothing else) and ``restore_access`` (the
+account added back to each group of the snapshot that still exists).
 
 Retries: none here. Every call runs once; a transient failure (busy, unavailable, timeout,
 dropped socket) is raised as ``TransientConnectorError`` for the service's executor to retry.
@@ -46,7 +48,7 @@ import math
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Self, TypeVar
 
@@ -77,6 +79,7 @@ from connectors.base import (
     Worker,
     action_result,
     change_outcome,
+    restore_result,
     sha256_hex,
     utcnow,
 )
@@ -99,6 +102,15 @@ log = logging.getLogger("connectors.ldap")
 #: How long (and for how many accounts) the start of a termination keeps its queue priority.
 _PRIORITY_MEMORY_SECONDS = 600.0
 _PRIORITY_MEMORY_ENTRIES = 10_000
+
+
+def _refusal(exc: LDAPOperationResult) -> str:
+    """Why the directory would not change a membership, for ``SkippedItem.reason``."""
+    return {
+        65: "the group must keep at least one member (groupOfNames)",
+        50: "bind_dn lacks the right to change this group",
+        53: "the directory will not change this membership",
+    }.get(exc.result, f"{exc.description} ({exc.result})")
 
 
 class LdapConnector(Connector):
@@ -324,20 +336,31 @@ class LdapConnector(Connector):
         return await self._run("read the account", call, account_id=account.account_id)
 
     async def disable(self, account: Account) -> ActionResult:
+        return await self._switch(account, enable=False)
+
+    async def enable(self, account: Account) -> ActionResult:
+        # The account is on again: a later password reset must not put a lock back.
+        self._relock.discard(account.account_id)
+        return await self._switch(account, enable=True)
+
+    async def _switch(self, account: Account, *, enable: bool) -> ActionResult:
+        """The dialect's disable mark (userAccountControl 0x2, or ppolicy's lock) on or off."""
+        action = "enable" if enable else "disable"
         started = utcnow()
 
         def call(conn: Any) -> ActionResult:
             entry = self._entry(conn, account)
-            changed = self.dialect.disable(conn, entry)
+            switch = self.dialect.enable if enable else self.dialect.disable
+            changed = switch(conn, entry)
             return action_result(
-                "disable",
+                action,
                 account,
                 started,
                 Outcome.DONE if changed else Outcome.ALREADY,
                 response_sha256=self._digest(conn) if changed else None,
             )
 
-        return await self._run("disable the account", call, account_id=account.account_id)
+        return await self._run(f"{action} the account", call, account_id=account.account_id)
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
         started = utcnow()
@@ -386,6 +409,61 @@ class LdapConnector(Connector):
 
         return await self._run("remove group memberships", call, account_id=account.account_id)
 
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Add the account back to every group of the snapshot that still exists; groups that
+        are gone, outside the directory or refusing the change are reported, not fatal."""
+        started = utcnow()
+
+        def call(conn: Any) -> ActionResult:
+            entry = self._entry(conn, account)
+            held = {
+                normalize_dn(g) for g in groups_of(conn, self.options.membership_base, entry.dn)
+            }
+            skipped: list[SkippedItem] = []
+            changed = False
+            for group in sorted(set(snapshot)):
+                key = self._group_key(group)
+                if key is None:
+                    skipped.append(
+                        SkippedItem(group, f"not a group under {self.options.membership_base}")
+                    )
+                elif key not in held:
+                    try:
+                        changed = self._add_to(conn, entry.dn, group) or changed
+                    except DirectoryProblem:
+                        skipped.append(SkippedItem(group, "the group no longer exists"))
+                    except LDAPOperationResult as exc:
+                        if exc.result in TRANSIENT_CODES:
+                            raise
+                        skipped.append(SkippedItem(group, _refusal(exc)))
+            after = {
+                normalize_dn(g) for g in groups_of(conn, self.options.membership_base, entry.dn)
+            }
+            return restore_result(
+                account,
+                started,
+                snapshot,
+                {g for g in snapshot if self._group_key(g) in after},
+                skipped,
+                changed=changed,
+                response_sha256=self._digest(conn) if changed else None,
+            )
+
+        return await self._run("restore group memberships", call, account_id=account.account_id)
+
+    def _memberships(self, conn: Any, member_dn: str) -> set[str]:
+        """Normalised DNs of the groups holding ``member_dn`` (read from the server)."""
+        return {normalize_dn(g) for g in groups_of(conn, self.options.membership_base, member_dn)}
+
+    def _group_key(self, group: str) -> str | None:
+        """The normalised DN of a group under the membership base, else ``None``."""
+        try:
+            if dn_is_under(group, self.options.membership_base):
+                return normalize_dn(group)
+        except Exception:  # ldap3 raises assorted types for text that is not a DN
+            return None
+        return None
+
     def _remove_from(
         self, conn: Any, member_dn: str, groups: list[str]
     ) -> tuple[list[str], list[SkippedItem]]:
@@ -400,12 +478,7 @@ class LdapConnector(Connector):
                     continue
                 if exc.result in TRANSIENT_CODES:
                     raise
-                reason = {
-                    65: "the group must keep at least one member (groupOfNames)",
-                    50: "bind_dn lacks the right to change this group",
-                    53: "the directory will not remove this membership",
-                }.get(exc.result, f"{exc.description} ({exc.result})")
-                skipped.append(SkippedItem(group, reason))
+                skipped.append(SkippedItem(group, _refusal(exc)))
                 continue
             removed.append(group)
         return removed, skipped

@@ -157,6 +157,10 @@ class Dialect(abc.ABC):
         """Turn the account off; ``False`` when it already was."""
 
     @abc.abstractmethod
+    def enable(self, conn: Connection, entry: Entry) -> bool:
+        """Undo ``disable``; ``False`` when the account was not disabled that way."""
+
+    @abc.abstractmethod
     def reset_password(
         self, conn: Connection, dn: str, password: str, *, disabled: bool = False
     ) -> None:

@@ -2,7 +2,8 @@
 
 Accounts are named by entryUUID. Disabling is ppolicy's administrative lock
 (``pwdAccountLockedTime: 000001010000Z``): binds fail until an administrator removes it, and
-unlike deleting the entry it can be undone after a wrongful termination.
+unlike deleting the entry it can be undone after a wrongful termination (``enable`` deletes
+the attribute).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from ldap3 import MODIFY_REPLACE
+from ldap3 import MODIFY_DELETE, MODIFY_REPLACE
 
 from connectors.base import Control, PolicyBaseline, PolicySetting, Worker
 from connectors.ldap.dialect import (
@@ -117,6 +118,14 @@ class OpenLdapDialect(Dialect):
         if entry.text("pwdAccountLockedTime") == OPENLDAP_ADMIN_LOCK:
             return False
         conn.modify(entry.dn, {"pwdAccountLockedTime": [(MODIFY_REPLACE, [OPENLDAP_ADMIN_LOCK])]})
+        return True
+
+    def enable(self, conn: Connection, entry: Entry) -> bool:
+        # Only the administrative lock is ours to lift; a lockout after failed binds (any
+        # other value) lapses on its own after pwdLockoutDuration.
+        if entry.text("pwdAccountLockedTime") != OPENLDAP_ADMIN_LOCK:
+            return False
+        conn.modify(entry.dn, {"pwdAccountLockedTime": [(MODIFY_DELETE, [])]})
         return True
 
     def reset_password(

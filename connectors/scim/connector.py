@@ -17,6 +17,13 @@ Entitlements, as playbooks and read-backs name them: a plain name is a SCIM Grou
 ``displayName``; ``role:<value>`` and ``entitlement:<value>`` are values of the User's ``roles``
 and ``entitlements`` attributes, used only when the service's User schema declares them.
 
+The undo of a termination: ``enable`` sets ``active`` back to true (read back like the
+disable); ``restore_access`` rejoins the snapshot's groups, looked up again by displayName, and
+puts its ``role:``/``entitlement:`` values back, reporting groups that no longer exist.
+
+Retries: none here; transient errors (429 with ``retry_after``, 5xx, timeouts, a 412 to our own
+``If-Match``) go to the service's executor. The token is refreshed once on a 401.
+
 Error mapping (RFC 7644 §3.12): 429 is transient with ``retry_after``; 5xx, timeouts and
 connection failures are transient; 400 (``invalidFilter`` and others), 401, 403, 404, 409
 (``uniqueness``) and 501 are permanent with a message saying what to fix. 412 depends on who set
@@ -48,10 +55,13 @@ from connectors._http import (
     ServiceCredentials,
     digest,
     http_client,
+    only_match,
     request_id,
+    switch_account,
 )
 from connectors.base import (
     OFFBOARDING,
+    REVERSAL,
     Account,
     AccountState,
     ActionResult,
@@ -65,6 +75,7 @@ from connectors.base import (
     Worker,
     action_result,
     change_outcome,
+    restore_result,
     utcnow,
 )
 from connectors.scim.api import (
@@ -90,11 +101,15 @@ class ScimConnector(Connector):
     """A SCIM 2.0 service provider, adapted to what its ServiceProviderConfig declares."""
 
     kind = "scim"
-    capabilities = OFFBOARDING | {
-        Capability.APPLY_ENTITLEMENTS,
-        Capability.CREATE_ACCOUNT,
-        Capability.LIST_ACCOUNTS,
-    }
+    capabilities = (
+        OFFBOARDING
+        | REVERSAL
+        | {
+            Capability.APPLY_ENTITLEMENTS,
+            Capability.CREATE_ACCOUNT,
+            Capability.LIST_ACCOUNTS,
+        }
+    )
 
     def __init__(
         self,
@@ -164,17 +179,14 @@ class ScimConnector(Connector):
             candidates = [item async for item in self.api.pages("/Users", what="listing users")]
         # Re-check every hit ourselves: a lenient filter parser must not widen the match.
         hits = {str(item["id"]): item for item in candidates if matches(item, wanted)}
-        if not hits:
-            return None
-        if len(hits) > 1:
-            raise PermanentConnectorError(
-                f"{len(hits)} SCIM users match worker {worker.worker_id} "
-                f"({', '.join(sorted(hits))}); remove the duplicate or narrow 'match'",
-                connector=self.name,
-                account_id=worker.worker_id,
-            )
-        account_id, raw = next(iter(hits.items()))
-        return self._account(raw, account_id)
+        found = only_match(
+            hits,
+            connector=self.name,
+            worker_id=worker.worker_id,
+            matching=f"SCIM users match worker {worker.worker_id}",
+            fix="remove the duplicate or narrow 'match'",
+        )
+        return None if found is None else self._account(found[1], found[0])
 
     def _account(self, raw: Mapping[str, Any], account_id: str) -> Account:
         return Account(
@@ -199,33 +211,34 @@ class ScimConnector(Connector):
         )
 
     async def disable(self, account: Account) -> ActionResult:
-        started = utcnow()
-        what = "disabling the user"
-        _, user = await self.api.get_user(account.account_id, what)
-        if user.active is False:
-            return action_result("disable", account, started, Outcome.ALREADY)
-        response = await self.api.write_user(
-            account.account_id,
-            what=what,
-            operations=[USER_OP(op=PatchOperation.Op.replace_, path="active", value=False)],
-            replace={"active": False},
-        )
-        _, after = await self.api.get_user(account.account_id, "verifying the disable")
-        if after.active is not False:
-            raise PermanentConnectorError(
-                "the service accepted active=false but the user still reads active; check that "
-                "the service honours 'active' (some map it to a custom attribute)",
-                connector=self.name,
-                account_id=account.account_id,
+        return await self._set_active(account, active=False)
+
+    async def enable(self, account: Account) -> ActionResult:
+        return await self._set_active(account, active=True)
+
+    async def _set_active(self, account: Account, *, active: bool) -> ActionResult:
+        """``active`` to the value wanted (PATCH, or conditional PUT), then read back."""
+
+        async def read(what: str) -> User[Any]:
+            return (await self.api.get_user(account.account_id, what))[1]
+
+        async def write(_: User[Any], what: str) -> httpx.Response:
+            return await self.api.write_user(
+                account.account_id,
+                what=what,
+                operations=[USER_OP(op=PatchOperation.Op.replace_, path="active", value=active)],
+                replace={"active": active},
             )
-        return action_result(
-            "disable",
+
+        return await switch_account(
             account,
-            started,
-            Outcome.DONE,
-            vendor_request_id=request_id(response),
-            response_sha256=digest([response.content]),
-            detail={"method": response.request.method},
+            enable=active,
+            connector=self.name,
+            read=read,
+            enabled=lambda user: user.active is not False,
+            write=write,
+            field=f"active={str(active).lower()}",
+            hint="check that the service honours 'active' (some map it to a custom attribute)",
         )
 
     async def revoke_sessions(self, account: Account) -> ActionResult:
@@ -286,6 +299,43 @@ class ScimConnector(Connector):
             response_sha256=digest(bodies) if bodies else None,
             removed=tuple(sorted(set(removed) - {s.item for s in skipped})),
             skipped=skipped,
+        )
+
+    async def restore_access(self, account: Account, snapshot: Sequence[str]) -> ActionResult:
+        """Rejoin the snapshot's groups (by displayName, looked up again: ids may have changed)
+        and put its ``role:``/``entitlement:`` values back; then read back.
+
+        Groups that no longer exist, and values the service's User schema cannot hold, are
+        reported as skipped.
+        """
+        started = utcnow()
+        features = await self.api.features()
+        _, user = await self.api.get_user(account.account_id, "reading access to restore")
+        held = frozenset((await self.api.memberships(account.account_id, user)).values())
+        skipped: list[SkippedItem] = []
+        bodies: list[bytes] = []
+        for name in sorted({i for i in snapshot if not is_attribute(i)} - held):
+            group_id = await self.api.group_id(name, account.account_id)
+            if group_id is None:
+                skipped.append(SkippedItem(name, "no SCIM group with this displayName exists"))
+                continue
+            response = await self.api.change_membership(group_id, account.account_id, add=True)
+            bodies.append(response.content if response is not None else b"")
+        wanted = attribute_entitlements(user) | {i for i in snapshot if is_attribute(i)}
+        change = await self._apply_attribute_entitlements(
+            account.account_id, user, wanted, features, skipped
+        )
+        if change is not None:
+            bodies.append(change[0].content)
+        state = await self.read_state(account)
+        return restore_result(
+            account,
+            started,
+            snapshot,
+            state.entitlements,
+            skipped,
+            changed=bool(bodies),
+            response_sha256=digest(bodies) if bodies else None,
         )
 
     async def apply_entitlements(self, account: Account, desired: DesiredAccess) -> ActionResult:

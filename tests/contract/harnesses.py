@@ -37,6 +37,8 @@ Build = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[ContractHa
 
 
 class MemoryHarness(ContractHarness):
+    missing_entitlement = "no-such-group"
+
     def __init__(self) -> None:
         self.connector = MemoryConnector("mem")
         self.groups = ("ehr-scheduling", "phone-queue-1", "all-staff")
@@ -56,6 +58,7 @@ class EntraHarness(ContractHarness):
         self.group_ids = [fake.add_group(n) for n in ("VA Scheduling", "VA Billing", "All staff")]
         self.groups = tuple(f"group:{gid}" for gid in self.group_ids)
         self.ghost_account_id = str(uuid.uuid4())
+        self.missing_entitlement = f"group:{uuid.uuid4()}"
 
     async def seed(self, worker: Worker, groups: Sequence[str]) -> None:
         self.fake.add_user(
@@ -68,6 +71,8 @@ class EntraHarness(ContractHarness):
 
 class FhirHarness(ContractHarness):
     """Entitlements are PractitionerRole codes."""
+
+    missing_entitlement = "no-such-role"
 
     def __init__(self, fake: FakeFhir, connector: FhirConnector) -> None:
         self.fake = fake
@@ -82,6 +87,7 @@ class RingCentralHarness(ContractHarness):
     """RingCentral cannot run here; entitlements the suite assigns are call queues."""
 
     ghost_account_id = "999999999"
+    missing_entitlement = "call-queue:9999"
 
     def __init__(self, fake: FakeRingCentral, connector: RingCentralConnector) -> None:
         self.fake = fake
@@ -95,6 +101,8 @@ class RingCentralHarness(ContractHarness):
 
 
 class ScimHarness(ContractHarness):
+    missing_entitlement = "no-such-group"
+
     def __init__(self, server: ScimServer) -> None:
         self.server = server
         self.connector = server.connector(f"scim-{server.name}")

@@ -37,6 +37,9 @@ class ContractHarness(abc.ABC):
     connector: Connector
     groups: tuple[str, ...]
     """At least two entitlements that exist in the system, as the connector names them."""
+    missing_entitlement: str
+    """An entitlement named the connector's way that does not exist in the system (a group
+    deleted since the snapshot was taken)."""
 
     def new_worker(self) -> Worker:
         """A worker unknown to the system so far (override for systems with id rules)."""
@@ -130,6 +133,74 @@ class ConnectorContract:
         after = await harness.connector.read_state(account)
         skipped = {s.item for s in result.skipped}
         assert after.entitlements <= skipped
+
+    async def test_enable_undoes_disable(self, harness: ContractHarness) -> None:
+        account = await self._seeded(harness)
+        if Capability.ENABLE not in harness.connector.capabilities:
+            await _refused(harness.connector.enable(account))
+            return
+        already = await harness.connector.enable(account)
+        assert already.outcome == Outcome.ALREADY
+        await harness.connector.disable(account)
+        assert (await harness.connector.read_state(account)).enabled is False
+        result = await harness.connector.enable(account)
+        assert result.outcome == Outcome.DONE
+        assert result.account_id == account.account_id and result.started_at.tzinfo == UTC
+        assert (await harness.connector.read_state(account)).enabled is True
+        again = await harness.connector.enable(account)
+        assert again.outcome == Outcome.ALREADY
+        assert (await harness.connector.read_state(account)).enabled is True
+
+    async def test_restore_gives_back_exactly_what_remove_access_took(
+        self, harness: ContractHarness
+    ) -> None:
+        """disable -> remove_access -> enable -> restore_access, proven by read-backs."""
+        groups = harness.groups[:2]
+        account = await self._seeded(harness, groups)
+        caps = harness.connector.capabilities
+        if Capability.RESTORE_ACCESS not in caps:
+            await _refused(harness.connector.restore_access(account, groups))
+            return
+        before = await harness.connector.read_state(account)
+        await harness.connector.disable(account)
+        removal = await harness.connector.remove_access(account)
+        assert set(groups) <= set(removal.removed)
+        await harness.connector.enable(account)
+        result = await harness.connector.restore_access(account, removal.removed)
+        assert result.action == "restore_access" and result.account_id == account.account_id
+        lost = {s.item for s in result.skipped}
+        assert all(s.reason for s in result.skipped)
+        # Every snapshot item is accounted for: held again, or reported with the reason.
+        assert set(result.added) | lost == set(removal.removed)
+        assert not set(result.added) & lost
+        assert result.outcome == (Outcome.PARTIAL if lost else Outcome.DONE)
+        after = await harness.connector.read_state(account)
+        assert after.enabled is True
+        assert set(groups) <= after.entitlements
+        assert after.entitlements == before.entitlements - lost
+        again = await harness.connector.restore_access(account, removal.removed)
+        assert again.outcome == (Outcome.PARTIAL if lost else Outcome.ALREADY)
+        assert set(again.added) == set(result.added)
+        assert (await harness.connector.read_state(account)).entitlements == after.entitlements
+
+    async def test_restore_reports_each_item_it_cannot_put_back(
+        self, harness: ContractHarness
+    ) -> None:
+        first = harness.groups[0]
+        account = await self._seeded(harness, [first])
+        if Capability.RESTORE_ACCESS not in harness.connector.capabilities:
+            await _refused(harness.connector.restore_access(account, [first]))
+            return
+        removal = await harness.connector.remove_access(account)
+        snapshot = (*removal.removed, harness.missing_entitlement)
+        result = await harness.connector.restore_access(account, snapshot)
+        assert result.outcome == Outcome.PARTIAL
+        reasons = {s.item: s.reason for s in result.skipped}
+        assert reasons.get(harness.missing_entitlement), "the missing item is named, with why"
+        assert first in result.added
+        state = await harness.connector.read_state(account)
+        assert first in state.entitlements
+        assert harness.missing_entitlement not in state.entitlements
 
     async def test_reading_a_vanished_account_is_permanent(self, harness: ContractHarness) -> None:
         ghost = Account(harness.connector.name, _ghost_id(harness), login="ghost")

@@ -8,13 +8,18 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.base import (
+    Account,
     ConnectorConfigError,
     ConnectorContext,
     ConnectorError,
+    Outcome,
     PermanentConnectorError,
+    SkippedItem,
     TransientConnectorError,
     UnsupportedOperationError,
     resolve_secret,
+    restore_result,
+    utcnow,
 )
 
 
@@ -80,3 +85,24 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path) -> 
     context = ConnectorContext(base_dir=tmp_path)
     assert context.path(Path("state.json")) == tmp_path / "state.json"
     assert context.path(Path("/etc/ca.pem")) == Path("/etc/ca.pem")
+
+
+def test_a_restore_result_accounts_for_every_snapshot_item() -> None:
+    account = Account("idp", "a1")
+    started = utcnow()
+    result = restore_result(
+        account,
+        started,
+        ("g1", "g2", "g3", "g1"),
+        held={"g1", "g9"},
+        skipped=[SkippedItem("g2", "the group no longer exists")],
+        changed=True,
+    )
+    assert result.action == "restore_access" and result.outcome == Outcome.PARTIAL
+    assert result.added == ("g1",)  # g9 is held but was not in the snapshot: not claimed
+    assert [(s.item, s.reason) for s in result.skipped] == [
+        ("g2", "the group no longer exists"),
+        ("g3", "not held when read back"),
+    ]
+    nothing_to_do = restore_result(account, started, ("g1",), {"g1"}, [], changed=False)
+    assert nothing_to_do.outcome == Outcome.ALREADY and nothing_to_do.added == ("g1",)

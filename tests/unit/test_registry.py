@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from connectors import build_connector
-from connectors.base import ConnectorConfigError, ConnectorContext
+from connectors.base import OFFBOARDING, REVERSAL, ConnectorConfigError, ConnectorContext
 from connectors.memory import MemoryConnector
 from connectors.registry import KINDS, connector_class
 
@@ -29,6 +29,11 @@ def test_every_kind_declares_max_concurrency(kind: str) -> None:
     with pytest.raises(ConnectorConfigError) as info:
         cls.from_config("sys", {"kind": kind, "max_concurrency": 0}, ConnectorContext())
     assert "max_concurrency: Input should be greater than or equal to 1" in info.value.message
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_can_undo_a_termination(kind: str) -> None:
+    assert connector_class(kind).capabilities >= OFFBOARDING | REVERSAL
 
 
 def test_unknown_or_missing_kind_is_a_config_error() -> None:

@@ -146,6 +146,8 @@ class LdapHarness(ContractHarness):
         self.connector = connector
         self.groups = directory.groups
         self.dns: dict[str, str] = {}
+        parent = directory.groups[0].split(",", 1)[1]
+        self.missing_entitlement = f"cn=No Such Group,{parent}"
 
     async def seed(self, worker: Worker, groups: Sequence[str]) -> None:
         self.dns[worker.worker_id] = await anyio.to_thread.run_sync(

@@ -111,6 +111,10 @@ class FakeEntra:
     licences: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     ca_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retired_skus: set[str] = field(default_factory=set)
+    """Licences the tenant no longer subscribes to: assigning one is refused, as Graph does."""
+    deleted_apps: set[str] = field(default_factory=set)
+    """Resource service principals deleted from the tenant (app role grants answer 404)."""
     tokens: set[str] = field(default_factory=set)
     faults: list[Fault] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)
@@ -421,6 +425,7 @@ class FakeEntra:
             ("POST", rf"/users/{seg}/revokeSignInSessions", self._revoke),
             ("GET", rf"/users/{seg}/memberOf/microsoft\.graph\.group", self._member_of),
             ("GET", rf"/users/{seg}/appRoleAssignments", self._list_app_roles),
+            ("POST", rf"/users/{seg}/appRoleAssignments", self._add_app_role),
             ("DELETE", rf"/users/{seg}/appRoleAssignments/{seg}", self._delete_app_role),
             ("GET", rf"/users/{seg}/authentication/methods", self._list_methods),
             ("DELETE", rf"/users/{seg}/authentication/{seg}/{seg}", self._delete_method),
@@ -608,6 +613,38 @@ class FakeEntra:
             {},
         )
 
+    def _add_app_role(self, uid: str, *, query: dict[str, str], body: Any) -> Result:
+        """``POST /users/{id}/appRoleAssignments`` (learn.microsoft.com/graph/api/
+        user-post-approleassignments): 201 with the appRoleAssignment."""
+        if uid not in self.users or body.get("principalId") != uid:
+            return error(404, "Request_ResourceNotFound", not_found(uid))
+        resource, role = str(body.get("resourceId")), str(body.get("appRoleId"))
+        if resource in self.deleted_apps:
+            return error(404, "Request_ResourceNotFound", not_found(resource))
+        if any(a["resourceId"] == resource and a["appRoleId"] == role for a in self.app_roles[uid]):
+            return error(
+                400,
+                "Request_BadRequest",
+                "Permission being assigned already exists on the object",
+            )
+        assignment = {
+            "id": str(uuid.uuid4()),
+            "deletedDateTime": None,
+            "appRoleId": role,
+            "createdDateTime": now_iso(),
+            "principalDisplayName": self.users[uid]["displayName"],
+            "principalId": uid,
+            "principalType": "User",
+            "resourceDisplayName": "EHR scheduling",
+            "resourceId": resource,
+        }
+        self.app_roles[uid].append(assignment)
+        return (
+            201,
+            {"@odata.context": f"{META}#appRoleAssignments/$entity", **assignment},
+            {},
+        )
+
     def _delete_app_role(self, uid: str, aid: str, *, query: dict[str, str], body: Any) -> Result:
         before = len(self.app_roles.get(uid, []))
         self.app_roles[uid] = [a for a in self.app_roles.get(uid, []) if a["id"] != aid]
@@ -666,6 +703,12 @@ class FakeEntra:
                 )
             states.remove(direct[0])
         for lic in body.get("addLicenses", []):
+            if lic["skuId"] in self.retired_skus:
+                return error(
+                    400,
+                    "Request_BadRequest",
+                    f"License {lic['skuId']} does not correspond to a valid company License.",
+                )
             if not user.get("usageLocation"):
                 return error(
                     400,

@@ -284,3 +284,39 @@ async def test_a_next_link_to_another_host_is_refused(fake: FakeFhir, fhir: Fhir
     with pytest.raises(PermanentConnectorError, match="leaves"):
         await fhir.find_account(Worker(worker_id="W77"))
     assert all(r.url.host != "elsewhere.example" for r in fake.requests)
+
+
+async def test_enable_and_restore_round_trip_practitioner_and_roles(
+    fake: FakeFhir, fhir: FhirConnector
+) -> None:
+    pid = fake.add_practitioner("W30", roles=("scheduler", "billing"))
+    account = await _found(fhir, "W30")
+    await fhir.disable(account)
+    removal = await fhir.remove_access(account)
+    assert fake.practitioners[pid]["active"] is False and fake.active_roles(pid) == set()
+
+    enabled = await fhir.enable(account)
+    assert enabled.outcome == Outcome.DONE and fake.practitioners[pid]["active"] is True
+    put = [r for r in fake.requests if r.method == "PUT" and pid in r.url.path][-1]
+    assert put.headers["If-Match"].startswith('W/"')  # conditional, like the disable
+    assert (await fhir.enable(account)).outcome == Outcome.ALREADY
+
+    result = await fhir.restore_access(account, removal.removed)
+    assert result.outcome == Outcome.DONE and set(result.added) == {"scheduler", "billing"}
+    assert fake.active_roles(pid) == {"scheduler", "billing"}
+    again = await fhir.restore_access(account, removal.removed)
+    assert again.outcome == Outcome.ALREADY and set(again.added) == {"scheduler", "billing"}
+
+
+async def test_restore_reports_a_role_the_practitioner_no_longer_carries(
+    fake: FakeFhir, fhir: FhirConnector
+) -> None:
+    pid = fake.add_practitioner("W31", roles=("scheduler",))
+    account = await _found(fhir, "W31")
+    removal = await fhir.remove_access(account)
+    result = await fhir.restore_access(account, (*removal.removed, "billing"))
+    assert result.outcome == Outcome.PARTIAL and result.added == ("scheduler",)
+    assert [(s.item, s.reason) for s in result.skipped] == [
+        ("billing", "no PractitionerRole of this practitioner carries it now")
+    ]
+    assert fake.active_roles(pid) == {"scheduler"}

@@ -206,6 +206,7 @@ class FakeRingCentral:
             ("PUT", rf"{v1}/extension/(?P<ext>[^/]+)", self._put_extension),
             ("GET", rf"{v1}/extension/(?P<ext>[^/]+)/call-queue-presence", self._queue_presence),
             ("PUT", rf"{v1}/extension/(?P<ext>[^/]+)/call-queues", self._put_queues),
+            ("GET", rf"{v1}/call-queues/(?P<qid>[^/]+)", self._get_queue),
             ("GET", rf"{v1}/extension/(?P<ext>[^/]+)/device", self._devices),
             ("GET", rf"{v1}/extension/(?P<ext>[^/]+)/forwarding-number", self._forwarding),
             (
@@ -332,11 +333,28 @@ class FakeRingCentral:
         ]
         return httpx.Response(200, json={"records": records})
 
+    def _get_queue(self, request: httpx.Request, qid: str) -> httpx.Response:
+        """``GET /restapi/v1.0/account/~/call-queues/{groupId}`` (CallQueueDetails)."""
+        queue = self.queues.get(qid)
+        if queue is None:
+            return rc_error(404, "CMN-102", "Resource for parameter [groupId] is not found")
+        return httpx.Response(
+            200,
+            json={
+                "uri": f"{SERVER}/restapi/v1.0/account/{ACCOUNT}/call-queues/{qid}",
+                **queue,
+                "status": "Enabled",
+                "serviceLevelSettings": {"slaGoal": 20, "slaThresholdSeconds": 30},
+            },
+        )
+
     def _put_queues(self, request: httpx.Request, ext: str) -> httpx.Response:
         found = self._ext(ext)
         if isinstance(found, httpx.Response):
             return found
         wanted = {r["id"] for r in json.loads(request.content).get("records", [])}
+        if wanted - set(self.queues):
+            return rc_error(404, "CMN-102", "Resource for parameter [groupId] is not found")
         for qid, members in self.queue_members.items():
             (members.add if qid in wanted else members.discard)(ext)
         records = [{"id": q, "name": self.queues[q]["name"]} for q in sorted(wanted)]

@@ -310,3 +310,49 @@ def test_bad_options_are_config_errors(options: dict[str, Any], words: str, rc_e
         )
     assert words in str(info.value)
     assert "[connectors.phone]" in str(info.value)
+
+
+async def test_enable_and_restore_give_back_status_and_queues_and_say_what_cannot_return(
+    fake: FakeRingCentral, rc: RingCentralConnector
+) -> None:
+    ext = fake.add_user("a.lee@example.org", queues=("2001", "2002"), devices=1, forwarding=1)
+    account = await _account(rc, "a.lee@example.org")
+    await rc.disable(account)
+    removal = await rc.remove_access(account)
+    assert ext.status == "Disabled" and not any(ext.id in m for m in fake.queue_members.values())
+
+    enabled = await rc.enable(account)
+    assert enabled.outcome == Outcome.DONE and ext.status == "Enabled"
+    assert (await rc.enable(account)).outcome == Outcome.ALREADY
+    put = [r for r in fake.requests if r.method == "PUT" and r.url.path.endswith(ext.id)]
+    assert json.loads(put[-1].content) == {"status": "Enabled"}
+
+    result = await rc.restore_access(account, removal.removed)
+    assert {ext.id in fake.queue_members[q] for q in ("2001", "2002")} == {True}
+    assert set(result.added) == {"call-queue:2001", "call-queue:2002"}
+    reasons = {s.item.split(":")[0]: s.reason for s in result.skipped}
+    assert set(reasons) == {"device", "forwarding-number"} | (
+        {"phone-number"} if any(r.startswith("phone-number:") for r in removal.removed) else set()
+    )
+    assert (
+        "Admin Portal" in reasons["device"] and "worker adds them" in reasons["forwarding-number"]
+    )
+    assert result.outcome == Outcome.PARTIAL
+
+
+async def test_restore_reports_a_deleted_call_queue_and_keeps_the_agents_other_queues(
+    fake: FakeRingCentral, rc: RingCentralConnector
+) -> None:
+    ext = fake.add_user("a.lee@example.org", queues=("2001",))
+    account = await _account(rc, "a.lee@example.org")
+    del fake.queues["2002"], fake.queue_members["2002"]
+    result = await rc.restore_access(account, ("call-queue:2002", "call-queue:2001"))
+    assert result.added == ("call-queue:2001",)
+    assert [(s.item, s.reason) for s in result.skipped] == [
+        ("call-queue:2002", "the call queue no longer exists")
+    ]
+    assert ext.id in fake.queue_members["2001"]
+    assert result.outcome == Outcome.PARTIAL
+    assert not [r for r in fake.requests if r.url.path.endswith("/call-queues")], (
+        "nothing to put back: no full update of the agent's queues was sent"
+    )
