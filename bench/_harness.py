@@ -33,6 +33,7 @@ from lifecycle.evidence.checkpoint import init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
 from lifecycle.metrics import Metrics
 from lifecycle.retry import RetryPolicy
+from lifecycle.service import settle_heap
 from lifecycle.services.offboard import start_offboard
 from lifecycle.store.sql import SqlStore
 from lifecycle.store.sql.tables import RunRow, StepRow
@@ -247,6 +248,7 @@ async def running_rig(
         async with AsyncExitStack() as stack:
             for conn in connectors.values():
                 await stack.enter_async_context(conn)
+            settle_heap()  # as Service.run does
             async with anyio.create_task_group() as tg:
                 tg.start_soon(evidence.run_signer)
                 yield Rig(store, engine, evidence, connectors, tg)

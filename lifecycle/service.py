@@ -3,6 +3,7 @@ web app, the CLI and tests. The only module that builds the SQL store and concre
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -75,6 +76,14 @@ def load_playbooks(settings: Settings, base_dir: Path | None = None) -> Playbook
     if not directory.is_absolute():
         directory = (base_dir or Path.cwd()) / directory
     return PlaybookLibrary.load(directory, settings.policy)
+
+
+def settle_heap() -> None:
+    """Move what start-up made (modules, table metadata, schemas, the migration machinery) out
+    of the garbage collector's full passes: they live as long as the process, and scanning them
+    again and again shows as pauses of tens of milliseconds in the middle of a termination."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_connectors(settings: Settings, base_dir: Path) -> dict[str, Connector]:
@@ -227,6 +236,7 @@ class Service:
         async with AsyncExitStack() as stack:
             for connector in self.connectors.values():
                 await stack.enter_async_context(connector)
+            settle_heap()
             async with anyio.create_task_group() as tg:
                 await tg.start(self.executor.run_forever)
                 tg.start_soon(self.evidence.run_signer)

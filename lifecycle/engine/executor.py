@@ -188,6 +188,7 @@ class Executor:
     ) -> None:
         """Claim and execute due runs until cancelled. A database error never stops the loop:
         it is logged and the loop tries again after a pause (runs stay durable meanwhile)."""
+        await self._warm_up()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat)
             task_status.started()
@@ -199,6 +200,17 @@ class Executor:
                 except Exception:
                     log.exception("executor: claiming failed; retrying in %.1f s", LOOP_BACKOFF)
                     await anyio.sleep(LOOP_BACKOFF)
+
+    async def _warm_up(self) -> None:
+        """Run the executor's queries once on nothing (no row is read or written), so the
+        database driver has prepared them before the first termination after a start needs
+        them; a failure here is left to the loop, which retries."""
+        try:
+            await self._db(self.queue.load_runs, [])
+            await self._db(self.queue.save_progress, [])
+            await self._db(self.queue.finish_runs, [], self.clock())
+        except Exception:
+            log.warning("executor: warming up the database queries failed", exc_info=True)
 
     async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
         """Claim what is due and start it; True when more may be waiting."""

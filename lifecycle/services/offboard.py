@@ -14,7 +14,7 @@ from connectors import base
 from connectors.base import Connector
 from lifecycle.domain import OffboardPlan, Run, RunKind
 from lifecycle.engine.kinds import Kinds
-from lifecycle.exceptions import ConnectorError, UnknownWorkerError
+from lifecycle.exceptions import ConnectorError
 from lifecycle.store.ports import Store
 
 
@@ -31,8 +31,6 @@ def start_offboard(
     """An immediate termination of every configured system (blocking; call in a thread).
 
     Raises UnknownWorkerError for a worker the roster does not know."""
-    if store.get_worker(worker_id) is None:
-        raise UnknownWorkerError(f"worker {worker_id!r} is not in the workforce roster")
     payload = f"offboard:{worker_id}:{reason}:{actor}:{now.isoformat()}".encode()
     run = kinds.new_run(
         OffboardPlan(targets=tuple(systems)),
@@ -43,7 +41,7 @@ def start_offboard(
         payload_sha256=hashlib.sha256(payload).hexdigest(),
         reason=reason,
     )
-    return store.create_run(run, now)
+    return store.create_run(run, now, require_worker=True)
 
 
 @dataclass(frozen=True, slots=True)

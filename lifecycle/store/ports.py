@@ -130,9 +130,10 @@ class RunQueue(Protocol):
 class Runs(Protocol):
     """Creating and reading runs."""
 
-    def create_run(self, run: NewRun, now: datetime) -> Run:
+    def create_run(self, run: NewRun, now: datetime, *, require_worker: bool = False) -> Run:
         """Store the run and its steps; idempotent on (source, source event id): a second
-        request returns the first run."""
+        request returns the first run. With ``require_worker``, raises UnknownWorkerError (and
+        stores nothing) for a worker the roster does not know."""
         ...
 
     def load_run(self, run_id: str) -> RunDetail:

@@ -19,6 +19,7 @@ from lifecycle.domain import (
     Link,
     NewRun,
     NewStep,
+    Plan,
     PlanCodec,
     Run,
     RunStatus,
@@ -83,14 +84,15 @@ def link_row(value: Link) -> LinkRow:
     )
 
 
-def run(row: RunRow, plans: PlanCodec) -> Run:
+def run(row: RunRow, plans: PlanCodec, *, plan: Plan | None = None) -> Run:
+    """``plan``: the run's plan when the caller already holds it (saves parsing it again)."""
     lease = Lease(row.id, row.lease_owner, row.lease_epoch) if row.lease_owner is not None else None
     return Run(
         id=row.id,
         kind=row.kind,
         worker_id=row.worker_id,
         status=RunStatus(row.status),
-        plan=plans.loads(row.plan_json or "{}"),
+        plan=plan if plan is not None else plans.loads(row.plan_json or "{}"),
         actor=row.actor,
         received_at=row.received_at,
         not_before=row.not_before,
@@ -176,10 +178,11 @@ def step(row: StepRow) -> Step:
 
 
 def step_progress(value: Step) -> dict[str, Any]:
-    """The changing columns of a step, by primary key, for an executemany UPDATE."""
+    """The changing columns of a step (``STEP_PROGRESS``) and its key (``b_id``), for the
+    executemany UPDATE of ``runs.STEP_UPDATE``."""
     error = value.error
     return {
-        "id": value.id,
+        "b_id": value.id,
         "status": value.status.value,
         "attempts": value.attempts,
         "account_id": value.account_id,
