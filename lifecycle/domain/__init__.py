@@ -15,6 +15,7 @@ from lifecycle.domain.enums import (
 from lifecycle.domain.model import (
     ApiToken,
     Checkpoint,
+    ConsoleSession,
     InboxEntry,
     InboxEvent,
     Intake,
@@ -56,6 +57,7 @@ __all__ = [
     "ApiToken",
     "BuiltinPlan",
     "Checkpoint",
+    "ConsoleSession",
     "DisablePlan",
     "ErrorCode",
     "InboxEntry",
