@@ -1,0 +1,235 @@
+"""The web console in a real browser (Chromium through Selenium) against ``lifecycle serve``
+running as a subprocess: sign-in, an admin's termination watched live, an auditor's bundle
+verified offline, and the refusals (role, CSRF)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.acceptance.browser import Browser
+from tests.acceptance.service import Service, config_text
+
+pytestmark = pytest.mark.acceptance
+
+SLOW_WORKER = "W0011"
+"""Its first two disables in ``idp`` fail transiently with Retry-After 2 s: its termination
+cannot finish in under 4 s, so the run page is seen running before it is seen verified."""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    faults = {
+        "idp": [{"op": "disable", "worker": SLOW_WORKER, "times": 2, "retry_after": 2}],
+    }
+    svc = Service(tmp_path_factory.mktemp("console"), config_text(faults=faults))
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def browser(service: Service, tmp_path: Path) -> Iterator[Browser]:
+    b = Browser(service.url, tmp_path / "downloads")
+    yield b
+    b.close()
+
+
+def run_count(service: Service, worker: str) -> int:
+    with sqlite3.connect(service.workdir / "lifecycle.db") as db:
+        row = db.execute("SELECT count(*) FROM runs WHERE worker_id = ?", (worker,)).fetchone()
+        return int(row[0])
+
+
+def test_an_admin_offboards_a_worker_and_watches_the_run_verify_without_a_reload(
+    service: Service, browser: Browser
+) -> None:
+    browser.sign_in(service.admin_token)
+    browser.link("Workers").click()
+    browser.css("#q").send_keys(SLOW_WORKER)
+    browser.button("Search").click()
+    browser.link(SLOW_WORKER).click()
+    assert browser.path == f"/console/workers/{SLOW_WORKER}"
+    # Live state, read from each system: the account is on everywhere.
+    assert browser.text().count("enabled") >= 3
+
+    browser.link("Offboard").click()
+    confirm = browser.text()
+    assert f"Offboard Demo Worker {SLOW_WORKER[1:]} ({SLOW_WORKER})?" in confirm
+    for system in ("idp", "ehr", "phone"):
+        assert f"{system}:" in confirm
+    browser.css("#reason").send_keys("contract ended")
+    browser.button(f"Offboard {SLOW_WORKER} now").click()
+
+    browser.wait(lambda d: "/console/runs/" in d.current_url, "no run page after offboard")
+    browser.driver.execute_script("window.__sameDocument = true;")
+    first = browser.css("#run-status").get_attribute("data-status")
+    assert first in ("pending", "running")
+    browser.wait(
+        lambda _: browser.css("#run-status").get_attribute("data-status") == "verified",
+        "the run page never showed the run verified",
+    )
+    # The page updated itself: the marker set before is still there (no reload, no navigation).
+    assert browser.driver.execute_script("return window.__sameDocument === true;")
+    text = browser.text()
+    assert "verified" in text
+    # The retried disable shows its attempts in the per-system timeline.
+    idp = next(s for s in browser.all("section.system") if s.text.startswith("idp"))
+    assert "attempts: 3" in idp.text
+    assert "read back:" in idp.text
+    assert service.account("idp", SLOW_WORKER)["enabled"] is False
+
+
+def test_a_form_without_its_csrf_token_is_refused(service: Service, browser: Browser) -> None:
+    browser.sign_in(service.admin_token)
+    before = run_count(service, "W0012")
+    answer = browser.fetch("POST", "/console/workers/W0012/offboard", {"reason": "forged"})
+    assert answer["status"] == 403
+    assert "CSRF" in answer["body"]
+    wrong = browser.fetch(
+        "POST", "/console/workers/W0012/offboard", {"reason": "forged", "csrf_token": "guess"}
+    )
+    assert wrong["status"] == 403
+    assert run_count(service, "W0012") == before
+    assert service.account("idp", "W0012")["enabled"] is True
+
+
+def test_an_auditor_sees_no_action_and_a_forged_post_is_refused(
+    service: Service, browser: Browser
+) -> None:
+    browser.sign_in(service.auditor_token)
+    nav = browser.css("header nav").text
+    assert "HR inbox" not in nav  # admin-only, as GET /v1/hr/events
+    browser.open("/console/workers/W0013")
+    assert "Accounts per system" in browser.text()
+    assert not browser.all("a[href$='/offboard']")
+    assert "Actions" not in browser.text()
+    # The auditor's own session and CSRF token, on a form they were never shown.
+    csrf = browser.css("form.who input[name=csrf_token]").get_attribute("value")
+    assert csrf
+    forged = browser.fetch(
+        "POST", "/console/workers/W0013/offboard", {"reason": "forged", "csrf_token": csrf}
+    )
+    assert forged["status"] == 403
+    assert "needs admin" in forged["body"]
+    assert run_count(service, "W0013") == 0
+    assert service.account("idp", "W0013")["enabled"] is True
+    browser.open("/console/workers/W0013/offboard")
+    assert "needs admin" in browser.text()
+    browser.open("/console/hr")
+    assert "needs admin" in browser.text()
+
+
+def test_an_auditor_downloads_a_bundle_that_verifies_offline_and_in_the_console(
+    service: Service, browser: Browser, tmp_path: Path
+) -> None:
+    reply = service.send_event("W0014")
+    assert reply.status_code == 202
+    assert service.wait_run(reply.json()["run_id"])["status"] == "verified"
+
+    browser.sign_in(service.auditor_token)
+    browser.link("Evidence").click()
+    assert "Latest signed checkpoint" in browser.text()
+    browser.button("Download bundle").click()
+    bundle = browser.wait(
+        lambda _: next(iter(browser.downloads.glob("evidence-*.zip")), None),
+        "no bundle was downloaded",
+    )
+    result = service.cli(
+        "evidence",
+        "verify",
+        str(bundle),
+        "--key",
+        str(service.workdir / "keys" / "evidence.ed25519.pub"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK:" in result.stdout
+
+    # The same bundle, uploaded to the console's verifier.
+    browser.css("#bundle").send_keys(str(bundle))
+    browser.button("Verify").click()
+    browser.wait(lambda _: browser.all("#verify-result"), "no verification result")
+    assert "Verified" in browser.css("#verify-result").text
+
+    # A tampered copy fails, and says so.
+    tampered = tmp_path / "tampered.zip"
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    browser.css("#bundle").send_keys(str(tampered))
+    browser.button("Verify").click()
+    browser.wait(
+        lambda _: "FAILED" in browser.css("#verify-result").text, "tampering not reported"
+    )
+
+
+def test_an_admin_gets_no_bundle_download(service: Service, browser: Browser) -> None:
+    browser.sign_in(service.admin_token)
+    browser.open("/console/evidence")
+    assert not browser.all("form[action='/console/evidence/bundle']")
+    browser.open("/console/evidence/bundle")
+    assert "needs auditor" in browser.text()
+
+
+def test_sign_in_with_a_wrong_token_fails_and_sign_out_ends_the_session(
+    service: Service, browser: Browser
+) -> None:
+    browser.open("/console/sign-in")
+    browser.css("#token").send_keys("lct_not-a-token")
+    browser.button("Sign in").click()
+    assert "unknown, revoked or expired" in browser.text()
+
+    browser.sign_in(service.admin_token)
+    cookie = browser.driver.get_cookie("lifecycle_session")
+    assert cookie is not None
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["secure"] is False  # plain http here; https gets Secure (tests/console)
+    assert service.admin_token not in cookie["value"]
+    browser.button("Sign out").click()
+    browser.wait(lambda d: d.current_url.endswith("/console/sign-in"), "no sign-in page")
+    # The old cookie is dead on the server, not only forgotten by this browser.
+    stale = httpx.get(
+        f"{service.url}/console/overview",
+        cookies={"lifecycle_session": cookie["value"]},
+        follow_redirects=False,
+    )
+    assert stale.status_code == 303
+    assert stale.headers["location"] == "/console/sign-in"
+
+
+def test_the_console_and_docs_load_nothing_from_another_host(
+    service: Service, browser: Browser
+) -> None:
+    browser.sign_in(service.admin_token)
+    external = re.compile(r"""(?:src|href|action)\s*=\s*["']?(?:https?:)?//""", re.I)
+    for path in (
+        "/console/overview",
+        "/console/workers",
+        "/console/workers/W0001",
+        "/console/runs",
+        "/console/hr",
+        "/console/policy",
+        "/console/evidence",
+    ):
+        browser.open(path)
+        html = browser.driver.page_source
+        assert not external.search(html), path
+    docs = httpx.get(f"{service.url}/docs")
+    assert docs.status_code == 200
+    assert not re.search(r"https?://", docs.text), docs.text
+    assets = re.findall(r"""(?:src|href)=["'](/[^"']+)["']""", docs.text)
+    assert any(a.endswith(".js") for a in assets)
+    assert any(a.endswith(".css") for a in assets)
+    for asset in assets:
+        assert httpx.get(service.url + asset).status_code == 200, asset
+    # Swagger UI renders the API from the packaged assets alone.
+    browser.open("/docs")
+    browser.wait(lambda _: browser.all(".swagger-ui .info .title"), "Swagger UI did not render")
+    assert "lifecycle" in browser.css(".swagger-ui .info .title").text
+    assert browser.all(".opblock")
