@@ -163,9 +163,7 @@ def test_an_auditor_downloads_a_bundle_that_verifies_offline_and_in_the_console(
     tampered.write_bytes(bytes(data))
     browser.css("#bundle").send_keys(str(tampered))
     browser.button("Verify").click()
-    browser.wait(
-        lambda _: "FAILED" in browser.css("#verify-result").text, "tampering not reported"
-    )
+    browser.wait(lambda _: "FAILED" in browser.css("#verify-result").text, "tampering not reported")
 
 
 def test_an_admin_gets_no_bundle_download(service: Service, browser: Browser) -> None:
