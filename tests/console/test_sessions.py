@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
 
 from lifecycle.auth import new_token, token_hash
 from lifecycle.service import Service
