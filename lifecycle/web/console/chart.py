@@ -17,11 +17,20 @@ from lifecycle.web.console.views import SystemRevokeTimes, human_ms
 
 WIDTH = 640
 HEIGHT = 200
-LEFT = 56
+LEFT = 72
 RIGHT = 12
 TOP = 12
 BOTTOM = 28
-TICKS_MS = (100, 1_000, 10_000, 60_000, 600_000, 3_600_000, 36_000_000, 86_400_000)
+TICKS = (
+    (100, "100 ms"),
+    (1_000, "1 s"),
+    (10_000, "10 s"),
+    (60_000, "1 min"),
+    (600_000, "10 min"),
+    (3_600_000, "1 h"),
+    (36_000_000, "10 h"),
+    (86_400_000, "1 d"),
+)
 
 
 def _y(ms: float, low: float, high: float) -> float:
@@ -53,14 +62,14 @@ def revoke_chart(times: SystemRevokeTimes, first_day: date, days: int) -> Markup
         f"<desc id={quoteattr(desc_id)}>{times.count} terminations, {over} over the SLA of "
         f"{escape(human_ms(times.sla_ms))}; worst {escape(human_ms(times.worst_ms))}.</desc>",
     ]
-    for tick in TICKS_MS:
+    for tick, tick_label in TICKS:
         if low <= tick <= high:
             ty = _y(tick, low, high)
             parts.append(
                 f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty:.1f}" '
                 f'y2="{ty:.1f}"/>'
                 f'<text class="tick" x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">'
-                f"{escape(human_ms(tick))}</text>"
+                f"{tick_label}</text>"
             )
     sla_y = _y(times.sla_ms, low, high)
     parts.append(

@@ -40,6 +40,8 @@ STATUS: dict[str, tuple[str, str]] = {
     "compliant": ("✓", "compliant"),
     "not_compliant": ("✕", "not compliant"),
     "unknown": ("?", "unknown"),
+    "within_sla": ("●", "within SLA"),
+    "over_sla": ("▲", "over SLA"),
 }
 
 FINISHED_RUN = frozenset({"verified", "incomplete", "failed", "no_accounts", "cancelled"})
