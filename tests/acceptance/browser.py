@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -115,9 +116,13 @@ class Browser:
         )
 
     def wait(self, condition: Callable[[Any], Any], message: str = "") -> Any:
-        return WebDriverWait(self.driver, WAIT_SECONDS, poll_frequency=0.2).until(
-            condition, message
-        )
+        # A page being replaced (a form posted, a fragment swapped) leaves stale elements.
+        return WebDriverWait(
+            self.driver,
+            WAIT_SECONDS,
+            poll_frequency=0.2,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(condition, message)
 
     def text(self) -> str:
         body: str = self.css("body").text

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from tests.acceptance.browser import Browser
 from tests.acceptance.service import Service, config_text
@@ -231,3 +233,38 @@ def test_the_console_and_docs_load_nothing_from_another_host(
     browser.wait(lambda _: browser.all(".swagger-ui .info .title"), "Swagger UI did not render")
     assert "lifecycle" in browser.css(".swagger-ui .info .title").text
     assert browser.all(".opblock")
+
+
+def test_an_admin_can_do_it_all_from_the_keyboard(service: Service, browser: Browser) -> None:
+    browser.open("/console/sign-in")
+    active = browser.driver.switch_to.active_element
+    assert active.get_attribute("id") == "token"  # focused on arrival
+    active.send_keys(service.admin_token + Keys.ENTER)
+    browser.wait(lambda d: "/console/overview" in d.current_url, "no overview after Enter")
+
+    browser.open("/console/workers/W0015")
+    body = browser.css("body")
+    body.send_keys(Keys.TAB)
+    first = browser.driver.switch_to.active_element
+    assert first.text == "Skip to content"
+    assert first.value_of_css_property("outline-style") != "none"  # focus is visible
+    for _ in range(40):
+        ActionChains(browser.driver).send_keys(Keys.TAB).perform()
+        if browser.driver.switch_to.active_element.text.startswith("Offboard"):
+            break
+    else:
+        raise AssertionError("the Offboard action is not reachable with Tab")
+    ActionChains(browser.driver).send_keys(Keys.ENTER).perform()
+    browser.wait(lambda d: d.current_url.endswith("/W0015/offboard"), "no confirmation page")
+    for _ in range(40):
+        ActionChains(browser.driver).send_keys(Keys.TAB).perform()
+        if browser.driver.switch_to.active_element.get_attribute("id") == "reason":
+            break
+    else:
+        raise AssertionError("the reason field is not reachable with Tab")
+    ActionChains(browser.driver).send_keys("keyboard only", Keys.ENTER).perform()
+    browser.wait(lambda d: "/console/runs/" in d.current_url, "the form did not submit")
+    browser.wait(
+        lambda _: browser.css("#run-status").get_attribute("data-status") == "verified",
+        "the run never showed verified",
+    )
