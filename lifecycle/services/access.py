@@ -99,11 +99,15 @@ def start_suspend(
 ) -> Run:
     """Disable every account of the worker and revoke their sessions at once, keeping their
     access, until a restore (or a termination). Raises NotFoundError for a worker the roster
-    does not know, StateConflictError for one already terminated or being suspended."""
+    does not know, StateConflictError for one terminated, suspended or being suspended."""
     worker = _worker(ctx, worker_id)
     if worker.status == WorkerStatus.TERMINATED:
         raise StateConflictError(
             f"worker {worker_id} is terminated: their accounts are already disabled"
+        )
+    if worker.status == WorkerStatus.SUSPENDED:
+        raise StateConflictError(
+            f"worker {worker_id} is already suspended (restore them with lifecycle restore)"
         )
     if open_runs := _open_runs(ctx, worker_id, RunKind.SUSPEND):
         raise StateConflictError(
