@@ -252,7 +252,7 @@ async def test_a_rehire_reenables_with_sessions_revoked_first_and_the_current_pl
     await h.terminate("W0002")
     idp = account(h.connectors["idp"], "W0002")
     revoked_at = idp.sessions_valid_from
-    for name, connector in h.connectors.items():
+    for connector in h.connectors.values():
         connector.groups.update({"va-scheduling", "ehr-scheduling", "queue-scheduling"})
     from tests.unit.services.helpers import hr_event
 
