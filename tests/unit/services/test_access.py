@@ -303,3 +303,30 @@ def test_unknown_and_active_workers_cannot_be_restored(tmp_path: Path) -> None:
         access.request_restore(c, "W0001", reason="x", actor=ALICE, now=h.clock())
     assert json.dumps([]) == "[]"
     assert isinstance(h.store.get_worker("W0001"), Worker)
+
+
+async def test_a_bundle_with_suspend_and_restore_records_verifies_offline(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from lifecycle.evidence.checkpoint import load_signing_key
+    from lifecycle.evidence.export import export_bundle
+    from lifecycle.evidence.verify import verify_bundle
+    from tests.unit.engine.harness import ORIGIN
+
+    h = Harness(tmp_path, memory_systems())
+    c = ctx(h)
+    await h.terminate("W0001")
+    restore = access.request_restore(c, "W0001", reason="wrong", actor=ALICE, now=h.clock())
+    access.approve(c, restore.id, actor=BOB, reason=None, now=h.clock())
+    await h.execute(restore.id)
+    suspend = access.start_suspend(c, "W0002", reason="incident", actor=ALICE, now=h.clock())
+    await h.execute(suspend.id)
+    out = io.BytesIO()
+    export_bundle(h.store, load_signing_key(tmp_path / "key", ORIGIN), ORIGIN, out, now=h.clock())
+    out.seek(0)
+    report = verify_bundle(out, h.verifier.text())
+    assert report.records == 3
+    with zipfile.ZipFile(out) as bundle:
+        rows = bundle.read("terminations.csv").decode().strip().splitlines()
+    assert len(rows) == 2  # the header and the one termination: restores and suspensions are not
