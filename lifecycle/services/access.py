@@ -40,7 +40,10 @@ from lifecycle.store.ports import Store, Suppression
 
 ADMIN = "admin"
 #: Runs whose accounts a restore can give back, and the roster status each leaves.
-REVERSIBLE = {RunKind.OFFBOARD: WorkerStatus.TERMINATED, RunKind.SUSPEND: WorkerStatus.SUSPENDED}
+REVERSIBLE: dict[str, str] = {
+    RunKind.OFFBOARD: WorkerStatus.TERMINATED,
+    RunKind.SUSPEND: WorkerStatus.SUSPENDED,
+}
 #: A reversed run must have finished: verified, or incomplete (what it did is recorded).
 REVERSIBLE_STATUS = (RunStatus.VERIFIED, RunStatus.INCOMPLETE)
 OPEN = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL)
@@ -232,6 +235,13 @@ def approve(
     Raises NotFoundError; ForbiddenError when ``actor`` requested it (two-person rule);
     StateConflictError when it is not awaiting approval."""
     run = ctx.store.load_run(run_id).run
+    if isinstance(run.plan, RestorePlan) and run.status is RunStatus.AWAITING_APPROVAL:
+        worker = _worker(ctx, run.worker_id)
+        if worker.status != REVERSIBLE.get(run.plan.reverses_kind):
+            raise StateConflictError(
+                f"worker {run.worker_id} is {worker.status} now, no longer as run "
+                f"{run.plan.reverses} left them: reject this restore and request a new one"
+            )
     if run.actor == actor:
         raise ForbiddenError(
             f"{actor} requested run {run_id} and cannot approve it: another admin must "

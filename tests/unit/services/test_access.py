@@ -330,3 +330,16 @@ async def test_a_bundle_with_suspend_and_restore_records_verifies_offline(tmp_pa
     with zipfile.ZipFile(out) as bundle:
         rows = bundle.read("terminations.csv").decode().strip().splitlines()
     assert len(rows) == 2  # the header and the one termination: restores and suspensions are not
+
+
+async def test_a_restore_is_not_approved_once_the_worker_is_no_longer_terminated(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, memory_systems())
+    c = ctx(h)
+    await h.terminate("W0003")
+    restore = access.request_restore(c, "W0003", reason="wrong", actor=ALICE, now=h.clock())
+    h.store.upsert_worker(replace(h.store.get_worker("W0003"), status="active"))  # type: ignore[type-var]
+    with pytest.raises(StateConflictError, match="no longer as run"):
+        access.approve(c, restore.id, actor=BOB, reason=None, now=h.clock())
+    assert h.store.load_run(restore.id).run.status == RunStatus.AWAITING_APPROVAL
