@@ -15,6 +15,7 @@ from lifecycle.domain.enums import (
 from lifecycle.domain.model import (
     ApiToken,
     Checkpoint,
+    Decision,
     InboxEntry,
     InboxEvent,
     Intake,
@@ -43,12 +44,15 @@ from lifecycle.domain.plans import (
     Plan,
     PlanCodec,
     PolicyPlan,
+    RestorePlan,
     ReverifyPlan,
+    SuspendPlan,
     SystemTarget,
     TransferPlan,
     VersionRef,
     plan_digest,
 )
+from lifecycle.domain.reversal import Finding, findings
 from lifecycle.domain.timestamps import iso_z, utc, utcnow
 
 __all__ = [
@@ -56,8 +60,10 @@ __all__ = [
     "ApiToken",
     "BuiltinPlan",
     "Checkpoint",
+    "Decision",
     "DisablePlan",
     "ErrorCode",
+    "Finding",
     "InboxEntry",
     "InboxEvent",
     "InboxOutcome",
@@ -72,6 +78,7 @@ __all__ = [
     "Plan",
     "PlanCodec",
     "PolicyPlan",
+    "RestorePlan",
     "ReverifyPlan",
     "RosterCounts",
     "RosterEntry",
@@ -84,11 +91,13 @@ __all__ = [
     "StepError",
     "StepResult",
     "StepStatus",
+    "SuspendPlan",
     "SystemTarget",
     "TransferPlan",
     "VersionRef",
     "Worker",
     "WorkerStatus",
+    "findings",
     "identity_of",
     "iso_z",
     "plan_digest",
