@@ -13,7 +13,8 @@
      │    ├── PayloadError
      │    └── UnknownWorkerError
      ├── RequestError                 (any route: a well-formed request that cannot be served)
-     │    └── OutOfRangeError         (422: e.g. a log size beyond the log)
+     │    ├── OutOfRangeError         (422: e.g. a log size beyond the log)
+     │    └── StateConflictError      (409: e.g. cancelling a run that already started)
      ├── AuthError
      │    ├── NotAuthenticatedError
      │    └── ForbiddenError
@@ -65,6 +66,7 @@ __all__ = [
     "ReadbackMismatchError",
     "SecretError",
     "SignatureError",
+    "StateConflictError",
     "StepTimeoutError",
     "StoreError",
     "TransientConnectorError",
@@ -154,6 +156,12 @@ class OutOfRangeError(RequestError):
     """A value in the request is outside what the data allows."""
 
     status_code = 422
+
+
+class StateConflictError(RequestError):
+    """The object is not in a state that allows this."""
+
+    status_code = 409
 
 
 class AuthError(LifecycleError):

@@ -25,6 +25,7 @@ from lifecycle.evidence.log import EvidenceLog
 from lifecycle.exceptions import ConfigError, ConnectorConfigError, EvidenceError
 from lifecycle.metrics import Metrics
 from lifecycle.scheduler import Scheduler
+from lifecycle.services.access import AccessContext
 from lifecycle.services.intake import HrIntake
 from lifecycle.services.playbooks import SHIPPED, PlaybookLibrary
 from lifecycle.services.sweeps import JobContext
@@ -223,6 +224,18 @@ class Service:
         """What scheduled jobs (and their API/CLI triggers) are given."""
         return JobContext(
             self.settings, self.store, self.executor, self.playbooks, self.alerts, self.evidence
+        )
+
+    @property
+    def access(self) -> AccessContext:
+        """What the suspend/restore/approval/cancel/retry use cases are given."""
+        return AccessContext(
+            self.store,
+            self.kinds,
+            self.playbooks,
+            tuple(self.connector_names),
+            restore_requires_approval=self.settings.service.restore_requires_approval,
+            reverify_after_minutes=tuple(self.settings.scheduler.reverify_after_minutes),
         )
 
     @property

@@ -56,6 +56,9 @@ class ServiceSettings(_Section):
     instance_id: str | None = None
     """This replica's name in run leases (default: the host name). A restarted service with the
     same instance id resumes the runs it held at once; replicas sharing a host need their own."""
+    restore_requires_approval: bool = True
+    """Two-person rule: a restore waits as ``awaiting_approval`` until an admin other than the
+    requester approves it."""
     timezone: str = "UTC"
     """The organisation's time zone (IANA name): a date-only effective or termination date from
     an HR source means the start of that day here."""

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from lifecycle.cli import runs, serve
+from lifecycle.cli import access, runs, serve
 from lifecycle.cli.admin import db_app, keys_app, tokens_app
 from lifecycle.cli.evidence import evidence_app
 from lifecycle.cli.hr import hr_app
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 app.command()(serve.serve)
 app.command()(runs.offboard)
+app.command()(access.suspend)
+app.command()(access.restore)
 app.command("reconcile")(reconcile)
 for group, name in (
     (keys_app, "keys"),
@@ -29,6 +31,7 @@ for group, name in (
     (db_app, "db"),
     (hr_app, "hr"),
     (runs.runs_app, "runs"),
+    (access.approvals_app, "approvals"),
     (evidence_app, "evidence"),
     (playbook_app, "playbook"),
     (policy_app, "policy"),

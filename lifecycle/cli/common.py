@@ -21,7 +21,7 @@ from lifecycle.settings import Settings, load_settings
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-FINISHED = {"verified", "incomplete", "failed", "no_accounts"}
+FINISHED = {"verified", "incomplete", "failed", "no_accounts", "cancelled"}
 SUCCEEDED = {"verified", "no_accounts"}
 DEFAULT_URL = "http://127.0.0.1:8080"
 

@@ -41,6 +41,9 @@ def offboard(
     worker: Annotated[str, typer.Argument(help="Worker id, e.g. W0042.")],
     reason: Annotated[str, typer.Option(help="Why (recorded in the evidence).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Terminate again even if already terminated.")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Wait for verification, showing progress.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for verification.")] = 300,
     url: UrlOpt = DEFAULT_URL,
@@ -49,8 +52,19 @@ def offboard(
 ) -> None:
     """Terminate WORKER now in every connected system, and wait until each is verified off."""
     with client(url, token) as http:
-        body = {"worker_id": worker, "reason": reason, "dry_run": dry_run}
+        body = {"worker_id": worker, "reason": reason, "dry_run": dry_run, "force": force}
         run = api_call(http, "POST", "/v1/offboard", json=body)
+        if run.get("already_terminated"):
+            run = run["run"]
+            emit(
+                run,
+                as_json,
+                f"{worker} is already terminated by run {run['id']} ({run['status']}); "
+                "use --force to start another termination",
+            )
+            if run["status"] not in SUCCEEDED | {"pending", "running"}:
+                raise typer.Exit(1)
+            return
         if dry_run:
             emit(run, as_json, _dry_run_text(run))
             return
@@ -108,3 +122,31 @@ def runs_show(
     out.print(f"time to revoke: {run['time_to_revoke_ms']} ms; evidence seq: {run['evidence_seq']}")
     if run.get("next_attempt_at"):
         out.print(f"waiting for an unreachable system; next attempt at {run['next_attempt_at']}")
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded on the new run).")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an incomplete or failed run again, as a new run (admin token)."""
+    with client(url, token) as http:
+        run = api_call(http, "POST", f"/v1/runs/{run_id}/retry", json={"reason": reason})
+    emit(run, as_json, f"run {run['id']} retries run {run_id}: {run['status']}")
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded on the run).")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run that has not started: future-dated, or awaiting approval (admin token)."""
+    with client(url, token) as http:
+        run = api_call(http, "POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason})
+    emit(run, as_json, f"run {run['id']}: {run['status']}")

@@ -14,6 +14,8 @@ class RunKind(StrEnum):
     POLICY = "policy"
     REVERIFY = "reverify"
     DISABLE = "disable"
+    SUSPEND = "suspend"
+    RESTORE = "restore"
 
 
 class RunStatus(StrEnum):
@@ -23,10 +25,15 @@ class RunStatus(StrEnum):
     INCOMPLETE = "incomplete"
     FAILED = "failed"
     NO_ACCOUNTS = "no_accounts"
+    CANCELLED = "cancelled"
+    """Cancelled by an admin before it started (or a rejected restore, or a re-verification
+    suppressed by the restore of its termination): nothing was done."""
+    AWAITING_APPROVAL = "awaiting_approval"
+    """A restore waiting for a second admin's approval; not executed until approved."""
 
     @property
     def finished(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL)
 
 
 class StepStatus(StrEnum):
@@ -47,8 +54,10 @@ class StepAction(StrEnum):
     ``verify`` is the read-back of whatever the run's kind set out to achieve."""
 
     DISABLE = "disable"
+    ENABLE = "enable"
     REVOKE_SESSIONS = "revoke_sessions"
     REMOVE_ACCESS = "remove_access"
+    RESTORE_ACCESS = "restore_access"
     CREATE_ACCOUNT = "create_account"
     REMOVE_ENTITLEMENTS = "remove_entitlements"
     ADD_ENTITLEMENTS = "add_entitlements"
@@ -60,6 +69,9 @@ class WorkerStatus(StrEnum):
     ACTIVE = "active"
     TERMINATED = "terminated"
     LEAVE = "leave"
+    SUSPENDED = "suspended"
+    """Accounts disabled and sessions revoked for an incident, access kept, until a restore
+    (or a termination)."""
     ABSENT = "absent"
     """Not in the last complete roster import."""
 

@@ -190,6 +190,15 @@ class NewStep:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """Something an admin did to a run by hand: who, when, and why."""
+
+    by: str
+    at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     id: str
     kind: str
@@ -211,6 +220,15 @@ class Run:
     lease: Lease | None = None
     """Set while a replica holds the run (also after its lease lapsed, until someone claims)."""
     sla_alerted_at: datetime | None = None
+    approved: Decision | None = None
+    """A restore's approval by a second admin (the requester is ``actor``)."""
+    rejected: Decision | None = None
+    """A restore's rejection (the run is then ``cancelled``)."""
+    cancelled: Decision | None = None
+    retry_of: str | None = None
+    """The incomplete or failed run this run retries."""
+    retried_as: str | None = None
+    """The run that retries this one."""
 
     @property
     def due_at(self) -> datetime:
@@ -251,6 +269,11 @@ class NewRun:
     lease_owner: str | None = None
     """Created already claimed by this owner (scheduled jobs execute their runs at once)."""
     lease_until: datetime | None = None
+    awaiting_approval: bool = False
+    """Created ``awaiting_approval``: it runs once a second admin approves it."""
+    approved: Decision | None = None
+    """Approved already (a retry of an approved restore keeps its approval)."""
+    retry_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,8 @@ class SystemTarget(_Frozen):
         problems = []
         if self.account and not enabled:
             problems.append(
-                "the account is disabled (a rehire? the connector contract has no enable "
-                "operation: enable it in the system, then apply the playbook again)"
+                "the account is disabled: a playbook does not enable accounts (restore the "
+                "worker, or rehire them with an HR hire, then apply the playbook)"
             )
         if missing := self.additions(held):
             problems.append(f"missing {', '.join(sorted(missing))}")
@@ -183,8 +183,61 @@ class DisablePlan(Plan):
         return self.targets
 
 
+class SuspendPlan(Plan):
+    """An incident suspension: every configured system, at once; access is kept."""
+
+    kind: Literal["suspend"] = "suspend"
+    targets: tuple[str, ...]
+
+    def systems(self) -> tuple[str, ...]:
+        return self.targets
+
+
+class RestorePlan(Plan):
+    """The undo of a termination or a suspension (run ``reverses``): in each system where that
+    run found the worker's account, enable it and put back exactly what it removed.
+
+    ``grants`` is what the worker's current playbook grants per system when the restore was
+    requested (None: no playbook is known); a restored entitlement outside it is a finding for
+    review (minimum necessary), never silently dropped."""
+
+    kind: Literal["restore"] = "restore"
+    reverses: str
+    """The run this restore undoes."""
+    reverses_kind: str
+    reverses_seq: int | None = None
+    """The evidence seq of that run's record (named by this run's record)."""
+    targets: dict[str, AccountRef] = Field(alias="accounts")
+    snapshot: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Per system, exactly what the reversed run removed (its ``remove_access`` result)."""
+    grants: dict[str, tuple[str, ...]] | None = None
+    current: VersionRef | None = Field(default=None, alias="playbook")
+
+    def systems(self) -> tuple[str, ...]:
+        return tuple(sorted(self.targets))
+
+    def accounts(self) -> Mapping[str, AccountRef]:
+        return self.targets
+
+    @property
+    def playbook(self) -> VersionRef | None:
+        return self.current
+
+    def not_granted(self, system: str, restored: Iterable[str]) -> tuple[str, ...]:
+        """The restored entitlements the current playbook does not grant in ``system``."""
+        granted = frozenset((self.grants or {}).get(system, ()))
+        return tuple(sorted(set(restored) - granted))
+
+
 BuiltinPlan = Annotated[
-    OffboardPlan | ReverifyPlan | OnboardPlan | TransferPlan | PolicyPlan | DisablePlan,
+    OffboardPlan
+    | ReverifyPlan
+    | OnboardPlan
+    | TransferPlan
+    | PolicyPlan
+    | DisablePlan
+    | SuspendPlan
+    | RestorePlan,
     Field(discriminator="kind"),
 ]
 """Every built-in plan: validating against this picks the model by ``kind``."""

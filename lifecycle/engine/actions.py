@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from connectors import base
@@ -19,6 +19,7 @@ from connectors.base import Account, AccountState, Capability, Connector, Desire
 from lifecycle.domain import (
     Plan,
     PolicyPlan,
+    RestorePlan,
     StepAction,
     StepResult,
     StepStatus,
@@ -46,6 +47,8 @@ class ActionContext:
     plan: Plan
     account: Account | None
     call: Call
+    results: Mapping[str, StepResult] = field(default_factory=dict)
+    """What this system's earlier steps of the run reported, by action."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class Change(Action):
 
 
 DISABLE = Change(StepAction.DISABLE, Capability.DISABLE)
+ENABLE = Change(StepAction.ENABLE, Capability.ENABLE)
 REVOKE_SESSIONS = Change(StepAction.REVOKE_SESSIONS, Capability.REVOKE_SESSIONS)
 REMOVE_ACCESS = Change(StepAction.REMOVE_ACCESS, Capability.REMOVE_ACCESS)
 
@@ -132,6 +136,84 @@ class VerifyDisabled(Action):
             return state
 
         return Done(readback=readback_of(await ctx.call(read)))
+
+
+# ---------------------------------------------------------------------- giving access back
+
+
+def _restore_plan(ctx: ActionContext) -> RestorePlan:
+    if not isinstance(ctx.plan, RestorePlan):
+        raise TypeError(f"{ctx.plan.kind} plans carry no snapshot")
+    return ctx.plan
+
+
+class RestoreAccess(Action):
+    """Put back exactly the snapshot the reversed run removed here (nothing to put back after
+    a suspension: not applicable)."""
+
+    name = StepAction.RESTORE_ACCESS
+    capability = Capability.RESTORE_ACCESS
+
+    async def run(self, ctx: ActionContext) -> Done:
+        account = _account(ctx)
+        snapshot = _restore_plan(ctx).snapshot.get(ctx.system, ())
+        if not snapshot:
+            return Done(StepStatus.NOT_APPLICABLE)
+        return changed(await ctx.call(lambda: ctx.connector.restore_access(account, snapshot)))
+
+
+class VerifyRestored(Action):
+    """Read the account back until it shows enabled and holding every snapshot item, except
+    those the system reported it cannot put back (each listed with its reason)."""
+
+    name = StepAction.VERIFY
+    capability = Capability.READ_STATE
+
+    async def run(self, ctx: ActionContext) -> Done:
+        account = _account(ctx)
+        restored = ctx.results.get(StepAction.RESTORE_ACCESS)
+        cannot = {s.partition(": ")[0] for s in restored.skipped} if restored else set()
+        expected = frozenset(_restore_plan(ctx).snapshot.get(ctx.system, ())) - cannot
+
+        async def read() -> AccountState:
+            state = await ctx.connector.read_state(account)
+            problems = [] if state.enabled else ["the account is still disabled"]
+            if missing := expected - state.entitlements:
+                problems.append(f"missing {', '.join(sorted(missing))}")
+            if problems:
+                raise ReadbackMismatchError(
+                    "read-back does not show the restore: " + "; ".join(problems),
+                    connector=ctx.system,
+                    account_id=account.account_id,
+                )
+            return state
+
+        return Done(readback=readback_of(await ctx.call(read)))
+
+
+class Reenable(Action):
+    """A rehire: an existing account the new role needs, found disabled, has its sessions
+    revoked (stale tokens and passwords from the old engagement stop working) and is enabled;
+    its entitlements then come from the current playbook, never the old snapshot. Not
+    applicable to an account that is on (a joiner, or a hire of an active worker)."""
+
+    name = StepAction.ENABLE
+    capability = Capability.ENABLE
+    needs_account = False
+
+    async def run(self, ctx: ActionContext) -> Done:
+        account = ctx.account
+        if account is None or not _target(ctx).account:
+            return Done(StepStatus.NOT_APPLICABLE)
+        state = await ctx.call(lambda: ctx.connector.read_state(account))
+        if state.enabled:
+            return Done(StepStatus.NOT_APPLICABLE)
+        detail: dict[str, str] = {}
+        if Capability.REVOKE_SESSIONS in ctx.connector.capabilities:
+            revoked = await ctx.call(lambda: ctx.connector.revoke_sessions(account))
+            detail["revoke_sessions"] = revoked.outcome.value
+        result = await ctx.call(lambda: ctx.connector.enable(account))
+        return Done(result=replace(StepResult.of(result), detail={**result.detail, **detail}))
 
 
 # ---------------------------------------------------------------------- joiner / mover

@@ -361,7 +361,7 @@ class Executor:
         steps = tuple(ex.steps.values())
         status, finished, ttr = outcome_of(run, spec, steps)
         final = RunDetail(run, steps, detail.worker, detail.links)
-        options = RecordOptions(sla=spec.sla, added=spec.record_added)
+        options = RecordOptions(sla=spec.sla, added=spec.record_added, reversal=spec.reversal)
         worker_status = spec.worker_status if status is not RunStatus.NO_ACCOUNTS else None
         # The record and the run's end are one transaction (batched with other runs' ends).
         await self._finishes.submit(
@@ -566,6 +566,11 @@ class Executor:
                     plan=ex.run.plan,
                     account=account,
                     call=_Caller(self, ex, connector, step.id, action),
+                    results={
+                        s.action: s.result
+                        for s in ex.steps.values()
+                        if s.system == step.system and s.position < step.position and s.result
+                    },
                 )
             )
         except LeaseLostError:

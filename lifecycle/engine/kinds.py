@@ -22,24 +22,30 @@ from lifecycle.domain import (
     Plan,
     PlanCodec,
     PolicyPlan,
+    RestorePlan,
     ReverifyPlan,
     RunKind,
     StepAction,
+    SuspendPlan,
     TransferPlan,
     WorkerStatus,
 )
 from lifecycle.engine.actions import (
     DISABLE,
+    ENABLE,
     REMOVE_ACCESS,
     REVOKE_SESSIONS,
     Action,
     AddEntitlements,
     ApplyPolicy,
     CreateAccount,
+    Reenable,
     RemoveEntitlements,
+    RestoreAccess,
     VerifyDisabled,
     VerifyEntitlements,
     VerifyPolicy,
+    VerifyRestored,
 )
 from lifecycle.exceptions import ConfigError
 
@@ -70,6 +76,9 @@ class RunSpec:
     """How alerts name the run (default: its kind)."""
     record_added: bool = False
     """Evidence lists what each action added as well as what it removed (a mover)."""
+    reversal: bool = False
+    """Undoes an earlier run: its record names that record (``reverses``), the approval and
+    the findings for review."""
 
     @property
     def verify(self) -> StepAction:
@@ -104,6 +113,8 @@ class RunSpec:
 
 
 TERMINATION: tuple[Action, ...] = (DISABLE, REVOKE_SESSIONS, REMOVE_ACCESS, VerifyDisabled())
+SUSPENSION: tuple[Action, ...] = (DISABLE, REVOKE_SESSIONS, VerifyDisabled())
+RESTORE: tuple[Action, ...] = (ENABLE, RestoreAccess(), REVOKE_SESSIONS, VerifyRestored())
 
 
 def _needs_account(plan: Plan, system: str) -> bool:
@@ -112,6 +123,9 @@ def _needs_account(plan: Plan, system: str) -> bool:
 
 def builtin_specs() -> tuple[RunSpec, ...]:
     provisioning = (CreateAccount(), RemoveEntitlements(), AddEntitlements(), VerifyEntitlements())
+    # A hire may be a rehire: an existing disabled account is re-enabled (sessions revoked
+    # first) before the current playbook's entitlements are applied. A transfer never enables.
+    joiner = (CreateAccount(), Reenable(), *provisioning[1:])
     return (
         RunSpec(
             RunKind.OFFBOARD,
@@ -128,7 +142,7 @@ def builtin_specs() -> tuple[RunSpec, ...]:
         RunSpec(
             RunKind.ONBOARD,
             OnboardPlan,
-            provisioning,
+            joiner,
             on_failure=OnFailure.STOP,
             creates_account=_needs_account,
             record_added=True,
@@ -148,7 +162,23 @@ def builtin_specs() -> tuple[RunSpec, ...]:
             on_failure=OnFailure.STOP,
             find_account=False,
         ),
-        RunSpec(RunKind.DISABLE, DisablePlan, (DISABLE, REVOKE_SESSIONS, VerifyDisabled())),
+        RunSpec(RunKind.DISABLE, DisablePlan, SUSPENSION),
+        RunSpec(
+            RunKind.SUSPEND,
+            SuspendPlan,
+            SUSPENSION,
+            worker_status=WorkerStatus.SUSPENDED,
+            noun="suspension",
+        ),
+        RunSpec(
+            RunKind.RESTORE,
+            RestorePlan,
+            RESTORE,
+            on_failure=OnFailure.STOP,
+            worker_status=WorkerStatus.ACTIVE,
+            record_added=True,
+            reversal=True,
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import rfc8785
 
-from lifecycle.domain import Run, RunStatus, Step, StepStatus, Worker, iso_z
+from lifecycle.domain import RestorePlan, Run, RunStatus, Step, StepStatus, Worker, findings, iso_z
 
 SCHEMA = "dpe/1"
 
@@ -27,6 +27,9 @@ class RecordOptions:
     """A termination: ``computed.sla_met`` is decided (None for other kinds)."""
     added: bool = False
     """A joiner/mover: each action records what it added as well as what it removed."""
+    reversal: bool = False
+    """A restore: ``reverses`` (the seq of the record it undoes), ``approval`` {requested_by,
+    approved_by} and ``findings`` (entitlements for review) are recorded."""
 
 
 def _error(step: Step) -> dict[str, str | None] | None:
@@ -86,7 +89,7 @@ def build_record(
     policy = (
         {"name": plan.policy.name, "version_sha256": plan.policy.sha256} if plan.policy else None
     )
-    return {
+    record: dict[str, Any] = {
         "schema": SCHEMA,
         "record_id": record_id,
         "seq": seq,
@@ -121,6 +124,14 @@ def build_record(
         },
         "actor": run.actor,
     }
+    if options.reversal:
+        record["reverses"] = plan.reverses_seq if isinstance(plan, RestorePlan) else None
+        record["approval"] = {
+            "requested_by": run.actor,
+            "approved_by": run.approved.by if run.approved else None,
+        }
+        record["findings"] = [f.as_json() for f in findings(plan, steps)]
+    return record
 
 
 def canonical(record: dict[str, Any]) -> bytes:

@@ -33,6 +33,8 @@ from lifecycle.store.ports import Intakes
 
 log = logging.getLogger("lifecycle.intake")
 ROSTER_ATTRIBUTES = ("name", "email", "job_code", "engagement", "vendor")
+DISABLED = (WorkerStatus.TERMINATED, WorkerStatus.SUSPENDED)
+"""Roster statuses whose accounts are off: no playbook is applied to them."""
 
 
 def updated_worker(known: Worker | None, event: HrEvent, now: datetime) -> Worker:
@@ -66,6 +68,27 @@ def ignored_reason(event: HrEvent, job_code: str | None, provisioning: bool = Tr
     return f"{event.type} recorded in the roster; it starts no run"
 
 
+def refused_reason(event: HrEvent, known: Worker | None) -> str | None:
+    """Why a hire or transfer must not provision this worker now (None: it may). A transfer
+    never enables accounts, so a terminated or suspended worker is not moved; a hire of a
+    suspended worker (an open incident) waits for the restore. A hire of a terminated worker
+    is a rehire: it proceeds (its joiner run re-enables the accounts)."""
+    if known is None:
+        return None
+    if event.type is HrEventType.TRANSFER and known.status in DISABLED:
+        return (
+            f"transfer recorded in the roster; no mover run: the worker is {known.status} and "
+            "their accounts are disabled (a transfer never enables accounts: restore or rehire "
+            "them first)"
+        )
+    if event.type is HrEventType.HIRE and known.status == WorkerStatus.SUSPENDED:
+        return (
+            "hire recorded in the roster; no joiner run: the worker is suspended (an open "
+            "incident): restore them first"
+        )
+    return None
+
+
 def accept(
     store: Intakes,
     kinds: Kinds,
@@ -83,6 +106,9 @@ def accept(
 
     def decide(known: Worker | None, current_playbook: str | None) -> IntakeDecision:
         worker = updated_worker(known, event, now)
+        if (refused := refused_reason(event, known)) is not None:
+            status = known.status if known is not None else WorkerStatus.ACTIVE
+            return IntakeDecision(replace(worker, status=status), None, refused)
         plan: Plan | None = None
         reason = event.reason
         if event.type is HrEventType.TERMINATION:

@@ -20,8 +20,8 @@ import anyio
 
 from connectors import base
 from connectors.base import Connector
-from lifecycle.domain import OnboardPlan, TransferPlan, Worker
-from lifecycle.exceptions import ConfigError, ConnectorError, NotFoundError
+from lifecycle.domain import OnboardPlan, TransferPlan, Worker, WorkerStatus
+from lifecycle.exceptions import ConfigError, ConnectorError, NotFoundError, StateConflictError
 from lifecycle.services.playbooks import LoadedPlaybook, PlaybookLibrary, SystemDiff
 
 ProvisionPlan = OnboardPlan | TransferPlan
@@ -66,6 +66,41 @@ def admin_plan(
     except ConfigError as exc:
         raise NotFoundError(exc.message) from exc
     return PlaybookPlan(worker, target, previous, plan)
+
+
+def refuse_disabled(worker: Worker) -> None:
+    """A playbook is never applied to a terminated or suspended worker: it would grant access
+    to disabled accounts. Raises StateConflictError saying what to do instead."""
+    if worker.status in (WorkerStatus.TERMINATED, WorkerStatus.SUSPENDED):
+        raise StateConflictError(
+            f"worker {worker.worker_id} is {worker.status}: their accounts are disabled and a "
+            "playbook does not enable accounts; restore them (lifecycle restore) or rehire them "
+            "(an HR hire) first. Nothing was changed."
+        )
+
+
+async def disabled_accounts(
+    connectors: Mapping[str, Connector], worker: base.Worker, plan: ProvisionPlan
+) -> list[str]:
+    """The systems where the role needs an account and the worker's existing one is off
+    (read-only; a system that cannot be read is left to the run)."""
+    found: list[str] = []
+
+    async def one(name: str) -> None:
+        connector = connectors.get(name)
+        if connector is None or not plan.target(name).account:
+            return
+        try:
+            account = await connector.find_account(worker)
+            if account is not None and not (await connector.read_state(account)).enabled:
+                found.append(name)
+        except ConnectorError:
+            return
+
+    async with anyio.create_task_group() as tg:
+        for name in plan.systems():
+            tg.start_soon(one, name)
+    return sorted(found)
 
 
 def hr_plan(

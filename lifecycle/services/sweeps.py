@@ -53,6 +53,16 @@ log = logging.getLogger("lifecycle.sweeps")
 SOURCE = "scheduler"
 
 
+def reverify_key(of_run: str, minutes: int) -> str:
+    """The trigger event id of the re-verification ``minutes`` after termination ``of_run``
+    (unique per source: it happens once, also across replicas)."""
+    return f"{reverify_prefix(of_run)}+{minutes}m"
+
+
+def reverify_prefix(of_run: str) -> str:
+    return f"reverify:{of_run}:"
+
+
 @dataclass
 class JobContext:
     """What every job needs, injected (no module-level state)."""
@@ -121,7 +131,7 @@ async def reverify_terminations(ctx: JobContext, now: datetime) -> list[Reverifi
         until = now - timedelta(minutes=minutes)
         since = until - timedelta(days=options.reverify_catch_up_days)
         for run in await ctx.db(ctx.store.finished_runs, RunKind.OFFBOARD, since, until):
-            key = f"reverify:{run.id}:+{minutes}m"
+            key = reverify_key(run.id, minutes)
             if key in done:
                 continue
             worker: Worker | None = await ctx.db(ctx.store.get_worker, run.worker_id)

@@ -74,6 +74,20 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class Suppression:
+    """Runs a restore makes moot, settled in the transaction that lets the restore run: the
+    live runs of ``source`` whose event id starts with ``prefix`` (the re-verifications of the
+    termination it reverses) are cancelled, and ``placeholders`` (those not created yet) are
+    stored cancelled, so that the scheduler never creates them."""
+
+    source: str
+    prefix: str
+    placeholders: tuple[NewRun, ...]
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Deferral:
     """A run put back to wait for its next attempt: status stays ``running``, lease released."""
 
@@ -131,10 +145,44 @@ class RunQueue(Protocol):
 class Runs(Protocol):
     """Creating and reading runs."""
 
-    def create_run(self, run: NewRun, now: datetime, *, require_worker: bool = False) -> Run:
+    def create_run(
+        self,
+        run: NewRun,
+        now: datetime,
+        *,
+        require_worker: bool = False,
+        suppress: Suppression | None = None,
+    ) -> Run:
         """Store the run and its steps; idempotent on (source, source event id): a second
         request returns the first run. With ``require_worker``, raises UnknownWorkerError (and
-        stores nothing) for a worker the roster does not know."""
+        stores nothing) for a worker the roster does not know. ``suppress``: settled in the
+        same transaction."""
+        ...
+
+    def decide_run(
+        self,
+        run_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str | None,
+        now: datetime,
+        suppress: Suppression | None = None,
+    ) -> Run:
+        """A second admin's answer to a run ``awaiting_approval``: approved, it becomes
+        ``pending`` (due now; ``suppress`` is settled in the same transaction); rejected,
+        ``cancelled``. Raises NotFoundError, or StateConflictError when it is not awaiting."""
+        ...
+
+    def cancel_run(self, run_id: str, *, by: str, reason: str, now: datetime) -> Run:
+        """Cancel a run that has not started (``pending`` and unclaimed, or awaiting
+        approval). Raises NotFoundError, or StateConflictError for any other status."""
+        ...
+
+    def create_retry(self, run_id: str, retry: NewRun, now: datetime) -> Run:
+        """Store ``retry`` as the retry of run ``run_id`` (``incomplete`` or ``failed``, not
+        retried before) and link the two, in one transaction. Raises NotFoundError, or
+        StateConflictError."""
         ...
 
     def load_run(self, run_id: str) -> RunDetail:
@@ -146,9 +194,12 @@ class Runs(Protocol):
         *,
         status: str | None = None,
         worker_id: str | None = None,
+        kind: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[Run]: ...
+    ) -> list[Run]:
+        """Runs, newest first, filtered by whatever is given."""
+        ...
 
     def run_counts(self) -> dict[str, int]: ...
 

@@ -31,7 +31,7 @@ from lifecycle.service import Service
 from lifecycle.web import console
 from lifecycle.web.deps import Auth
 from lifecycle.web.render import problem
-from lifecycle.web.routers import docs, evidence, hr, ops, playbooks, policy, runs
+from lifecycle.web.routers import access, docs, evidence, hr, ops, playbooks, policy, runs
 
 log = logging.getLogger("lifecycle.api")
 
@@ -139,7 +139,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     auth = Auth(service.store)
     app.include_router(ops.router(service))
     app.include_router(hr.router(service, auth))
-    for audience in (runs, evidence, playbooks, policy):
+    for audience in (runs, evidence, playbooks, policy, access):
         app.include_router(audience.router(service, auth))
     docs.mount(app)
     console.mount(app, service)

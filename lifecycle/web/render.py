@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lifecycle.domain import InboxEvent, Run, Step, iso_z
+from lifecycle.domain import Decision, InboxEvent, RestorePlan, Run, Step, findings, iso_z
 
 PROBLEM = "application/problem+json"
 
@@ -28,6 +28,28 @@ def step_json(step: Step) -> dict[str, Any]:
         "error_code": step.error.code if step.error else None,
         "result": step.result.as_json() if step.result else None,
         "readback": dict(step.readback) if step.readback is not None else None,
+    }
+
+
+def decision_json(decision: Decision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {"by": decision.by, "at": iso_z(decision.at), "reason": decision.reason}
+
+
+def reversal_json(run: Run) -> dict[str, Any]:
+    """A restore's own fields: what it reverses and puts back, and its approval."""
+    plan = run.plan
+    if not isinstance(plan, RestorePlan):
+        return {}
+    return {
+        "reverses": {"run_id": plan.reverses, "kind": plan.reverses_kind, "seq": plan.reverses_seq},
+        "snapshot": {system: list(items) for system, items in sorted(plan.snapshot.items())},
+        "approval": {
+            "requested_by": run.actor,
+            "approved": decision_json(run.approved),
+            "rejected": decision_json(run.rejected),
+        },
     }
 
 
@@ -51,9 +73,15 @@ def run_json(run: Run, steps: Sequence[Step] | None = None) -> dict[str, Any]:
         "evidence_seq": run.evidence_seq,
         "playbook": run.playbook_name,
         "playbook_sha256": run.playbook_sha256,
+        "cancelled": decision_json(run.cancelled),
+        "retry_of": run.retry_of,
+        "retried_as": run.retried_as,
+        **reversal_json(run),
     }
     if steps is not None:
         body["steps"] = [step_json(s) for s in steps]
+        if isinstance(run.plan, RestorePlan):
+            body["findings"] = [f.as_json() for f in findings(run.plan, steps)]
     return body
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from lifecycle.domain import (
     ApiToken,
     Checkpoint,
+    Decision,
     InboxEvent,
     Lease,
     Link,
@@ -107,7 +108,20 @@ def run(row: RunRow, plans: PlanCodec, *, plan: Plan | None = None) -> Run:
         evidence_seq=row.evidence_seq,
         lease=lease,
         sla_alerted_at=row.sla_alerted_at,
+        approved=_decision(row, "approved"),
+        rejected=_decision(row, "rejected"),
+        cancelled=Decision(row.cancelled_by, row.cancelled_at, row.cancel_reason)
+        if row.cancelled_by is not None and row.cancelled_at is not None
+        else None,
+        retry_of=row.retry_of,
+        retried_as=row.retried_as,
     )
+
+
+def _decision(row: RunRow, decision: str) -> Decision | None:
+    if row.decision != decision or row.decided_by is None or row.decided_at is None:
+        return None
+    return Decision(row.decided_by, row.decided_at, row.decision_reason)
 
 
 def new_run_row(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> RunRow:
@@ -129,7 +143,13 @@ def new_run_row(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> RunRo
         playbook_name=playbook.name if playbook else None,
         playbook_sha256=playbook.sha256 if playbook else None,
         plan_json=plans.dumps(plan),
+        retry_of=value.retry_of,
     )
+    if value.awaiting_approval:
+        row.status = RunStatus.AWAITING_APPROVAL
+    if value.approved is not None:
+        row.decision, row.decided_by = "approved", value.approved.by
+        row.decided_at, row.decision_reason = value.approved.at, value.approved.reason
     if value.lease_owner is not None:
         # Created already claimed: the creator executes it now; after a crash the lease
         # lapses and any replica's executor resumes it.

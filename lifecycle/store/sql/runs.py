@@ -19,13 +19,14 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus
-from lifecycle.exceptions import NotFoundError, UnknownWorkerError
+from lifecycle.exceptions import NotFoundError, StateConflictError, UnknownWorkerError
 from lifecycle.store.ports import (
     Deferral,
     Finish,
     Progress,
     RecordBuilder,
     StepProgress,
+    Suppression,
 )
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
@@ -42,6 +43,7 @@ STEP_UPDATE = (
 #: Advisory lock key that serialises evidence appends across replicas ("LCEV").
 EVIDENCE_LOCK_KEY = 0x4C434556
 LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+RETRYABLE = (RunStatus.INCOMPLETE, RunStatus.FAILED)
 
 
 def new_id() -> str:
@@ -51,14 +53,24 @@ def new_id() -> str:
 class RunQueries(Database):
     # ------------------------------------------------------------------ creating
 
-    def create_run(self, run: NewRun, now: datetime, *, require_worker: bool = False) -> Run:
+    def create_run(
+        self,
+        run: NewRun,
+        now: datetime,
+        *,
+        require_worker: bool = False,
+        suppress: Suppression | None = None,
+    ) -> Run:
         try:
             with self.session() as s:
                 if require_worker and s.get(WorkerRow, run.worker_id) is None:
                     raise UnknownWorkerError(
                         f"worker {run.worker_id!r} is not in the workforce roster"
                     )
-                return mapping.run(self.insert_run(s, run, now), self.plans, plan=run.plan)
+                row = self.insert_run(s, run, now)
+                if suppress is not None:
+                    self._suppress(s, suppress, now)
+                return mapping.run(row, self.plans, plan=run.plan)
         except IntegrityError:
             # Asked before (unique on source + source event id): the first run is the answer.
             with self.session() as s:
@@ -78,6 +90,121 @@ class RunQueries(Database):
         s.flush()
         s.add_all(mapping.new_step_row(row.id, step) for step in run.steps)
         return row
+
+    # ------------------------------------------------------------------ by hand
+
+    def _locked_run(self, s: Session, run_id: str) -> RunRow:
+        query = select(RunRow).where(RunRow.id == run_id)
+        if self.is_postgres:
+            query = query.with_for_update()
+        row = s.exec(query).first()
+        if row is None:
+            raise NotFoundError(f"no run {run_id}")
+        return row
+
+    def decide_run(
+        self,
+        run_id: str,
+        *,
+        approve: bool,
+        by: str,
+        reason: str | None,
+        now: datetime,
+        suppress: Suppression | None = None,
+    ) -> Run:
+        with self.session() as s:
+            row = self._locked_run(s, run_id)
+            if row.status != RunStatus.AWAITING_APPROVAL:
+                raise StateConflictError(
+                    f"run {run_id} is {row.status}, not awaiting approval: nothing to decide"
+                )
+            row.decision = "approved" if approve else "rejected"
+            row.decided_by, row.decided_at, row.decision_reason = by, now, reason
+            if approve:
+                row.status, row.not_before = RunStatus.PENDING, now
+                if suppress is not None:
+                    self._suppress(s, suppress, now)
+            else:
+                row.status, row.finished_at = RunStatus.CANCELLED, now
+            s.add(row)
+            s.flush()
+            return mapping.run(row, self.plans)
+
+    def cancel_run(self, run_id: str, *, by: str, reason: str, now: datetime) -> Run:
+        with self.session() as s:
+            row = self._locked_run(s, run_id)
+            waiting = row.status == RunStatus.AWAITING_APPROVAL or (
+                row.status == RunStatus.PENDING and row.lease_owner is None
+            )
+            if not waiting:
+                raise StateConflictError(
+                    f"run {run_id} is {row.status}: only a run that has not started (pending "
+                    "or awaiting approval) can be cancelled"
+                )
+            row.status, row.finished_at = RunStatus.CANCELLED, now
+            row.cancelled_by, row.cancelled_at, row.cancel_reason = by, now, reason
+            s.add(row)
+            s.flush()
+            return mapping.run(row, self.plans)
+
+    def create_retry(self, run_id: str, retry: NewRun, now: datetime) -> Run:
+        with self.session() as s:
+            row = self._locked_run(s, run_id)
+            if row.retried_as is not None:
+                raise StateConflictError(
+                    f"run {run_id} was already retried as run {row.retried_as}"
+                )
+            if row.status not in RETRYABLE:
+                raise StateConflictError(
+                    f"run {run_id} is {row.status}: only an incomplete or failed run can be retried"
+                )
+            new = self.insert_run(s, retry, now)
+            row.retried_as = new.id
+            s.add(row)
+            s.flush()
+            return mapping.run(new, self.plans, plan=retry.plan)
+
+    def _suppress(self, s: Session, suppress: Suppression, now: datetime) -> None:
+        """Cancel the live runs ``suppress`` names; store its placeholders cancelled. A
+        cancelled run that a replica is executing loses its lease (the epoch moves on), so
+        that replica's next write is refused and it stops."""
+        s.execute(
+            update(RunRow)
+            .where(
+                col(RunRow.source) == suppress.source,
+                col(RunRow.source_event_id).startswith(suppress.prefix, autoescape=True),
+                col(RunRow.status).in_(LIVE),
+            )
+            .values(
+                status=RunStatus.CANCELLED,
+                finished_at=now,
+                cancelled_by=suppress.by,
+                cancelled_at=now,
+                cancel_reason=suppress.reason,
+                lease_owner=None,
+                lease_expires_at=None,
+                lease_epoch=col(RunRow.lease_epoch) + 1,
+            )
+        )
+        taken = set(
+            s.exec(
+                select(RunRow.source_event_id).where(
+                    col(RunRow.source) == suppress.source,
+                    col(RunRow.source_event_id).startswith(suppress.prefix, autoescape=True),
+                )
+            ).all()
+        )
+        for placeholder in suppress.placeholders:
+            if placeholder.source_event_id in taken:
+                continue
+            row = mapping.new_run_row(new_id(), placeholder, self.plans, now)
+            row.status, row.finished_at = RunStatus.CANCELLED, now
+            row.cancelled_by, row.cancelled_at, row.cancel_reason = (
+                suppress.by,
+                now,
+                suppress.reason,
+            )
+            s.add(row)
 
     # ------------------------------------------------------------------ claiming
 
@@ -330,6 +457,7 @@ class RunQueries(Database):
         *,
         status: str | None = None,
         worker_id: str | None = None,
+        kind: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[Run]:
@@ -339,6 +467,8 @@ class RunQueries(Database):
                 query = query.where(RunRow.status == status)
             if worker_id:
                 query = query.where(RunRow.worker_id == worker_id)
+            if kind:
+                query = query.where(RunRow.kind == kind)
             query = query.order_by(col(RunRow.received_at).desc()).offset(offset).limit(limit)
             rows = list(s.exec(query).all())
         return [mapping.run(row, self.plans) for row in rows]

@@ -130,6 +130,17 @@ class RunRow(SQLModel, table=True):
     playbook_sha256: str | None = None
     plan_json: str | None = Field(default=None, sa_column=Column(Text))
     """The run's typed plan (``lifecycle.domain.plans``) as JSON."""
+    decision: str | None = None
+    """A restore's approval: ``approved`` or ``rejected`` (by a second admin)."""
+    decided_by: str | None = None
+    decided_at: datetime | None = ts_column()
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text))
+    cancelled_by: str | None = None
+    cancelled_at: datetime | None = ts_column()
+    cancel_reason: str | None = Field(default=None, sa_column=Column(Text))
+    retry_of: str | None = None
+    """The incomplete or failed run this run retries."""
+    retried_as: str | None = None
 
 
 class StepRow(SQLModel, table=True):

@@ -13,7 +13,14 @@ from pydantic import BaseModel, Field
 
 from lifecycle.auth import Principal
 from lifecycle.domain import plan_digest
-from lifecycle.services.provisioning import PlaybookPlan, admin_plan, plan_diff
+from lifecycle.exceptions import StateConflictError
+from lifecycle.services.provisioning import (
+    PlaybookPlan,
+    admin_plan,
+    disabled_accounts,
+    plan_diff,
+    refuse_disabled,
+)
 from lifecycle.web.deps import Auth
 from lifecycle.web.render import run_json
 
@@ -80,8 +87,16 @@ def router(service: Service, auth: Auth) -> APIRouter:
     async def playbook_apply(
         name: str, body: PlaybookRequest, who: Principal = auth.admin
     ) -> JSONResponse:
-        """Apply the playbook to the worker as an onboard or transfer run (202 + run)."""
+        """Apply the playbook to the worker as an onboard or transfer run (202 + run).
+        Refused (409, nothing changed) for a terminated or suspended worker, or one whose
+        accounts the role needs are disabled."""
         p = await planned(name, body.worker_id)
+        refuse_disabled(p.worker)
+        if off := await disabled_accounts(service.connectors, p.worker.identity(), p.plan):
+            raise StateConflictError(
+                f"worker {body.worker_id}'s account is disabled in {', '.join(off)}: a playbook "
+                "does not enable accounts; restore or rehire them first. Nothing was changed."
+            )
         key = str(uuid.uuid4())
         new = service.kinds.new_run(
             p.plan,

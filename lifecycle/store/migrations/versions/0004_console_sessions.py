@@ -3,7 +3,7 @@ their cookie, holding the SHA-256 of the API token they signed in with, their CS
 when they were last seen (the idle timeout).
 
 Revision ID: 0004_console_sessions
-Revises: 0002
+Revises: 0003_reversible
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_console_sessions"
-down_revision = "0002"
+down_revision = "0003_reversible"
 branch_labels = None
 depends_on = None
 
