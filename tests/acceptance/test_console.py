@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,11 +24,16 @@ SLOW_WORKER = "W0011"
 """Its first two disables in ``idp`` fail transiently with Retry-After 2 s: its termination
 cannot finish in under 4 s, so the run page is seen running before it is seen verified."""
 
+REFUSED_ONCE = "W0017"
+"""Its first disable in ``ehr`` is refused for good: its termination ends incomplete, and a
+retry succeeds."""
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     faults = {
         "idp": [{"op": "disable", "worker": SLOW_WORKER, "times": 2, "retry_after": 2}],
+        "ehr": [{"op": "disable", "worker": REFUSED_ONCE, "times": 1, "mode": "permanent"}],
     }
     svc = Service(tmp_path_factory.mktemp("console"), config_text(faults=faults))
     svc.start()
@@ -268,3 +274,129 @@ def test_an_admin_can_do_it_all_from_the_keyboard(service: Service, browser: Bro
         lambda _: browser.css("#run-status").get_attribute("data-status") == "verified",
         "the run never showed verified",
     )
+
+
+def test_a_restore_requested_by_one_admin_is_approved_by_another(
+    service: Service, browser: Browser, tmp_path: Path
+) -> None:
+    worker = "W0016"
+    groups = sorted(service.account("idp", worker)["groups"])
+    assert groups
+    reply = service.send_event(worker)
+    assert service.wait_run(reply.json()["run_id"])["status"] == "verified"
+    assert service.account("idp", worker)["groups"] == []
+
+    browser.sign_in(service.admin_token)
+    browser.open(f"/console/workers/{worker}")
+    browser.link("Restore").click()
+    confirm = browser.text()
+    assert f"Restore Demo Worker {worker[1:]} ({worker})?" in confirm
+    assert f"give back {', '.join(groups)}" in confirm
+    assert "Another admin must approve" in confirm
+    browser.css("#reason").send_keys("terminated by mistake")
+    browser.button(f"Request restore of {worker}").click()
+    browser.wait(lambda d: "/console/runs/" in d.current_url, "no run page after the request")
+    run_path = browser.path
+    run_id = run_path.rsplit("/", 1)[-1]
+    assert browser.css("#run-status").get_attribute("data-status") == "awaiting_approval"
+    browser.driver.execute_script("window.__sameDocument = true;")
+
+    # The requester cannot approve: no button for them, and the server refuses a forged post.
+    mine = Browser(service.url, tmp_path / "mine")
+    try:
+        mine.sign_in(service.admin_token)
+        mine.link("Approvals").click()
+        card = next(c for c in mine.all("section.approval") if run_id in c.text)
+        assert "You requested this" in card.text
+        assert not card.find_elements("css selector", f"form[action$='{run_id}/approve']")
+        csrf = mine.css("form.who input[name=csrf_token]").get_attribute("value")
+        forged = mine.fetch("POST", f"/console/approvals/{run_id}/approve", {"csrf_token": csrf})
+        assert forged["status"] == 403
+        assert "another admin must" in forged["body"]
+    finally:
+        mine.close()
+    assert service.account("idp", worker)["enabled"] is False
+
+    second_token = (
+        service.cli("tokens", "create", "--role", "admin", "--name", "admin-2", check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    second = Browser(service.url, tmp_path / "second")
+    try:
+        second.sign_in(second_token)
+        second.link("Approvals").click()
+        card = next(c for c in second.all("section.approval") if run_id in c.text)
+        assert "admin:admin-1" in card.text
+        card.find_element("css selector", "input[name=reason]").send_keys("confirmed with HR")
+        card.find_element("css selector", f"form[action$='{run_id}/approve'] button").click()
+        second.wait(lambda d: d.current_url.endswith(run_path), "no run page after approval")
+        second.wait(
+            lambda _: second.css("#run-status").get_attribute("data-status") == "verified",
+            "the approved restore never showed verified",
+        )
+        assert "by admin:admin-2" in second.text()
+    finally:
+        second.close()
+
+    # The requester's page followed along by itself.
+    browser.wait(
+        lambda _: browser.css("#run-status").get_attribute("data-status") == "verified",
+        "the requester's run page never showed the restore verified",
+    )
+    assert browser.driver.execute_script("return window.__sameDocument === true;")
+    account = service.account("idp", worker)
+    assert account["enabled"] is True
+    assert sorted(account["groups"]) == groups
+
+
+def test_an_admin_retries_an_incomplete_run_and_cancels_a_future_one(
+    service: Service, browser: Browser, tmp_path: Path
+) -> None:
+    first = service.send_event(REFUSED_ONCE).json()["run_id"]
+    assert service.wait_run(first)["status"] == "incomplete"
+    later = datetime.now(UTC) + timedelta(days=3)
+    future = service.send_event("W0018", effective_at=later).json()["run_id"]
+
+    auditor = Browser(service.url, tmp_path / "auditor")
+    try:
+        auditor.sign_in(service.auditor_token)
+        for run_id in (first, future):
+            auditor.open(f"/console/runs/{run_id}")
+            assert not auditor.all("form[action$='/retry'], form[action$='/cancel']")
+        csrf = auditor.css("form.who input[name=csrf_token]").get_attribute("value")
+        forged = auditor.fetch(
+            "POST", f"/console/runs/{first}/retry", {"csrf_token": csrf, "reason": "x"}
+        )
+        assert forged["status"] == 403
+    finally:
+        auditor.close()
+
+    browser.sign_in(service.admin_token)
+    browser.open("/console/overview")
+    attention = browser.css("#overview-live").text
+    assert first[:8] in attention  # the incomplete run needs attention
+    browser.link(first[:8]).click()
+    ehr = next(s for s in browser.all("section.system") if s.text.startswith("ehr"))
+    assert "injected permanent fault" in ehr.text
+    browser.css("#retry-reason").send_keys("the EHR was fixed")
+    browser.button("Retry this run").click()
+    browser.wait(lambda d: first not in d.current_url, "no new run page after retry")
+    browser.wait(
+        lambda _: browser.css("#run-status").get_attribute("data-status") == "verified",
+        "the retry never showed verified",
+    )
+    retries = browser.css(f"#run-live a[href='/console/runs/{first}']")  # "Retries" links back
+    assert retries.text == first[:8]
+    assert service.account("ehr", REFUSED_ONCE)["enabled"] is False
+
+    browser.open(f"/console/runs/{future}")
+    assert browser.css("#run-status").get_attribute("data-status") == "pending"
+    browser.css("#cancel-reason").send_keys("the engagement was extended")
+    browser.button("Cancel this run").click()
+    browser.wait(
+        lambda _: browser.css("#run-status").get_attribute("data-status") == "cancelled",
+        "the future termination was not cancelled",
+    )
+    assert "the engagement was extended" in browser.text()
+    assert service.account("idp", "W0018")["enabled"] is True

@@ -19,9 +19,22 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
-from lifecycle.domain import RunDetail, iso_z
+from lifecycle.domain import RestorePlan, RunDetail, iso_z
 from lifecycle.evidence.verify import verify_bundle
 from lifecycle.exceptions import EvidenceError, NotFoundError, UnknownWorkerError
+from lifecycle.services.access import (
+    actor_of,
+    approve,
+    cancel_run,
+    existing_termination,
+    list_approvals,
+    reject,
+    request_restore,
+    restore_plan,
+    retry_run,
+    reversible_run,
+    start_suspend,
+)
 from lifecycle.services.offboard import plan_offboard, start_offboard
 from lifecycle.services.policy import check, expectations
 from lifecycle.web.console.chart import revoke_chart
@@ -48,6 +61,8 @@ SECTION = {
     "workers.html": "workers",
     "worker.html": "workers",
     "confirm.html": "workers",
+    "confirm_restore.html": "workers",
+    "approvals.html": "approvals",
     "runs.html": "runs",
     "run.html": "runs",
     "hr.html": "hr",
@@ -248,18 +263,29 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             request, "worker.html", user, worker=worker, accounts=accounts, history=history
         )
 
+    def reason_of(data: dict[str, str], *, required: bool = True) -> str | None:
+        reason = (data.get("reason") or "").strip()[:200]
+        if required and not reason:
+            raise Refused("a reason is required")
+        return reason or None
+
+    def to_run(run_id: str) -> RedirectResponse:
+        return RedirectResponse(f"/console/runs/{run_id}", status_code=303)
+
     @pages.get("/workers/{worker_id}/offboard")
     async def confirm_offboard(request: Request, worker_id: str) -> Response:
         user = await sessions.user(request)
         sessions.require_admin(user)
         worker = await worker_or_404(worker_id)
         accounts = await plan_offboard(service.connectors, service.kinds, worker.identity())
+        existing = await blocking(existing_termination, service.access, worker, service.clock())
         return render(
             request,
             "confirm.html",
             user,
             worker=worker,
             accounts=accounts,
+            existing=existing,
             action="offboard",
             title="Offboard",
             explain=(
@@ -274,17 +300,23 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
         user = await sessions.user(request)
         sessions.require_admin(user)
         data = await form(request, user)
-        reason = (data.get("reason") or "").strip()[:200]
-        if not reason:
-            raise Refused("a reason is required")
+        reason = reason_of(data)
+        worker = await worker_or_404(worker_id)
+        if data.get("force") != "yes":
+            # As POST /v1/offboard: a worker already terminated (or being) keeps that run.
+            existing = await blocking(
+                existing_termination, service.access, worker, service.clock()
+            )
+            if existing is not None:
+                return to_run(existing.id)
         try:
             run = await blocking(
                 lambda: start_offboard(
                     service.store,
                     service.kinds,
                     worker_id,
-                    reason=reason,
-                    actor=f"admin:{user.principal.name}",
+                    reason=reason or "",
+                    actor=actor_of(user.principal.name),
                     systems=service.connector_names,
                     now=service.clock(),
                 )
@@ -292,7 +324,127 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
         except UnknownWorkerError as exc:
             raise NotFoundError(exc.message) from exc
         service.executor.wake()
-        return RedirectResponse(f"/console/runs/{run.id}", status_code=303)
+        return to_run(run.id)
+
+    @pages.get("/workers/{worker_id}/suspend")
+    async def confirm_suspend(request: Request, worker_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        worker = await worker_or_404(worker_id)
+        accounts = await plan_offboard(service.connectors, service.kinds, worker.identity())
+        return render(
+            request,
+            "confirm.html",
+            user,
+            worker=worker,
+            accounts=accounts,
+            action="suspend",
+            title="Suspend",
+            explain=(
+                "For an incident: disables every account of this worker in every connected "
+                "system at once and ends their sessions, keeping their access, until a restore "
+                "(approved by a second admin) or a termination."
+            ),
+        )
+
+    @pages.post("/workers/{worker_id}/suspend")
+    async def suspend(request: Request, worker_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user)) or ""
+        run = await blocking(
+            lambda: start_suspend(
+                service.access,
+                worker_id,
+                reason=reason,
+                actor=actor_of(user.principal.name),
+                now=service.clock(),
+            )
+        )
+        service.executor.wake()
+        return to_run(run.id)
+
+    @pages.get("/workers/{worker_id}/restore")
+    async def confirm_restore(request: Request, worker_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        worker = await worker_or_404(worker_id)
+
+        def planned() -> tuple[RunDetail, RestorePlan]:
+            reversed_run = reversible_run(service.access, worker)
+            return reversed_run, restore_plan(service.access, worker, reversed_run)
+
+        reversed_run, plan = await blocking(planned)
+        return render(
+            request,
+            "confirm_restore.html",
+            user,
+            worker=worker,
+            reversed_run=reversed_run.run,
+            plan=plan,
+            needs_approval=service.settings.service.restore_requires_approval,
+        )
+
+    @pages.post("/workers/{worker_id}/restore")
+    async def restore(request: Request, worker_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user)) or ""
+        run = await blocking(
+            lambda: request_restore(
+                service.access,
+                worker_id,
+                reason=reason,
+                actor=actor_of(user.principal.name),
+                now=service.clock(),
+            )
+        )
+        service.executor.wake()
+        return to_run(run.id)
+
+    # ------------------------------------------------------------------ approvals
+
+    @pages.get("/approvals")
+    async def approvals(request: Request) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)  # as GET /v1/approvals
+        waiting = await blocking(list_approvals, service.access)
+        return render(
+            request, "approvals.html", user, runs=waiting, me=actor_of(user.principal.name)
+        )
+
+    @pages.post("/approvals/{run_id}/approve")
+    async def approve_run(request: Request, run_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user), required=False)
+        run = await blocking(
+            lambda: approve(
+                service.access,
+                run_id,
+                actor=actor_of(user.principal.name),
+                reason=reason,
+                now=service.clock(),
+            )
+        )
+        service.executor.wake()
+        return to_run(run.id)
+
+    @pages.post("/approvals/{run_id}/reject")
+    async def reject_run(request: Request, run_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user)) or ""
+        run = await blocking(
+            lambda: reject(
+                service.access,
+                run_id,
+                actor=actor_of(user.principal.name),
+                reason=reason,
+                now=service.clock(),
+            )
+        )
+        return to_run(run.id)
 
     # ------------------------------------------------------------------ runs
 
@@ -323,6 +475,39 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
     async def run_fragment(request: Request, run_id: str) -> Response:
         user = await sessions.user(request)
         return render(request, "_run_live.html", user, **await run_context(run_id))
+
+    @pages.post("/runs/{run_id}/retry")
+    async def retry(request: Request, run_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user)) or ""
+        run = await blocking(
+            lambda: retry_run(
+                service.access,
+                run_id,
+                actor=actor_of(user.principal.name),
+                reason=reason,
+                now=service.clock(),
+            )
+        )
+        service.executor.wake()
+        return to_run(run.id)
+
+    @pages.post("/runs/{run_id}/cancel")
+    async def cancel(request: Request, run_id: str) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        reason = reason_of(await form(request, user)) or ""
+        run = await blocking(
+            lambda: cancel_run(
+                service.access,
+                run_id,
+                actor=actor_of(user.principal.name),
+                reason=reason,
+                now=service.clock(),
+            )
+        )
+        return to_run(run.id)
 
     # ------------------------------------------------------------------ HR inbox, policy
 

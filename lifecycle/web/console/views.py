@@ -34,6 +34,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "active": ("●", "active"),
     "terminated": ("✕", "terminated"),
     "leave": ("⏸", "on leave"),
+    "suspended": ("⏸", "suspended"),
     "absent": ("?", "absent"),
     "enabled": ("●", "enabled"),
     "disabled": ("○", "disabled"),

@@ -3,6 +3,15 @@
 // data-final. The pages work without this script (reload to update).
 "use strict";
 (function () {
+  function busy(el) {
+    var active = document.activeElement;
+    if (active && el.contains(active) && /^(INPUT|TEXTAREA|SELECT|BUTTON)$/.test(active.tagName)) {
+      return true;
+    }
+    var fields = el.querySelectorAll("input:not([type=hidden]), textarea");
+    for (var i = 0; i < fields.length; i++) { if (fields[i].value) { return true; } }
+    return false;
+  }
   function poll(el) {
     var url = el.getAttribute("data-live");
     var every = parseInt(el.getAttribute("data-every") || "2000", 10);
@@ -14,9 +23,9 @@
           return r.text();
         })
         .then(function (html) {
-          var focused = document.activeElement && el.contains(document.activeElement);
+          // Never swap away a form someone is filling in (a reason to retry or cancel).
+          if (busy(el)) { setTimeout(tick, every); return; }
           el.innerHTML = html;
-          if (focused) { el.focus && el.setAttribute("tabindex", "-1"); el.focus(); }
           if (!el.querySelector("[data-final]")) { setTimeout(tick, every); }
         })
         .catch(function () { setTimeout(tick, every * 3); });
