@@ -304,9 +304,7 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
         worker = await worker_or_404(worker_id)
         if data.get("force") != "yes":
             # As POST /v1/offboard: a worker already terminated (or being) keeps that run.
-            existing = await blocking(
-                existing_termination, service.access, worker, service.clock()
-            )
+            existing = await blocking(existing_termination, service.access, worker, service.clock())
             if existing is not None:
                 return to_run(existing.id)
         try:
