@@ -16,10 +16,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+
 from tests.acceptance.browser import Browser  # noqa: E402
 from tests.acceptance.service import Service, config_text  # noqa: E402
 
 INCOMPLETE_WORKER = "W0007"
+DESKTOP_ONLY = ("workers", "policy", "hr-inbox", "restore-confirm")
 
 
 def main(out: Path) -> None:
@@ -34,14 +37,25 @@ def main(out: Path) -> None:
             for run_id in run_ids:
                 svc.wait_run(run_id)
             svc.send_event("X9999")  # a termination of nobody in the roster: unmapped
-            shoot(svc, out, run_ids[0])
+            restore = httpx.post(
+                f"{svc.url}/v1/restore",
+                json={"worker_id": "W0005", "reason": "terminated by mistake"},
+                headers={"Authorization": f"Bearer {svc.admin_token}"},
+            )
+            restore.raise_for_status()
+            second = svc.cli("tokens", "create", "--role", "admin", "--name", "admin-2", check=True)
+            shoot(svc, out, run_ids[0], second.stdout.strip().splitlines()[-1])
         finally:
             svc.stop()
 
 
-def shoot(svc: Service, out: Path, run_id: str) -> None:
+def shoot(svc: Service, out: Path, run_id: str, second_admin: str) -> None:
     for width in (1280, 390):
-        for role, token in (("admin", svc.admin_token), ("auditor", svc.auditor_token)):
+        for role, token in (
+            ("admin", svc.admin_token),
+            ("second admin", second_admin),
+            ("auditor", svc.auditor_token),
+        ):
             browser = Browser(svc.url, Path(tempfile.mkdtemp()), width=width)
             try:
                 if role == "admin" and width == 1280:
@@ -57,12 +71,20 @@ def shoot(svc: Service, out: Path, run_id: str) -> None:
                         "hr-inbox": "/console/hr",
                         "policy": "/console/policy",
                         "workers": "/console/workers?q=W001",
+                        "restore-confirm": "/console/workers/W0004/restore",
                     }
                     if role == "admin"
+                    else {"approvals": "/console/approvals"}
+                    if role == "second admin"
                     else {"evidence": "/console/evidence"}
                 )
                 for name, path in pages.items():
-                    if width == 390 and name in ("workers", "policy", "hr-inbox"):
+                    if width == 390 and name in (
+                        "workers",
+                        "policy",
+                        "hr-inbox",
+                        "restore-confirm",
+                    ):
                         continue
                     browser.open(path)
                     browser.screenshot(out / f"console-{name}-{width}.png")

@@ -26,15 +26,15 @@ STATUS: dict[str, tuple[str, str]] = {
     "no_account": (DASH, "no account"),
     "not_applicable": (DASH, "not applicable"),
     "cancelled": ("⊘", "cancelled"),
-    "awaiting_approval": ("⏸", "awaiting approval"),
+    "awaiting_approval": ("‖", "awaiting approval"),
     "run": ("→", "run started"),
     "ignored": (DASH, "ignored"),
     "unmapped": ("?", "unmapped"),
     "conflict": ("!", "conflict"),
     "active": ("●", "active"),
     "terminated": ("✕", "terminated"),
-    "leave": ("⏸", "on leave"),
-    "suspended": ("⏸", "suspended"),
+    "leave": ("‖", "on leave"),
+    "suspended": ("‖", "suspended"),
     "absent": ("?", "absent"),
     "enabled": ("●", "enabled"),
     "disabled": ("○", "disabled"),
@@ -43,6 +43,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "unknown": ("?", "unknown"),
     "within_sla": ("●", "within SLA"),
     "over_sla": ("▲", "over SLA"),
+    "not_granted": ("!", "not in the playbook"),
 }
 
 FINISHED_RUN = frozenset({"verified", "incomplete", "failed", "no_accounts", "cancelled"})
