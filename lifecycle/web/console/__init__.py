@@ -64,7 +64,7 @@ def console_app(service: Service) -> FastAPI:
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> Response:
-        return error_page(request, 403, exc.message)
+        return error_page(request, exc.status, exc.message)
 
     @app.exception_handler(LifecycleError)
     async def _lifecycle_error(request: Request, exc: LifecycleError) -> Response:

@@ -115,7 +115,7 @@ def day_start(value: str | None) -> datetime | None:
     try:
         return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
     except ValueError as exc:
-        raise Refused(f"{value!r} is not a date (YYYY-MM-DD)") from exc
+        raise Refused(f"{value!r} is not a date (YYYY-MM-DD)", 422) from exc
 
 
 def router(service: Service, sessions: Sessions) -> APIRouter:
@@ -266,7 +266,7 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
     def reason_of(data: dict[str, str], *, required: bool = True) -> str | None:
         reason = (data.get("reason") or "").strip()[:200]
         if required and not reason:
-            raise Refused("a reason is required")
+            raise Refused("a reason is required", 422)
         return reason or None
 
     def to_run(run_id: str) -> RedirectResponse:
@@ -564,7 +564,7 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             sessions.check_csrf(user, _text(data.get(CSRF_FIELD)))
             upload = data.get("bundle")
             if not isinstance(upload, UploadFile) or not upload.filename:
-                raise Refused("choose a bundle (.zip) to verify")
+                raise Refused("choose a bundle (.zip) to verify", 422)
             key_text = (_text(data.get("verifier_key")) or "").strip()
             if not key_text and service.key is not None:
                 key_text = service.key.verifier.text()

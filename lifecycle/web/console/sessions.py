@@ -38,11 +38,13 @@ class SignInRequired(Exception):
 
 
 class Refused(Exception):
-    """The console refuses this request (role, or a missing or wrong CSRF token)."""
+    """The console refuses this request: the role (403), a missing or wrong CSRF token (403),
+    or a form it cannot take (422)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 403) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
