@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,30 @@ async def test_errors_are_pages_and_roles_hold_on_every_page(service: Service) -
         assert page.status_code == 200
         assert "/offboard" not in page.text
         assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+async def test_an_action_the_state_forbids_is_a_409_page_and_a_missing_reason_a_422(
+    service: Service,
+) -> None:
+    worker = service.store.get_worker("W0002")
+    assert worker is not None
+    service.store.upsert_worker(replace(worker, status="terminated"))
+    token = add_token(service, "admin", "ad")
+    async with client_for(service) as client:
+        await sign_in(client, token)
+        page = await client.get("/console/workers/W0002/suspend")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None
+        no_reason = await client.post(
+            "/console/workers/W0002/suspend", data={"csrf_token": csrf.group(1)}
+        )
+        assert no_reason.status_code == 422
+        assert "a reason is required" in no_reason.text
+        conflict = await client.post(
+            "/console/workers/W0002/suspend",
+            data={"csrf_token": csrf.group(1), "reason": "incident"},
+        )
+        assert conflict.status_code == 409
+        assert "Not possible now" in conflict.text
+        assert "is terminated" in conflict.text
+    assert service.store.list_runs(worker_id="W0002") == []
