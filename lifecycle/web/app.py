@@ -30,7 +30,7 @@ from lifecycle.exceptions import (
 from lifecycle.service import Service
 from lifecycle.web.deps import Auth
 from lifecycle.web.render import problem
-from lifecycle.web.routers import evidence, hr, ops, playbooks, policy, runs
+from lifecycle.web.routers import evidence, hr, ops, playbooks, policy, runs, tokens
 
 log = logging.getLogger("lifecycle.api")
 
@@ -128,9 +128,9 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     )
     app.add_middleware(BodyLimit, limit=service.settings.service.max_body_bytes)
     add_error_handlers(app)
-    auth = Auth(service.store)
+    auth = Auth(service.store, service.clock)
     app.include_router(ops.router(service))
     app.include_router(hr.router(service, auth))
-    for audience in (runs, evidence, playbooks, policy):
+    for audience in (runs, evidence, playbooks, policy, tokens):
         app.include_router(audience.router(service, auth))
     return app
