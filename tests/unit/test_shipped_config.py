@@ -31,7 +31,7 @@ def _as_demo(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_demo(item) for item in value]
     if isinstance(value, str):
-        return value.replace(f"sqlite:///{STATE}", "sqlite:///./").replace(STATE, "./")
+        return value.replace(f"sqlite:///{STATE}", "sqlite:///../").replace(STATE, "../")
     return value
 
 
