@@ -184,7 +184,9 @@ class MemoryConnector(Connector):
             domain=opts.domain,
         )
         if not connector.load():
-            connector.policy.update({control.value: value for control, value in opts.policy.items()})
+            connector.policy.update(
+                {control.value: value for control, value in opts.policy.items()}
+            )
             connector.seed(opts.seed_workers, opts.seed_groups)
             connector.save()
         return connector

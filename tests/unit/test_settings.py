@@ -48,9 +48,7 @@ def test_relative_paths_resolve_against_the_configuration_folder(
     assert settings.source == Path("..") / "etc" / "lifecycle.toml"
 
 
-def test_absolute_paths_and_other_databases_are_left_alone(
-    tmp_path: Path, elsewhere: Path
-) -> None:
+def test_absolute_paths_and_other_databases_are_left_alone(tmp_path: Path, elsewhere: Path) -> None:
     (tmp_path / "a.toml").write_text(
         '[service]\ndatabase_url = "postgresql+psycopg://u:p%40ss@db/lc"\n'
         'evidence_key = "/srv/keys/k"\n'

@@ -14,6 +14,7 @@ from lifecycle.auth import Principal
 from lifecycle.exceptions import NotFoundError
 from lifecycle.services.offboard import plan_offboard, start_offboard
 from lifecycle.web.deps import MAX_INDEX, Auth
+from lifecycle.web.openapi import errors, json_answer
 from lifecycle.web.render import run_json
 
 if TYPE_CHECKING:
@@ -29,7 +30,12 @@ class OffboardRequest(BaseModel):
 def router(service: Service, auth: Auth) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/offboard", tags=["admin"], status_code=202)
+    @v1.post(
+        "/offboard",
+        tags=["admin"],
+        status_code=202,
+        responses={200: json_answer("The dry run: what would happen"), **errors(404)},
+    )
     async def offboard(body: OffboardRequest, who: Principal = auth.admin) -> JSONResponse:
         """Terminate a worker now in every system (``dry_run`` shows what would happen)."""
         worker = await anyio.to_thread.run_sync(service.store.get_worker, body.worker_id)

@@ -67,9 +67,7 @@ def test_a_revoked_name_can_be_used_again_without_rotate(store: SqlStore) -> Non
 
 
 def test_an_expired_token_is_refused_saying_it_expired(store: SqlStore) -> None:
-    issued = create_token(
-        store, "temp", Role.AUDITOR, NOW, expires_at=NOW + parse_duration("30d")
-    )
+    issued = create_token(store, "temp", Role.AUDITOR, NOW, expires_at=NOW + parse_duration("30d"))
 
     assert authenticate(store, issued.secret, READERS, NOW + timedelta(days=29)).name == "temp"
     with pytest.raises(NotAuthenticatedError) as refused:
