@@ -258,6 +258,16 @@ class Roster(Protocol):
 
     def link_account(self, link: Link) -> None: ...
 
+    def find_workers(
+        self, *, q: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Worker]:
+        """Workers by id; ``q`` matches a part of the id, name or email (any case)."""
+        ...
+
+    def links_of(self, worker_id: str) -> list[Link]:
+        """The worker's known accounts, one per system."""
+        ...
+
     def links_by_account(self) -> dict[tuple[str, str], str]:
         """(system, account id) -> worker id, for every account lifecycle has linked."""
         ...

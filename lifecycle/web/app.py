@@ -27,7 +27,7 @@ from lifecycle.service import Service
 from lifecycle.web.deps import Auth
 from lifecycle.web.openapi import describe_errors
 from lifecycle.web.problems import KINDS, kind_for_status, kind_of, problem
-from lifecycle.web.routers import evidence, hr, ops, playbooks, policy, runs, tokens
+from lifecycle.web.routers import evidence, hr, ops, playbooks, policy, runs, tokens, workers
 
 log = logging.getLogger("lifecycle.api")
 
@@ -133,7 +133,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     auth = Auth(service.store, service.clock)
     app.include_router(ops.router(service))
     app.include_router(hr.router(service, auth))
-    for audience in (runs, evidence, playbooks, policy, tokens):
+    for audience in (runs, evidence, playbooks, policy, tokens, workers):
         app.include_router(audience.router(service, auth))
     describe_errors(app)
     return app

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -71,6 +71,40 @@ class RosterQueries(Database):
                         )
                         absent += 1
             return RosterCounts(added, updated, absent)
+
+    def find_workers(
+        self, *, q: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Worker]:
+        with self.session() as s:
+            query = select(WorkerRow)
+            if status is not None:
+                query = query.where(WorkerRow.status == status)
+            if q:
+                like = (
+                    "%"
+                    + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    + "%"
+                )
+                query = query.where(
+                    or_(
+                        func.lower(WorkerRow.worker_id).like(like, escape="\\"),
+                        func.lower(func.coalesce(WorkerRow.name, "")).like(like, escape="\\"),
+                        func.lower(func.coalesce(WorkerRow.email, "")).like(like, escape="\\"),
+                    )
+                )
+            rows = s.exec(
+                query.order_by(col(WorkerRow.worker_id)).offset(offset).limit(limit)
+            ).all()
+            return [mapping.worker(row) for row in rows]
+
+    def links_of(self, worker_id: str) -> list[Link]:
+        with self.session() as s:
+            rows = s.exec(
+                select(LinkRow)
+                .where(LinkRow.worker_id == worker_id)
+                .order_by(col(LinkRow.connector))
+            ).all()
+            return [mapping.link(row) for row in rows]
 
     def link_account(self, link: Link) -> None:
         with self.session() as s:
