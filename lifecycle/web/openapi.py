@@ -6,7 +6,8 @@ document once, when it is first asked for:
 
 - every route may answer 413 (the body limit is enforced before any route runs);
 - a route behind a token answers 401 and 403, and 503 when the database does not answer;
-- a route with parameters or a body answers 422 (``validation``), one with path parameters 404;
+- a route with parameters or a body answers 422 (``validation``), one with path parameters 404,
+  one with a body 400 (a body that cannot be parsed);
 - a route adds its own (``responses=errors(409)`` in its decorator);
 - every error response is ``application/problem+json`` with the ``Problem`` schema, unless the
   route declared a schema of its own for it (``/readyz``'s 503 is its JSON report);
@@ -49,6 +50,8 @@ def statuses_of(operation: dict[str, Any]) -> set[int]:
     parameters = operation.get("parameters", [])
     if parameters or "requestBody" in operation:
         found.add(422)
+    if "requestBody" in operation:
+        found.add(400)  # a body that cannot be parsed at all (FastAPI answers 400)
     if any(p.get("in") == "path" for p in parameters):
         found.add(404)
     return found
