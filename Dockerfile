@@ -25,6 +25,8 @@ RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-ins
 COPY README.md ./
 COPY lifecycle ./lifecycle
 COPY connectors ./connectors
+# The wheel carries the playbooks too (lifecycle/shipped_playbooks): found with no configuration.
+COPY playbooks ./playbooks
 RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-editable
 
 FROM ${BASE_IMAGE}

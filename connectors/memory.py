@@ -70,6 +70,9 @@ class MemoryOptions(ConnectorOptions):
     state_file: Path | None = None
     faults: list[Fault] = Field(default_factory=list)
     has_sessions: bool = True
+    policy: dict[Control, bool | int] = Field(default_factory=dict)
+    """The system's policy settings at first start (the rest as ``DEFAULT_POLICY``); a state
+    file, once written, keeps what was applied since."""
 
 
 @dataclass
@@ -181,6 +184,9 @@ class MemoryConnector(Connector):
             domain=opts.domain,
         )
         if not connector.load():
+            connector.policy.update(
+                {control.value: value for control, value in opts.policy.items()}
+            )
             connector.seed(opts.seed_workers, opts.seed_groups)
             connector.save()
         return connector

@@ -2,7 +2,8 @@
 
     LifecycleError
      ├── ConfigError
-     │    └── SecretError
+     │    ├── SecretError
+     │    └── DatabaseNotReadyError   (no database, or an older schema: run `db upgrade`)
      ├── IntakeError                  (HR webhook input; maps to a 4xx problem)
      │    ├── MalformedBodyError      (400: not UTF-8, nested too deeply)
      │    ├── SignatureError
@@ -19,6 +20,7 @@
      │    ├── NotAuthenticatedError
      │    └── ForbiddenError
      ├── NotFoundError
+     ├── ConflictError                (409: e.g. a token name already in use)
      └── StoreError
           ├── EvidenceError
           └── LeaseLostError          (another replica took the run over: stop, write nothing)
@@ -51,8 +53,10 @@ from connectors.base import (
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConflictError",
     "ConnectorConfigError",
     "ConnectorError",
+    "DatabaseNotReadyError",
     "EvidenceError",
     "ForbiddenError",
     "IntakeError",
@@ -90,6 +94,10 @@ class ConfigError(LifecycleError):
 
 class SecretError(ConfigError):
     """A secret reference could not be resolved."""
+
+
+class DatabaseNotReadyError(ConfigError):
+    """The database does not exist or is not at the newest schema: run `lifecycle db upgrade`."""
 
 
 class IntakeError(LifecycleError):
@@ -178,6 +186,10 @@ class ForbiddenError(AuthError):
 
 class NotFoundError(LifecycleError):
     """The requested object does not exist."""
+
+
+class ConflictError(LifecycleError):
+    """The request conflicts with what exists already."""
 
 
 class StoreError(LifecycleError):

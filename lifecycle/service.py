@@ -22,14 +22,20 @@ from lifecycle.engine.executor import Executor, ExecutorConfig
 from lifecycle.engine.kinds import Kinds, default_kinds
 from lifecycle.evidence.checkpoint import SigningKey, init_key, load_signing_key
 from lifecycle.evidence.log import EvidenceLog
-from lifecycle.exceptions import ConfigError, ConnectorConfigError, EvidenceError
+from lifecycle.exceptions import (
+    ConfigError,
+    ConnectorConfigError,
+    DatabaseNotReadyError,
+    EvidenceError,
+)
 from lifecycle.metrics import Metrics
 from lifecycle.scheduler import Scheduler
 from lifecycle.services.access import AccessContext
 from lifecycle.services.intake import HrIntake
-from lifecycle.services.playbooks import SHIPPED, PlaybookLibrary
+from lifecycle.services.playbooks import PlaybookLibrary, shipped_playbooks
 from lifecycle.services.sweeps import JobContext
 from lifecycle.settings import Settings
+from lifecycle.store.migrations.upgrade import head as schema_head
 from lifecycle.store.sql import SqlStore
 
 log = logging.getLogger("lifecycle.service")
@@ -66,16 +72,14 @@ def load_key(settings: Settings) -> SigningKey | None:
 
 
 def load_playbooks(settings: Settings, base_dir: Path | None = None) -> PlaybookLibrary:
-    """``[playbooks] directory`` (relative to the working directory), else the shipped ones."""
+    """``[playbooks] directory`` (relative: to the configuration file's folder), else the
+    shipped ones (the repository's ``playbooks/``, or the copy inside an installed wheel)."""
     directory = settings.playbooks.directory
     if directory is None:
-        return (
-            PlaybookLibrary.load(SHIPPED, settings.policy)
-            if SHIPPED.is_dir()
-            else PlaybookLibrary()
-        )
+        shipped = shipped_playbooks()
+        return PlaybookLibrary.load(shipped, settings.policy) if shipped else PlaybookLibrary()
     if not directory.is_absolute():
-        directory = (base_dir or Path.cwd()) / directory
+        directory = (base_dir or settings.base_dir) / directory
     return PlaybookLibrary.load(directory, settings.policy)
 
 
@@ -118,10 +122,32 @@ def executor_config(settings: Settings) -> ExecutorConfig:
     )
 
 
-def open_store(settings: Settings, kinds: Kinds | None = None) -> SqlStore:
-    """The database of ``settings``, its schema brought up to date (CLI commands use this)."""
+def open_store(settings: Settings, kinds: Kinds | None = None, *, create: bool = False) -> SqlStore:
+    """The database of ``settings``. With ``create`` (``serve``, ``db upgrade``) it is created
+    or its schema brought up to date; otherwise it must exist at the newest schema revision,
+    else DatabaseNotReadyError (never an empty database made by mistake somewhere else)."""
+    sqlite = settings.sqlite_path()
+    if not create and sqlite is not None and not sqlite.is_file():
+        raise DatabaseNotReadyError(
+            f"there is no database at {sqlite}: run `lifecycle db upgrade` (or start "
+            "`lifecycle serve`) with this configuration first"
+            + (f" ({settings.source})" if settings.source else "")
+        )
     store = SqlStore(settings.service.database_url, plans=(kinds or default_kinds()).plans)
-    store.create_schema()
+    if create:
+        store.create_schema()
+        return store
+    try:
+        revision = store.schema_revision()
+    except Exception:
+        store.dispose()
+        raise
+    if revision != schema_head():
+        store.dispose()
+        raise DatabaseNotReadyError(
+            f"the database is at schema revision {revision or 'none'}, not "
+            f"{schema_head()}: run `lifecycle db upgrade` first"
+        )
     return store
 
 
@@ -156,10 +182,10 @@ class Service:
                 "(use --config, or LIFECYCLE_CONFIG; config/demo.toml is the demo)"
             )
         kinds = default_kinds()
-        store = open_store(settings, kinds)
+        store = open_store(settings, kinds, create=True)
         if settings.demo.workers:
             store.seed_workers(demo_workers(settings, clock()))
-        connectors = build_connectors(settings, base_dir or Path.cwd())
+        connectors = build_connectors(settings, base_dir or settings.base_dir)
         key = load_key(settings)
         metrics = Metrics()
         metrics.watch_runs(store.run_counts)

@@ -18,12 +18,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from connectors.base import PolicyBaseline
 from lifecycle.exceptions import ConfigError
@@ -295,6 +298,24 @@ class Settings(BaseSettings):
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths resolve against: the configuration file's, else the
+        working directory."""
+        return self._base_dir
+
+    @property
+    def source(self) -> Path | None:
+        """The configuration file these settings were read from (None: defaults and
+        environment only)."""
+        return self._source
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file (None: another database, or SQLite in memory)."""
+        return sqlite_file(self.service.database_url)
 
     @field_validator("connectors")
     @classmethod
@@ -323,8 +344,58 @@ def config_path(explicit: str | Path | None = None) -> Path | None:
     return Path(chosen) if chosen else None
 
 
+ENVIRONMENT_ONLY = "LIFECYCLE_SERVICE__DATABASE_URL"
+"""With this variable set, a command may run without a configuration file (every key from the
+environment, relative paths against the working directory)."""
+
+
+def configuration_found(explicit: str | Path | None = None) -> bool:
+    """Whether a configuration was named: a file (``--config`` / ``LIFECYCLE_CONFIG``), or a
+    database in the environment (``LIFECYCLE_SERVICE__DATABASE_URL``)."""
+    return config_path(explicit) is not None or bool(os.environ.get(ENVIRONMENT_ONLY))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL; None for other databases and in-memory SQLite."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _resolved_url(url: str, base: Path) -> str:
+    path = sqlite_file(url)
+    if path is None or path.is_absolute():
+        return url
+    return make_url(url).set(database=str(base / path)).render_as_string(hide_password=False)
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else base / path
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Make every relative path of ``settings`` absolute against ``base`` (the configuration
+    file's folder), so that where files land never depends on the working directory. Paths
+    inside ``[connectors.*]`` tables are resolved by each connector (``ConnectorContext``) with
+    the same base."""
+    base = base.resolve()
+    service = settings.service
+    service.database_url = _resolved_url(service.database_url, base)
+    service.evidence_key = _resolve(service.evidence_key, base)
+    if settings.playbooks.directory is not None:
+        settings.playbooks.directory = _resolve(settings.playbooks.directory, base)
+    settings._base_dir = base
+    return settings
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Read and validate the configuration; ConfigError names the file and the field."""
+    """Read and validate the configuration; ConfigError names the file and the field. Relative
+    paths come back absolute, resolved against the file's folder (without a file: the working
+    directory)."""
     resolved = config_path(path)
     data: dict[str, Any] = {}
     if resolved is not None:
@@ -335,6 +406,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{resolved}: invalid TOML: {exc}") from exc
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(f"{resolved or 'configuration'}: {summary(exc)}") from exc
+    settings._source = resolved
+    return resolve_paths(settings, resolved.parent if resolved is not None else Path.cwd())

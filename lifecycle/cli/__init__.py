@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
@@ -13,6 +15,7 @@ from lifecycle.cli.evidence import evidence_app
 from lifecycle.cli.hr import hr_app
 from lifecycle.cli.playbook import playbook_app
 from lifecycle.cli.policy import policy_app, reconcile
+from lifecycle.cli.workers import workers_app
 
 app = typer.Typer(
     name="lifecycle",
@@ -20,6 +23,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"lifecycle {version('lifecycle')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Identity lifecycle automation: revoke every account at once, with signed evidence."""
+
+
 app.command()(serve.serve)
 app.command()(runs.offboard)
 app.command()(access.suspend)
@@ -35,6 +58,7 @@ for group, name in (
     (evidence_app, "evidence"),
     (playbook_app, "playbook"),
     (policy_app, "policy"),
+    (workers_app, "workers"),
 ):
     app.add_typer(group, name=name)
 

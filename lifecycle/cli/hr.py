@@ -25,6 +25,7 @@ from lifecycle.cli.common import (
     emit,
     err,
     fail,
+    local_store,
     out,
     settings_from,
 )
@@ -176,17 +177,14 @@ def hr_import(
 ) -> None:
     """Load or refresh the workforce roster (worker_id, name, email, job_code, engagement,
     vendor, status). Rejected rows are listed with their line; exit 1 if there are any."""
-    from lifecycle.service import open_store
     from lifecycle.services.roster import import_roster
 
     settings = settings_from(config)
-    store = open_store(settings)
-    try:
-        result = import_roster(store, roster, utcnow(), complete=complete)
-    except LifecycleError as exc:
-        fail(exc.message)
-    finally:
-        store.dispose()
+    with local_store(settings) as store:
+        try:
+            result = import_roster(store, roster, utcnow(), complete=complete)
+        except LifecycleError as exc:
+            fail(exc.message)
     data = {
         "added": result.added,
         "updated": result.updated,

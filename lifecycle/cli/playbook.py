@@ -33,7 +33,8 @@ def library(config: Path | None) -> Any:
     from lifecycle.service import load_playbooks
 
     try:
-        return load_playbooks(settings_from(config))
+        # The shipped playbooks need no configuration; a file may name another directory.
+        return load_playbooks(settings_from(config, required=False))
     except LifecycleError as exc:
         fail(exc.message)
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from lifecycle.cli.common import (
     DEFAULT_URL,
@@ -14,10 +16,12 @@ from lifecycle.cli.common import (
     TokenOpt,
     UrlOpt,
     api_call,
+    cell,
     client,
     emit,
     out,
-    progress_table,
+    styled_state,
+    table,
     wait_for_run,
 )
 
@@ -82,6 +86,47 @@ def offboard(
         raise typer.Exit(1)
 
 
+REVOKING = {"offboard", "suspend", "reverify", "disable"}
+"""Kinds that take access away: their time to revoke is the figure that matters."""
+PROVISIONING = {"onboard", "transfer", "restore"}
+
+
+def _duration_ms(started: str | None, finished: str | None) -> int | None:
+    if not started or not finished:
+        return None
+    begin, end = datetime.fromisoformat(started), datetime.fromisoformat(finished)
+    return round((end - begin).total_seconds() * 1000)
+
+
+def outcome_of(run: dict[str, Any]) -> str:
+    """The figure that fits the run's kind: time to revoke, the playbook, or nothing."""
+    if run["kind"] in REVOKING:
+        ms = run.get("time_to_revoke_ms")
+        return f"revoked in {ms} ms" if ms is not None else "-"
+    if run["kind"] in PROVISIONING and run.get("playbook"):
+        return f"playbook {run['playbook']}"
+    return "-"
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    return table(
+        ["run", "kind", "worker", "status", "outcome", "received", "finished"],
+        [
+            [
+                cell(r["id"]),
+                cell(r["kind"]),
+                cell(r["worker_id"]),
+                styled_state(r["status"]),
+                cell(outcome_of(r)),
+                cell(r["received_at"]),
+                cell(r["finished_at"]),
+            ]
+            for r in runs
+        ],
+        title=f"runs ({len(runs)})",
+    )
+
+
 @runs_app.command("list")
 def runs_list(
     status: str | None = None,
@@ -95,16 +140,113 @@ def runs_list(
     params = {k: v for k, v in {"status": status, "worker": worker, "limit": limit}.items() if v}
     with client(url, token) as http:
         data = api_call(http, "GET", "/v1/runs", params=params)
-    emit(
-        data,
-        as_json,
-        "\n".join(
-            f"{r['id']}  {r['kind']:<9} {r['worker_id']:<8} {r['status']:<12} "
-            f"{r['time_to_revoke_ms'] if r['time_to_revoke_ms'] is not None else '-':>7} ms  "
-            f"{r['received_at']}"
-            for r in data["runs"]
+    if as_json:
+        emit(data, True)
+    elif not data["runs"]:
+        out.print("no runs")
+    else:
+        out.print(runs_table(data["runs"]))
+
+
+def _summary(run: dict[str, Any]) -> list[str]:
+    lines = [
+        f"run {cell(run['id'])}: {cell(run['kind'])} of {cell(run['worker_id'])} - "
+        f"{styled_state(run['status'])}",
+        f"reason: {cell(run['reason'])}; by {cell(run['actor'])} (source {cell(run['source'])})",
+        f"received {cell(run['received_at'])}, started {cell(run['started_at'])}, "
+        f"finished {cell(run['finished_at'])}",
+    ]
+    if run["kind"] in REVOKING:
+        ms = run.get("time_to_revoke_ms")
+        lines.append(
+            f"time to revoke: {ms} ms" if ms is not None else "time to revoke: not (yet) revoked"
         )
-        or "no runs",
+    if run.get("playbook"):
+        lines.append(
+            f"playbook: {cell(run['playbook'])} ({cell((run.get('playbook_sha256') or '')[:12])})"
+        )
+    if run.get("evidence_seq") is not None:
+        lines.append(f"evidence record: seq {run['evidence_seq']}")
+    lines.extend(_reversal(run))
+    if run.get("next_attempt_at"):
+        lines.append(
+            f"waiting for an unreachable system; next attempt at {cell(run['next_attempt_at'])}"
+        )
+    return lines
+
+
+def _decided(what: str, decision: dict[str, Any] | None) -> list[str]:
+    if not decision:
+        return []
+    why = f": {cell(decision['reason'])}" if decision.get("reason") else ""
+    return [f"{what} by {cell(decision['by'])} at {cell(decision['at'])}{why}"]
+
+
+def _reversal(run: dict[str, Any]) -> list[str]:
+    """What a restore reverses and who approved it, findings for review, cancel and retry."""
+    lines = []
+    if reverses := run.get("reverses"):
+        lines.append(
+            f"reverses: {cell(reverses['kind'])} run {cell(reverses['run_id'])} "
+            f"(evidence seq {cell(reverses['seq'])})"
+        )
+    approval = run.get("approval") or {}
+    if approval:
+        lines.append(f"requested by {cell(approval['requested_by'])}")
+        lines += _decided("approved", approval.get("approved"))
+        lines += _decided("rejected", approval.get("rejected"))
+    lines += _decided("cancelled", run.get("cancelled"))
+    if run.get("retry_of"):
+        lines.append(f"retries run {cell(run['retry_of'])}")
+    if run.get("retried_as"):
+        lines.append(f"retried as run {cell(run['retried_as'])}")
+    for finding in run.get("findings") or []:
+        lines.append(
+            f"finding ({cell(finding['kind'])}): {cell(finding['system'])} "
+            f"{cell(finding['entitlement'])}: {cell(finding['detail'])}"
+        )
+    return lines
+
+
+def steps_table(run: dict[str, Any]) -> Table:
+    rows = []
+    for step in run.get("steps", []):
+        result = step.get("result") or {}
+        notes = []
+        if result.get("removed"):
+            notes.append("removed: " + ", ".join(result["removed"]))
+        if result.get("added"):
+            notes.append("added: " + ", ".join(result["added"]))
+        if result.get("skipped"):
+            notes.append("not changed: " + ", ".join(result["skipped"]))
+        if step.get("readback") is not None:
+            notes.append(
+                "read-back: "
+                + ", ".join(f"{k}={_plain(v)}" for k, v in sorted(step["readback"].items()))
+            )
+        if step.get("error"):
+            notes.append(
+                f"error ({step.get('error_class') or '?'}/{step.get('error_code') or '?'}): "
+                f"{step['error']}"
+            )
+        if step.get("next_attempt_at"):
+            notes.append(f"next attempt {step['next_attempt_at']}")
+        duration = _duration_ms(step.get("started_at"), step.get("finished_at"))
+        rows.append(
+            [
+                cell(step["connector"]),
+                cell(step["action"]),
+                styled_state(step["status"]),
+                str(step["attempts"]),
+                cell(step.get("account_id")),
+                cell(f"{duration} ms" if duration is not None else None),
+                cell("; ".join(notes)),
+            ]
+        )
+    return table(
+        ["system", "action", "status", "attempts", "account", "took", "read-back, changes, errors"],
+        rows,
+        title="steps",
     )
 
 
@@ -112,16 +254,16 @@ def runs_list(
 def runs_show(
     run_id: str, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """One run with its steps and read-backs."""
+    """One run: what, who and when; then every step per system with its timing, the
+    entitlements it removed or added, the read-back and any error."""
     with client(url, token) as http:
         run = api_call(http, "GET", f"/v1/runs/{run_id}")
     if as_json:
         emit(run, True)
         return
-    out.print(progress_table(run))
-    out.print(f"time to revoke: {run['time_to_revoke_ms']} ms; evidence seq: {run['evidence_seq']}")
-    if run.get("next_attempt_at"):
-        out.print(f"waiting for an unreachable system; next attempt at {run['next_attempt_at']}")
+    for line in _summary(run):
+        out.print(line, highlight=False)
+    out.print(steps_table(run))
 
 
 @runs_app.command("retry")
@@ -150,3 +292,9 @@ def runs_cancel(
     with client(url, token) as http:
         run = api_call(http, "POST", f"/v1/runs/{run_id}/cancel", json={"reason": reason})
     emit(run, as_json, f"run {run['id']}: {run['status']}")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)

@@ -374,6 +374,14 @@ class ApiToken:
     token_sha256: str
     created_at: datetime
     revoked_at: datetime | None = None
+    id: int | None = None
+    expires_at: datetime | None = None
+    """None: the token does not expire."""
+    last_used_at: datetime | None = None
+    """When the token last authenticated a request (None: never)."""
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True, slots=True)

@@ -285,6 +285,16 @@ def verify_note(note: str, verifier_key: str | VerifierKey) -> str:
     return text
 
 
+def signed_by(note: str, key: SigningKey) -> bool:
+    """Whether ``key`` signed ``note`` (a checkpoint signed before ``keys init --force`` is
+    not: it must be signed again, by the current key, before it is handed out)."""
+    try:
+        verify_note(note, key.verifier)
+    except EvidenceError:
+        return False
+    return True
+
+
 def parse_checkpoint_text(text: str) -> Checkpoint:
     """Parse a checkpoint body; extension lines after the root hash are allowed and ignored."""
     lines = text.split("\n")

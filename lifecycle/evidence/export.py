@@ -10,7 +10,7 @@ from typing import IO
 
 from lifecycle.domain import iso_z
 from lifecycle.evidence.bundle import BundleSummary, write_bundle
-from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint
+from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint, signed_by
 from lifecycle.evidence.merkle import root_hash
 from lifecycle.store.ports import EvidenceStore
 
@@ -34,9 +34,12 @@ def export_bundle(
     leaves = store.leaf_hashes()
     size = len(leaves)
     latest = store.latest_checkpoint()
-    if latest is not None and latest.tree_size == size:
+    if latest is not None and latest.tree_size == size and signed_by(latest.note, key):
         checkpoint = latest.note
     else:
+        # Behind the log, or signed by a key since replaced (`keys init --force`): sign the
+        # same tree head with the current key. The store keeps the first checkpoint of a size
+        # (checkpoints are append-only), so one signed by a retired key stays as it was.
         root = root_hash(leaves)
         checkpoint = sign_checkpoint(key, origin, size, root)
         store.save_checkpoint(size, root, checkpoint, now)

@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from lifecycle.domain import Checkpoint, RunDetail, RunStatus
-from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint
+from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint, signed_by
 from lifecycle.evidence.merkle import MerkleTree, leaf_hash
 from lifecycle.evidence.records import RecordOptions, build_record, canonical
 from lifecycle.store.ports import EvidenceStore, RecordBuilder
@@ -109,15 +109,28 @@ class EvidenceLog:
         if self._signed is not None and self._signed.tree_size >= size:
             return self._signed
         latest = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
-        if latest is not None and latest.tree_size >= size:
+        if latest is not None and latest.tree_size >= size and self._current(latest):
             self._signed = latest
             return latest
         if self.key is None:
             return latest  # no key loaded: /readyz says so; records are still appended
         note = sign_checkpoint(self.key, self.origin, size, root)
-        await anyio.to_thread.run_sync(self.store.save_checkpoint, size, root, note, self.clock())
-        self._signed = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+        now = self.clock()
+        await anyio.to_thread.run_sync(self.store.save_checkpoint, size, root, note, now)
+        stored = await anyio.to_thread.run_sync(self.store.latest_checkpoint)
+        # The store keeps the first checkpoint of a tree size (append-only): after a key
+        # rotation at an unchanged size it still holds the retired key's, so this process
+        # hands out its own until the log grows.
+        self._signed = (
+            stored
+            if stored is not None and stored.tree_size >= size and self._current(stored)
+            else Checkpoint(size, root, note, now)
+        )
         return self._signed
+
+    def _current(self, checkpoint: Checkpoint) -> bool:
+        """Signed by the key loaded now (not by one replaced with ``keys init --force``)."""
+        return self.key is None or signed_by(checkpoint.note, self.key)
 
     async def run_signer(self, *, batch_seconds: float = 0.5) -> None:
         """Sign after each batch of appends (appends within ``batch_seconds`` share one

@@ -35,8 +35,19 @@ from lifecycle.settings import PolicySettings
 
 log = logging.getLogger("lifecycle.playbooks")
 SHIPPED = Path(__file__).resolve().parents[2] / "playbooks"
+"""The repository's ``playbooks/`` (a source checkout or an editable install)."""
+PACKAGED = Path(__file__).resolve().parents[1] / "shipped_playbooks"
+"""The same files inside an installed wheel (``pyproject.toml`` force-includes them there)."""
 ROLES_FILE = "roles.yaml"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def shipped_playbooks() -> Path | None:
+    """Where the playbooks that ship with lifecycle are: the source tree's, else the wheel's."""
+    for directory in (SHIPPED, PACKAGED):
+        if directory.is_dir():
+            return directory
+    return None
 
 
 class _Strict(BaseModel):

@@ -310,6 +310,16 @@ class Roster(Protocol):
 
     def link_account(self, link: Link) -> None: ...
 
+    def find_workers(
+        self, *, q: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Worker]:
+        """Workers by id; ``q`` matches a part of the id, name or email (any case)."""
+        ...
+
+    def links_of(self, worker_id: str) -> list[Link]:
+        """The worker's known accounts, one per system."""
+        ...
+
     def links_by_account(self) -> dict[tuple[str, str], str]:
         """(system, account id) -> worker id, for every account lifecycle has linked."""
         ...
@@ -341,12 +351,38 @@ class EvidenceStore(Protocol):
 
 
 class Tokens(Protocol):
-    def add_token(self, name: str, role: str, token_sha256: str, now: datetime) -> None:
-        """Raises StoreError when the name is taken."""
+    """API tokens: one row per token ever issued (revoked ones stay); hashes only."""
+
+    def add_token(
+        self,
+        name: str,
+        role: str,
+        token_sha256: str,
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+        replace: bool = False,
+    ) -> tuple[ApiToken, ApiToken | None]:
+        """Store a token; returns (it, the token it replaced). A token not revoked already has
+        the name: ConflictError, or with ``replace`` that one is revoked in the same
+        transaction and returned."""
         ...
 
     def token_by_hash(self, token_sha256: str) -> ApiToken | None:
-        """The live (not revoked) token with this hash."""
+        """The token with this hash that is not revoked (an expired one too: the caller says
+        why it refuses it)."""
+        ...
+
+    def list_tokens(self, *, include_revoked: bool = True) -> list[ApiToken]:
+        """Every token, oldest first."""
+        ...
+
+    def revoke_token(self, token_id: int, now: datetime) -> ApiToken:
+        """Revoke the token (a revoked one stays as it was); raises NotFoundError."""
+        ...
+
+    def touch_token(self, token_id: int, now: datetime) -> None:
+        """Record that the token authenticated a request at ``now``."""
         ...
 
 

@@ -6,48 +6,47 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Annotated
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lifecycle.exceptions import (
-    AuthError,
-    ConfigError,
     ConnectorError,
-    ForbiddenError,
-    IntakeError,
     LifecycleError,
-    NotAuthenticatedError,
     NotFoundError,
     PayloadTooLargeError,
-    RequestError,
-    StoreError,
 )
 from lifecycle.service import Service
 from lifecycle.web import console
 from lifecycle.web.deps import Auth
-from lifecycle.web.render import problem
-from lifecycle.web.routers import access, docs, evidence, hr, ops, playbooks, policy, runs
+from lifecycle.web.openapi import describe_errors
+from lifecycle.web.problems import KINDS, kind_for_status, kind_of, problem
+from lifecycle.web.routers import (
+    access,
+    docs,
+    evidence,
+    hr,
+    ops,
+    playbooks,
+    policy,
+    runs,
+    tokens,
+    workers,
+)
 
 log = logging.getLogger("lifecycle.api")
 
 
 def status_of(exc: LifecycleError) -> int:
-    if isinstance(exc, IntakeError | RequestError):
-        return exc.status_code
-    if isinstance(exc, NotAuthenticatedError):
-        return 401
-    if isinstance(exc, ForbiddenError | AuthError):
-        return 403
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, StoreError | ConfigError):
-        return 503
-    return 500
+    """The HTTP status an error of the service is answered with."""
+    return kind_of(exc).status
 
 
 class BodyLimit:
@@ -83,32 +82,45 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = problem(413, "PayloadTooLargeError", f"body is larger than {limit} bytes")
+        response = problem(KINDS["payload-too-large"], f"body is larger than {limit} bytes")
         await response(scope, receive, send)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LifecycleError)
     async def _lifecycle_error(_: Request, exc: LifecycleError) -> JSONResponse:
-        status = status_of(exc)
-        if status >= 500:
+        kind = kind_of(exc)
+        if kind.status >= 500:
             log.error("request failed: %s", exc.message)
-        return problem(status, type(exc).__name__, exc.message)
+        return problem(kind, exc.message)
 
     @app.exception_handler(ConnectorError)
     async def _connector_error(_: Request, exc: ConnectorError) -> JSONResponse:
         # Not a LifecycleError (connectors are a library of their own); answered the same way.
         log.error("request failed: %s", exc.message)
-        return problem(500, type(exc).__name__, exc.message)
+        return problem(kind_of(exc), exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return problem(422, "ValidationError", "the request is invalid", errors=errors)
+        return problem(KINDS["validation"], "the request is invalid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, "HTTPError", str(exc.detail))
+        # Routing: 404 for no route, 405 (with Allow, which Starlette puts in the headers).
+        return problem(kind_for_status(exc.status_code), str(exc.detail), headers=exc.headers)
+
+
+def add_problem_pages(app: FastAPI) -> None:
+    """``GET /problems/<kind>``: what each problem ``type`` means (the URIs are relative)."""
+
+    @app.get("/problems/{kind}", tags=["ops"], response_class=PlainTextResponse)
+    async def problem_page(kind: Annotated[str, PathParam(max_length=64)]) -> PlainTextResponse:
+        """What a problem ``type`` means (docs/problems.md lists them all)."""
+        found = KINDS.get(kind)
+        if found is None:
+            raise NotFoundError(f"no problem kind {kind!r} (docs/problems.md lists them)")
+        return PlainTextResponse(f"{found.type}: {found.status} {found.title}\n\n{found.meaning}\n")
 
 
 def create_app(service: Service, *, background: bool = True) -> FastAPI:
@@ -127,7 +139,7 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     app = FastAPI(
         title="lifecycle",
         summary="Identity lifecycle automation: parallel revocation with verifiable evidence",
-        version="0.1.0",
+        version=version("lifecycle"),
         lifespan=lifespan,
         docs_url=None,  # served from the package's own assets (routers/docs.py)
         redoc_url=None,
@@ -136,11 +148,13 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         BodyLimit, limit=service.settings.service.max_body_bytes, larger=console.LARGE_BODIES
     )
     add_error_handlers(app)
-    auth = Auth(service.store)
+    add_problem_pages(app)
+    auth = Auth(service.store, service.clock)
     app.include_router(ops.router(service))
     app.include_router(hr.router(service, auth))
-    for audience in (runs, evidence, playbooks, policy, access):
+    for audience in (runs, evidence, playbooks, policy, access, tokens, workers):
         app.include_router(audience.router(service, auth))
+    describe_errors(app)
     docs.mount(app)
     console.mount(app, service)
     return app

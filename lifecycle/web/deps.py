@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lifecycle.auth import Principal, Role, token_hash
-from lifecycle.exceptions import ForbiddenError, NotAuthenticatedError
+from lifecycle.auth import Principal, Role
+from lifecycle.domain import utcnow
+from lifecycle.services.tokens import authenticate
 from lifecycle.store.ports import Tokens
 
 MAX_INDEX = 2**31 - 1
@@ -21,8 +24,9 @@ class Auth:
     """The role checks of one app: ``admin``, ``auditor`` and ``reader`` (either of the two) are
     FastAPI dependencies that answer with the caller's ``Principal``."""
 
-    def __init__(self, tokens: Tokens) -> None:
+    def __init__(self, tokens: Tokens, clock: Callable[[], datetime] = utcnow) -> None:
         self._tokens = tokens
+        self._clock = clock
         self._bearer = HTTPBearer(auto_error=False)
         self.admin: Any = self.require(Role.ADMIN)
         self.auditor: Any = self.require(Role.AUDITOR)
@@ -34,17 +38,13 @@ class Auth:
         async def check(
             credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
         ) -> Principal:
-            if credentials is None or credentials.scheme.lower() != "bearer":
-                raise NotAuthenticatedError()
-            token = await anyio.to_thread.run_sync(
-                self._tokens.token_by_hash, token_hash(credentials.credentials)
+            secret = (
+                credentials.credentials
+                if credentials is not None and credentials.scheme.lower() == "bearer"
+                else None
             )
-            if token is None:
-                raise NotAuthenticatedError("the bearer token is unknown or revoked")
-            if token.role not in roles:
-                raise ForbiddenError(
-                    f"role {token.role!r} may not do this; needs {' or '.join(roles)}"
-                )
-            return Principal(token.name, Role(token.role))
+            return await anyio.to_thread.run_sync(
+                authenticate, self._tokens, secret, roles, self._clock()
+            )
 
         return Depends(check)

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from lifecycle.domain import Decision, InboxEvent, RestorePlan, Run, Step, findings, iso_z
+from lifecycle.web import problems
 
-PROBLEM = "application/problem+json"
+PROBLEM = problems.PROBLEM
 
 
 def step_json(step: Step) -> dict[str, Any]:
@@ -106,10 +107,7 @@ def inbox_json(row: InboxEvent) -> dict[str, Any]:
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-        status_code=status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
+    """A problem+json answer of the generic kind of ``status`` (``title`` is kept for callers
+    of the earlier signature: the title is always the HTTP reason phrase)."""
+    del title
+    return problems.problem(problems.kind_for_status(status), detail, **extra)

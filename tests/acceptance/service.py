@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from tests.acceptance import openapi_check
 from tests.servers import free_port
 
 SECRET = "whsec_YWNjZXB0YW5jZS10ZXN0LXNlY3JldA=="
@@ -130,6 +131,7 @@ class Service:
         return result
 
     def start(self) -> None:
+        openapi_check.PORTS.add(self.port)
         (self.workdir / "lifecycle.toml").write_text(self.config)
         self._log = (self.workdir / "serve.log").open("ab")
         self.proc = subprocess.Popen(

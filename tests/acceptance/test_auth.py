@@ -77,6 +77,7 @@ OPEN = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/problems/{kind}"),  # what a problem type means
 }
 
 

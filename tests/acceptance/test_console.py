@@ -400,3 +400,35 @@ def test_an_admin_retries_an_incomplete_run_and_cancels_a_future_one(
     )
     assert "the engagement was extended" in browser.text()
     assert service.account("idp", "W0018")["enabled"] is True
+
+
+def test_revoking_a_token_on_the_tokens_page_ends_its_console_session(
+    service: Service, browser: Browser, tmp_path: Path
+) -> None:
+    doomed = (
+        service.cli("tokens", "create", "--role", "auditor", "--name", "auditor-3", check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    auditor = Browser(service.url, tmp_path / "auditor")
+    try:
+        auditor.sign_in(doomed)
+        assert "Tokens" not in auditor.css("header nav").text
+        auditor.open("/console/tokens")
+        assert "needs admin" in auditor.text()
+
+        browser.sign_in(service.admin_token)
+        browser.link("Tokens").click()
+        table = browser.css("table").text
+        assert "auditor-3" in table
+        assert doomed not in browser.driver.page_source
+        browser.css("button[aria-label='Revoke token auditor-3']").click()
+        browser.wait(lambda d: d.current_url.endswith("/console/tokens"), "no tokens page")
+        row = next(r for r in browser.all("tbody tr") if r.text.startswith("auditor-3"))
+        assert "revoked" in row.text
+
+        auditor.open("/console/overview")
+        assert auditor.path == "/console/sign-in"
+    finally:
+        auditor.close()
+    assert service.get("/v1/runs", token=doomed).status_code == 401

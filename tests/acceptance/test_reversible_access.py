@@ -219,7 +219,8 @@ def test_a_future_dated_termination_is_cancelled_with_who_when_why(svc: Service)
     assert run["cancelled"]["reason"] == "contract extended" and run["cancelled"]["at"]
     again = post(svc, f"/v1/runs/{run_id}/cancel", {"reason": "again"})
     assert again.status_code == 409
-    assert again.json()["title"] == "StateConflictError"
+    assert again.json()["title"] == "Conflict"
+    assert again.json()["type"] == "/problems/state-conflict"
     assert {enabled for enabled, _ in held(svc, "W0023").values()} == {True}
 
 

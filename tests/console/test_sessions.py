@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lifecycle.auth import new_token, token_hash
+from lifecycle.auth import Role, new_token, token_hash
 from lifecycle.service import Service
+from lifecycle.services.tokens import create_token, revoke_token
 from lifecycle.settings import Settings
 from lifecycle.web import create_app
 
@@ -134,17 +135,37 @@ async def test_the_idle_timeout_is_configurable(tmp_path: Path, clock: Clock) ->
         svc.store.dispose()
 
 
-async def test_revoking_the_token_ends_its_sessions(service: Service, tmp_path: Path) -> None:
+async def test_revoking_the_token_ends_its_sessions(service: Service, clock: Clock) -> None:
     token = add_token(service, "admin", "a")
     client = client_for(service)
     await sign_in(client, token)
     assert (await client.get("/console/runs")).status_code == 200
-    # Revoked the way the store marks it (tokens have no revoke command in this build yet).
-    with sqlite3.connect(tmp_path / "lifecycle.db") as db:
-        db.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = 'a'", (T0.isoformat(),))
+    revoke_token(service.store, "a", clock.now)
     answer = await client.get("/console/runs")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/console/sign-in"
+
+
+async def test_a_token_expiring_ends_its_sessions_and_cannot_sign_in(
+    service: Service, clock: Clock
+) -> None:
+    issued = create_token(
+        service.store, "short", Role.AUDITOR, clock.now, expires_at=clock.now + timedelta(hours=1)
+    )
+    client = client_for(service)
+    await sign_in(client, issued.secret)
+    clock.now += timedelta(minutes=10)
+    assert (await client.get("/console/runs")).status_code == 200
+    clock.now += timedelta(minutes=50)  # the token's expiry; the session was not idle
+    assert (await client.get("/console/runs")).status_code == 303
+    page = await client.get("/console/sign-in")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    again = await client.post(
+        "/console/sign-in", data={"csrf_token": csrf.group(1), "token": issued.secret}
+    )
+    assert again.status_code == 401
+    assert "unknown, revoked or expired" in again.text
 
 
 async def test_the_database_keeps_neither_the_token_nor_the_session_id(

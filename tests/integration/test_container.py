@@ -272,3 +272,21 @@ def test_healthcheck_passes_on_the_running_service_and_fails_without_one(
 
     assert health(running.port) == 0
     assert health(_free_port()) != 0
+
+
+def test_the_installed_package_finds_its_playbooks_without_configuration(
+    running: Running, buildah: str
+) -> None:
+    """The image's venv is a wheel install: with no ``[playbooks] directory`` the service
+    falls back to the copy inside the package, not to a path into site-packages' parent."""
+    script = (
+        "from lifecycle.services.playbooks import shipped_playbooks as s; "
+        "print(s(), sorted(p.name for p in s().glob('*.yaml')))"
+    )
+    out = _run(
+        _in_container(buildah, running.container, running.volume, {}, "python", "-c", script)
+    )
+    assert "/opt/lifecycle/" in out
+    assert "shipped_playbooks" in out
+    for path in (REPO / "playbooks").glob("*.yaml"):
+        assert path.name in out

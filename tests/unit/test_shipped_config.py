@@ -9,6 +9,7 @@ here, not in a container nobody rebuilt.
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def _as_demo(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_demo(item) for item in value]
     if isinstance(value, str):
-        return value.replace(f"sqlite:///{STATE}", "sqlite:///./").replace(STATE, "./")
+        return value.replace(f"sqlite:///{STATE}", "sqlite:///../").replace(STATE, "../")
     return value
 
 
@@ -62,3 +63,26 @@ def test_container_configuration_writes_only_into_the_volume() -> None:
     ]
 
     assert all(path.startswith(STATE) for path in written), written
+
+
+@pytest.mark.anyio
+async def test_policy_check_passes_on_a_fresh_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lifecycle policy check` on a fresh demo: its systems start as its playbooks ask."""
+    from lifecycle.service import build_connectors, load_playbooks
+    from lifecycle.services.policy import check, expectations
+
+    monkeypatch.delenv("LIFECYCLE_CONFIG", raising=False)
+    (tmp_path / "config").mkdir()
+    copy = tmp_path / "config" / "demo.toml"
+    copy.write_text((CONFIG / "demo.toml").read_text(encoding="utf-8"))  # fresh state in tmp
+    settings = load_settings(copy)
+    connectors = build_connectors(settings, settings.base_dir)
+    expected = expectations(settings.policy, load_playbooks(settings), sorted(connectors))
+
+    report = await check(connectors, expected, datetime.now(UTC))
+
+    assert report.failing == []
+    assert report.findings
+    assert (tmp_path / "demo-state" / "idp.json").is_file()

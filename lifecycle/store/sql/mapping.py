@@ -220,7 +220,16 @@ def step_progress(value: Step) -> dict[str, Any]:
 
 
 def token(row: ApiTokenRow) -> ApiToken:
-    return ApiToken(row.name, row.role, row.token_sha256, row.created_at, row.revoked_at)
+    return ApiToken(
+        row.name,
+        row.role,
+        row.token_sha256,
+        row.created_at,
+        row.revoked_at,
+        id=row.id,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+    )
 
 
 def checkpoint(row: CheckpointRow) -> Checkpoint:

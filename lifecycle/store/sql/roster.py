@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from lifecycle.domain import ApiToken, Link, RosterCounts, RosterEntry, Worker, WorkerStatus
-from lifecycle.exceptions import StoreError
+from lifecycle.exceptions import ConflictError, NotFoundError
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
 from lifecycle.store.sql.tables import ApiTokenRow, LinkRow, SchedulerJobRow, WorkerRow
@@ -71,6 +72,40 @@ class RosterQueries(Database):
                         absent += 1
             return RosterCounts(added, updated, absent)
 
+    def find_workers(
+        self, *, q: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Worker]:
+        with self.session() as s:
+            query = select(WorkerRow)
+            if status is not None:
+                query = query.where(WorkerRow.status == status)
+            if q:
+                like = (
+                    "%"
+                    + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    + "%"
+                )
+                query = query.where(
+                    or_(
+                        func.lower(WorkerRow.worker_id).like(like, escape="\\"),
+                        func.lower(func.coalesce(WorkerRow.name, "")).like(like, escape="\\"),
+                        func.lower(func.coalesce(WorkerRow.email, "")).like(like, escape="\\"),
+                    )
+                )
+            rows = s.exec(
+                query.order_by(col(WorkerRow.worker_id)).offset(offset).limit(limit)
+            ).all()
+            return [mapping.worker(row) for row in rows]
+
+    def links_of(self, worker_id: str) -> list[Link]:
+        with self.session() as s:
+            rows = s.exec(
+                select(LinkRow)
+                .where(LinkRow.worker_id == worker_id)
+                .order_by(col(LinkRow.connector))
+            ).all()
+            return [mapping.link(row) for row in rows]
+
     def link_account(self, link: Link) -> None:
         with self.session() as s:
             s.merge(mapping.link_row(link))
@@ -84,12 +119,44 @@ class RosterQueries(Database):
 
     # ------------------------------------------------------------------ tokens
 
-    def add_token(self, name: str, role: str, token_sha256: str, now: datetime) -> None:
+    def add_token(
+        self,
+        name: str,
+        role: str,
+        token_sha256: str,
+        now: datetime,
+        *,
+        expires_at: datetime | None = None,
+        replace: bool = False,
+    ) -> tuple[ApiToken, ApiToken | None]:
         try:
             with self.session() as s:
-                s.add(ApiTokenRow(name=name, role=role, token_sha256=token_sha256, created_at=now))
+                live = s.exec(
+                    select(ApiTokenRow).where(
+                        ApiTokenRow.name == name, col(ApiTokenRow.revoked_at).is_(None)
+                    )
+                ).first()
+                replaced = None
+                if live is not None:
+                    if not replace:
+                        raise ConflictError(f"a token named {name!r} already exists")
+                    live.revoked_at = now
+                    s.add(live)
+                    s.flush()  # the name is free before the new row claims it
+                    replaced = mapping.token(live)
+                row = ApiTokenRow(
+                    name=name,
+                    role=role,
+                    token_sha256=token_sha256,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+                s.add(row)
+                s.flush()
+                return mapping.token(row), replaced
         except IntegrityError as exc:
-            raise StoreError(f"a token named {name!r} already exists") from exc
+            # Another process took the name between the check and the insert.
+            raise ConflictError(f"a token named {name!r} already exists") from exc
 
     def token_by_hash(self, token_sha256: str) -> ApiToken | None:
         with self.session() as s:
@@ -100,6 +167,29 @@ class RosterQueries(Database):
                 )
             ).first()
             return mapping.token(row) if row is not None else None
+
+    def list_tokens(self, *, include_revoked: bool = True) -> list[ApiToken]:
+        with self.session() as s:
+            query = select(ApiTokenRow).order_by(col(ApiTokenRow.id))
+            if not include_revoked:
+                query = query.where(col(ApiTokenRow.revoked_at).is_(None))
+            return [mapping.token(row) for row in s.exec(query).all()]
+
+    def revoke_token(self, token_id: int, now: datetime) -> ApiToken:
+        with self.session() as s:
+            row = s.get(ApiTokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"no token with id {token_id}")
+            if row.revoked_at is None:
+                row.revoked_at = now
+                s.add(row)
+            return mapping.token(row)
+
+    def touch_token(self, token_id: int, now: datetime) -> None:
+        with self.session() as s:
+            s.exec(
+                update(ApiTokenRow).where(col(ApiTokenRow.id) == token_id).values(last_used_at=now)
+            )
 
     # ------------------------------------------------------------------ scheduler job times
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -202,16 +211,28 @@ class CheckpointRow(SQLModel, table=True):
 
 
 class ApiTokenRow(SQLModel, table=True):
-    """Bearer tokens: only the SHA-256 of the token is stored."""
+    """Bearer tokens: only the SHA-256 of the token is stored. A name is unique among the
+    tokens not revoked (a rotated token's row keeps it)."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index(
+            "ix_api_tokens_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True)
+    name: str
     role: str
     token_sha256: str = Field(unique=True)
     created_at: datetime = ts_column(nullable=False)
     revoked_at: datetime | None = ts_column()
+    expires_at: datetime | None = ts_column()
+    last_used_at: datetime | None = ts_column()
 
 
 class SchedulerJobRow(SQLModel, table=True):

@@ -22,6 +22,7 @@ from connectors.base import ConnectorError
 from lifecycle.exceptions import LifecycleError
 from lifecycle.web.console.pages import MAX_UPLOAD_BYTES, SECURITY_HEADERS, router, templates
 from lifecycle.web.console.sessions import Refused, Sessions, SignInRequired
+from lifecycle.web.problems import kind_of
 
 if TYPE_CHECKING:
     from lifecycle.service import Service
@@ -68,9 +69,7 @@ def console_app(service: Service) -> FastAPI:
 
     @app.exception_handler(LifecycleError)
     async def _lifecycle_error(request: Request, exc: LifecycleError) -> Response:
-        from lifecycle.web.app import status_of  # the API's mapping; app.py imports this module
-
-        return error_page(request, status_of(exc), exc.message)
+        return error_page(request, kind_of(exc).status, exc.message)
 
     @app.exception_handler(ConnectorError)
     async def _connector_error(request: Request, exc: ConnectorError) -> Response:

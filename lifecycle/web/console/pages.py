@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
-from lifecycle.domain import RestorePlan, RunDetail, iso_z
+from lifecycle.domain import RestorePlan, RunDetail, Worker, iso_z
 from lifecycle.evidence.verify import verify_bundle
 from lifecycle.exceptions import EvidenceError, NotFoundError, UnknownWorkerError
 from lifecycle.services.access import (
@@ -37,6 +37,8 @@ from lifecycle.services.access import (
 )
 from lifecycle.services.offboard import plan_offboard, start_offboard
 from lifecycle.services.policy import check, expectations
+from lifecycle.services.tokens import list_tokens, revoke_token, token_json
+from lifecycle.services.workers import WorkerView, list_workers, worker_view
 from lifecycle.web.console.chart import revoke_chart
 from lifecycle.web.console.sessions import CSRF_FIELD, ConsoleUser, Refused, Sessions
 from lifecycle.web.console.views import (
@@ -63,6 +65,7 @@ SECTION = {
     "confirm.html": "workers",
     "confirm_restore.html": "workers",
     "approvals.html": "approvals",
+    "tokens.html": "tokens",
     "runs.html": "runs",
     "run.html": "runs",
     "hr.html": "hr",
@@ -74,6 +77,8 @@ SECTION = {
 CHART_DAYS = 30
 MAX_CHART_RUNS = 5000
 MAX_UPLOAD_BYTES = 256 << 20
+MAX_WORKERS = 200
+"""Workers listed on one search page (narrow the search for more)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -237,18 +242,21 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
     @pages.get("/workers")
     async def workers(request: Request, q: str = "") -> Response:
         user = await sessions.user(request)
-        everyone = await blocking(service.store.workers)
-        needle = q.strip().lower()[:100]
-        found = [
-            w
-            for w in everyone
-            if not needle
-            or any(needle in (v or "").lower() for v in (w.worker_id, w.name, w.email))
-        ]
-        return render(request, "workers.html", user, q=q, workers=found[:200], total=len(found))
+        query = q.strip()[:100]
+        found = await blocking(
+            lambda: list_workers(service.store, q=query or None, limit=MAX_WORKERS + 1)
+        )
+        return render(
+            request,
+            "workers.html",
+            user,
+            q=query,
+            workers=found[:MAX_WORKERS],
+            more=len(found) > MAX_WORKERS,
+        )
 
-    async def worker_or_404(worker_id: str) -> Any:
-        worker = await blocking(service.store.get_worker, worker_id)
+    async def worker_or_404(worker_id: str) -> Worker:
+        worker: Worker | None = await blocking(service.store.get_worker, worker_id)
         if worker is None:
             raise NotFoundError(f"worker {worker_id!r} is not in the workforce roster")
         return worker
@@ -256,11 +264,18 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
     @pages.get("/workers/{worker_id}")
     async def worker_page(request: Request, worker_id: str) -> Response:
         user = await sessions.user(request)
-        worker = await worker_or_404(worker_id)
-        accounts = await plan_offboard(service.connectors, service.kinds, worker.identity())
-        history = await blocking(lambda: service.store.list_runs(worker_id=worker_id, limit=50))
+        view: WorkerView = await blocking(
+            worker_view, service.store, worker_id, service.connector_names
+        )
+        live = await plan_offboard(service.connectors, service.kinds, view.worker.identity())
         return render(
-            request, "worker.html", user, worker=worker, accounts=accounts, history=history
+            request,
+            "worker.html",
+            user,
+            worker=view.worker,
+            accounts=live,
+            links={a.system: a.link for a in view.accounts},
+            history=view.runs,
         )
 
     def reason_of(data: dict[str, str], *, required: bool = True) -> str | None:
@@ -506,6 +521,27 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             )
         )
         return to_run(run.id)
+
+    # ------------------------------------------------------------------ tokens
+
+    @pages.get("/tokens")
+    async def tokens(request: Request) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)  # as GET /v1/tokens
+        found = await blocking(list_tokens, service.store)
+        now = service.clock()
+        return render(
+            request, "tokens.html", user, tokens=[token_json(t, now) for t in reversed(found)]
+        )
+
+    @pages.post("/tokens/{token_id}/revoke")
+    async def revoke(request: Request, token_id: int) -> Response:
+        user = await sessions.user(request)
+        sessions.require_admin(user)
+        await form(request, user)
+        await blocking(revoke_token, service.store, token_id, service.clock())
+        # Revoking one's own token ends one's own session: the next page asks to sign in.
+        return RedirectResponse("/console/tokens", status_code=303)
 
     # ------------------------------------------------------------------ HR inbox, policy
 

@@ -25,6 +25,7 @@ from fastapi import Request, Response
 
 from lifecycle.auth import Principal, Role, token_hash
 from lifecycle.domain import ConsoleSession
+from lifecycle.services.tokens import live_token
 from lifecycle.store.ports import ConsoleSessions, Tokens
 
 COOKIE = "lifecycle_session"
@@ -121,13 +122,14 @@ class Sessions:
             raise Refused("the form's CSRF token is missing or does not match; reload the page")
 
     async def sign_in(self, request: Request, response: Response, token: str) -> Principal | None:
-        """Exchange ``token`` for a session cookie; None when the token is unknown or revoked."""
+        """Exchange ``token`` for a session cookie; None when the token is unknown, revoked or
+        expired."""
         token_sha256 = token_hash(token.strip())
-        found = await anyio.to_thread.run_sync(self._tokens.token_by_hash, token_sha256)
-        if found is None or found.role not in tuple(Role):
+        now = self._now()
+        found = await anyio.to_thread.run_sync(live_token, self._tokens, token_sha256, now)
+        if found is None:
             return None
         session_id = secrets.token_urlsafe(32)
-        now = self._now()
         session = ConsoleSession(
             id_sha256=_sha(session_id),
             token_sha256=token_sha256,
@@ -148,14 +150,15 @@ class Sessions:
         if not session_id:
             raise SignInRequired()
         id_sha256 = _sha(session_id)
+        now = self._now()
         session = await anyio.to_thread.run_sync(
-            self._store.touch_console_session, id_sha256, self._now(), self.idle
+            self._store.touch_console_session, id_sha256, now, self.idle
         )
         if session is None:
             raise SignInRequired()
-        token = await anyio.to_thread.run_sync(self._tokens.token_by_hash, session.token_sha256)
-        if token is None or token.role not in tuple(Role):
-            # The token was revoked (or expired): the session dies with it.
+        token = await anyio.to_thread.run_sync(live_token, self._tokens, session.token_sha256, now)
+        if token is None:
+            # The token was revoked or has expired: the session dies with it.
             await anyio.to_thread.run_sync(self._store.end_console_session, id_sha256)
             raise SignInRequired()
         return ConsoleUser(Principal(token.name, Role(token.role)), session.csrf_token, id_sha256)

@@ -44,6 +44,9 @@ STATUS: dict[str, tuple[str, str]] = {
     "within_sla": ("●", "within SLA"),
     "over_sla": ("▲", "over SLA"),
     "not_granted": ("!", "not in the playbook"),
+    "token_active": ("●", "active"),
+    "token_expired": ("○", "expired"),
+    "token_revoked": ("✕", "revoked"),
 }
 
 FINISHED_RUN = frozenset({"verified", "incomplete", "failed", "no_accounts", "cancelled"})

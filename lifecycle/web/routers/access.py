@@ -12,8 +12,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from lifecycle.auth import Principal
-from lifecycle.domain import iso_z
-from lifecycle.exceptions import NotFoundError
 from lifecycle.services.access import (
     actor_of,
     approve,
@@ -23,6 +21,7 @@ from lifecycle.services.access import (
     start_suspend,
 )
 from lifecycle.web.deps import Auth
+from lifecycle.web.openapi import errors
 from lifecycle.web.render import run_json
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ class RejectRequest(BaseModel):
 def router(service: Service, auth: Auth) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/suspend", tags=["access"], status_code=202)
+    @v1.post("/suspend", tags=["access"], status_code=202, responses=errors(404, 409))
     async def suspend(body: WorkerRequest, who: Principal = auth.admin) -> JSONResponse:
         """Disable every account of the worker and revoke their sessions now, keeping their
         access for a restore (an incident). 404 unknown worker; 409 terminated or suspending."""
@@ -61,7 +60,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
         service.executor.wake()
         return JSONResponse(run_json(run), status_code=202)
 
-    @v1.post("/restore", tags=["access"], status_code=202)
+    @v1.post("/restore", tags=["access"], status_code=202, responses=errors(404, 409))
     async def restore(body: WorkerRequest, who: Principal = auth.admin) -> JSONResponse:
         """Give a suspended or terminated worker back exactly the access their suspension or
         termination took. With ``[service] restore_requires_approval`` (default) the run waits
@@ -87,7 +86,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
         runs = await anyio.to_thread.run_sync(lambda: list_approvals(service.access, limit))
         return {"approvals": [run_json(r) for r in runs]}
 
-    @v1.post("/approvals/{run_id}/approve", tags=["access"])
+    @v1.post("/approvals/{run_id}/approve", tags=["access"], responses=errors(409))
     async def approve_run(
         run_id: str, body: ApproveRequest | None = None, who: Principal = auth.admin
     ) -> dict[str, Any]:
@@ -105,7 +104,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
         service.executor.wake()
         return run_json(run)
 
-    @v1.post("/approvals/{run_id}/reject", tags=["access"])
+    @v1.post("/approvals/{run_id}/reject", tags=["access"], responses=errors(409))
     async def reject_run(
         run_id: str, body: RejectRequest, who: Principal = auth.admin
     ) -> dict[str, Any]:
@@ -121,25 +120,5 @@ def router(service: Service, auth: Auth) -> APIRouter:
             )
         )
         return run_json(run)
-
-    @v1.get("/workers/{worker_id}", tags=["access"])
-    async def worker(worker_id: str, _: Principal = auth.reader) -> dict[str, Any]:
-        """The roster row of a worker: their status (``active``, ``suspended``,
-        ``terminated``...) and their latest runs."""
-        found = await anyio.to_thread.run_sync(service.store.get_worker, worker_id)
-        if found is None:
-            raise NotFoundError(f"worker {worker_id!r} is not in the workforce roster")
-        runs = await anyio.to_thread.run_sync(
-            lambda: service.store.list_runs(worker_id=worker_id, limit=20)
-        )
-        return {
-            "worker_id": found.worker_id,
-            "status": found.status,
-            "job_code": found.job_code,
-            "engagement": found.engagement,
-            "vendor": found.vendor,
-            "updated_at": iso_z(found.updated_at),
-            "runs": [run_json(r) for r in runs],
-        }
 
     return v1

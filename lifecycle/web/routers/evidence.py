@@ -17,6 +17,7 @@ from lifecycle.auth import Principal
 from lifecycle.evidence.export import export_bundle
 from lifecycle.exceptions import EvidenceError, NotFoundError
 from lifecycle.web.deps import MAX_INDEX, Auth
+from lifecycle.web.openapi import errors
 
 if TYPE_CHECKING:
     from lifecycle.service import Service
@@ -69,7 +70,12 @@ async def bundle_response(
 def router(service: Service, auth: Auth) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.get("/evidence/checkpoint", tags=["evidence"], response_class=PlainTextResponse)
+    @v1.get(
+        "/evidence/checkpoint",
+        tags=["evidence"],
+        response_class=PlainTextResponse,
+        responses=errors(404),
+    )
     async def checkpoint() -> PlainTextResponse:
         """The latest signed checkpoint (C2SP signed note); public by design."""
         latest = await service.evidence.sign()
@@ -77,7 +83,17 @@ def router(service: Service, auth: Auth) -> APIRouter:
             raise NotFoundError("no checkpoint has been signed yet (is the evidence key loaded?)")
         return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
 
-    @v1.get("/evidence/bundle", tags=["evidence"], response_class=FileResponse)
+    @v1.get(
+        "/evidence/bundle",
+        tags=["evidence"],
+        response_class=FileResponse,
+        responses={
+            200: {
+                "description": "The bundle (docs/evidence-bundle.md)",
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
     async def bundle(
         _: Principal = auth.auditor,
         since: AwareDatetime | None = None,

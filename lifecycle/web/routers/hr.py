@@ -13,6 +13,7 @@ from pydantic import AwareDatetime
 from lifecycle.auth import Principal
 from lifecycle.exceptions import ConfigError, PayloadTooLargeError
 from lifecycle.web.deps import Auth
+from lifecycle.web.openapi import errors, json_answer
 from lifecycle.web.render import inbox_json
 
 if TYPE_CHECKING:
@@ -41,7 +42,14 @@ async def read_body(request: Request, limit: int) -> bytes:
 def router(service: Service, auth: Auth) -> APIRouter:
     hr = APIRouter(prefix="/v1/hr", tags=["hr"])
 
-    @hr.post("/{source}/events", status_code=202)
+    @hr.post(
+        "/{source}/events",
+        status_code=202,
+        responses={
+            200: json_answer("A subscription handshake, answered as the vendor expects"),
+            **errors(400, 401, 409, 415, 422, 503),
+        },
+    )
     async def hr_event(
         request: Request, source: Annotated[str, Path(max_length=64)]
     ) -> JSONResponse:

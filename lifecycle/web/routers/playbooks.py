@@ -22,6 +22,7 @@ from lifecycle.services.provisioning import (
     refuse_disabled,
 )
 from lifecycle.web.deps import Auth
+from lifecycle.web.openapi import errors
 from lifecycle.web.render import run_json
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
             "systems": [asdict(d) for d in diffs],
         }
 
-    @v1.post("/playbooks/{name}/apply", tags=["playbooks"], status_code=202)
+    @v1.post("/playbooks/{name}/apply", tags=["playbooks"], status_code=202, responses=errors(409))
     async def playbook_apply(
         name: str, body: PlaybookRequest, who: Principal = auth.admin
     ) -> JSONResponse:

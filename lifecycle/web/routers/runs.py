@@ -15,6 +15,7 @@ from lifecycle.exceptions import NotFoundError
 from lifecycle.services.access import actor_of, cancel_run, existing_termination, retry_run
 from lifecycle.services.offboard import plan_offboard, start_offboard
 from lifecycle.web.deps import MAX_INDEX, Auth
+from lifecycle.web.openapi import errors, json_answer
 from lifecycle.web.render import run_json
 
 if TYPE_CHECKING:
@@ -36,7 +37,15 @@ class ReasonRequest(BaseModel):
 def router(service: Service, auth: Auth) -> APIRouter:
     v1 = APIRouter(prefix="/v1")
 
-    @v1.post("/offboard", tags=["admin"], status_code=202)
+    @v1.post(
+        "/offboard",
+        tags=["admin"],
+        status_code=202,
+        responses={
+            200: json_answer("The dry run, or the termination that already covers the worker"),
+            **errors(404),
+        },
+    )
     async def offboard(body: OffboardRequest, who: Principal = auth.admin) -> JSONResponse:
         """Terminate a worker now in every system (``dry_run`` shows what would happen). A
         worker already terminated (or being terminated) gets 200 with ``already_terminated``
@@ -94,7 +103,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
         detail = await anyio.to_thread.run_sync(service.store.load_run, run_id)
         return run_json(detail.run, detail.steps)
 
-    @v1.post("/runs/{run_id}/retry", tags=["runs"], status_code=202)
+    @v1.post("/runs/{run_id}/retry", tags=["runs"], status_code=202, responses=errors(409))
     async def retry(run_id: str, body: ReasonRequest, who: Principal = auth.admin) -> JSONResponse:
         """Run an incomplete or failed run again, as a new run (``retry_of`` names this one)."""
         run = await anyio.to_thread.run_sync(
@@ -109,7 +118,7 @@ def router(service: Service, auth: Auth) -> APIRouter:
         service.executor.wake()
         return JSONResponse(run_json(run), status_code=202)
 
-    @v1.post("/runs/{run_id}/cancel", tags=["runs"])
+    @v1.post("/runs/{run_id}/cancel", tags=["runs"], responses=errors(409))
     async def cancel(
         run_id: str, body: ReasonRequest, who: Principal = auth.admin
     ) -> dict[str, Any]:

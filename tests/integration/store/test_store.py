@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel, func, select
 
 from lifecycle.domain import InboxOutcome, Intake, Lease, Worker
 from lifecycle.engine.kinds import default_kinds
-from lifecycle.exceptions import UnknownWorkerError
+from lifecycle.exceptions import ConflictError, UnknownWorkerError
 from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.services import intake
 from lifecycle.services.offboard import start_offboard
@@ -387,3 +387,28 @@ def test_runs_are_unique_per_source_event_in_the_database(store: SqlStore) -> No
         s.add(copy)
         with pytest.raises(IntegrityError):
             s.commit()
+
+
+def test_a_token_name_is_unique_among_live_tokens_and_rotation_frees_it(store: SqlStore) -> None:
+    now = datetime(2026, 12, 10, 9, 0, tzinfo=UTC)
+    first, replaced = store.add_token("ops", "admin", "a" * 64, now)
+    assert replaced is None
+    with pytest.raises(ConflictError):
+        store.add_token("ops", "admin", "b" * 64, now)
+
+    second, replaced = store.add_token("ops", "admin", "c" * 64, now, replace=True)
+
+    assert replaced is not None
+    assert replaced.id == first.id
+    assert replaced.revoked_at == now
+    assert store.token_by_hash("a" * 64) is None
+    assert store.token_by_hash("c" * 64) == second
+    assert second.id is not None
+    store.touch_token(second.id, now)
+    revoked = store.revoke_token(second.id, now)
+    assert revoked.revoked_at == now
+    assert revoked.last_used_at == now
+    third, _ = store.add_token("ops", "auditor", "d" * 64, now, expires_at=now)
+    assert third.expires_at == now
+    assert [t.name for t in store.list_tokens(include_revoked=False)] == ["ops"]
+    assert len(store.list_tokens()) == 3

@@ -2,8 +2,8 @@
 their cookie, holding the SHA-256 of the API token they signed in with, their CSRF token and
 when they were last seen (the idle timeout).
 
-Revision ID: 0004_console_sessions
-Revises: 0003_reversible
+Revision ID: 0005_console_sessions
+Revises: 0004_tokens
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_console_sessions"
-down_revision = "0003_reversible"
+revision = "0005_console_sessions"
+down_revision = "0004_tokens"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,29 @@
+"""The wheel carries the shipped playbooks (an installed lifecycle finds them by default)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_wheel_holds_every_shipped_playbook(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH")
+    subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.name for p in (REPO / "playbooks").glob("*.yaml")}
+    assert shipped
+    assert {f"lifecycle/shipped_playbooks/{name}" for name in shipped} <= names
