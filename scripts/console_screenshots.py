@@ -22,7 +22,7 @@ from tests.acceptance.browser import Browser  # noqa: E402
 from tests.acceptance.service import Service, config_text  # noqa: E402
 
 INCOMPLETE_WORKER = "W0007"
-DESKTOP_ONLY = ("workers", "policy", "hr-inbox", "restore-confirm")
+DESKTOP_ONLY = ("workers", "policy", "hr-inbox", "restore-confirm", "tokens")
 
 
 def main(out: Path) -> None:
@@ -72,6 +72,7 @@ def shoot(svc: Service, out: Path, run_id: str, second_admin: str) -> None:
                         "policy": "/console/policy",
                         "workers": "/console/workers?q=W001",
                         "restore-confirm": "/console/workers/W0004/restore",
+                        "tokens": "/console/tokens",
                     }
                     if role == "admin"
                     else {"approvals": "/console/approvals"}
