@@ -266,6 +266,17 @@ class SchedulerSettings(_Section):
     leader_retry_seconds: float = Field(default=15.0, gt=0)
 
 
+class ConsoleSettings(_Section):
+    """``[console]``: the web console at ``/console``."""
+
+    session_idle_minutes: int = Field(default=15, gt=0)
+    """A console session ends after this long without a request (the policy default)."""
+    trust_forwarded_proto: bool = False
+    """Behind a TLS-terminating proxy: take ``X-Forwarded-Proto: https`` as a TLS request, so
+    the session cookie is marked ``Secure``. Leave off when clients reach the service directly
+    (they could send the header themselves)."""
+
+
 class DemoSettings(_Section):
     workers: int = Field(default=0, ge=0)
     """Seed the roster with W0001..W<n> (the memory connectors seed the same ids)."""
@@ -286,6 +297,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     playbooks: PlaybookSettings = Field(default_factory=PlaybookSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: Path | None = PrivateAttr(default=None)
 

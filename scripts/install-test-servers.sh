@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages that the integration tests and bench/ldap_termination.py need:
-# a Samba AD DC (samba-tool, samba), OpenLDAP (slapd, ldap-utils), PostgreSQL, and buildah with
-# debootstrap for the container image test (tests/integration/test_container.py).
+# a Samba AD DC (samba-tool, samba), OpenLDAP (slapd, ldap-utils), PostgreSQL, buildah with
+# debootstrap for the container image test (tests/integration/test_container.py), and Chromium
+# with chromedriver for the console's browser tests.
 #
 # Idempotent: a fast no-op when everything is present. As root it installs what is missing
 # (one `apt-get update`, non-interactive) without starting any daemon: the test fixtures start
@@ -15,8 +16,10 @@ set -euo pipefail
 # buildah, debootstrap: the container test builds the Dockerfile (buildah --isolation chroot, no
 # daemon, no OCI runtime needed) on a stand-in base image debootstrapped from Debian
 # (scripts/container-base-standin.sh), since no container registry is reachable.
+# chromium, chromium-driver: the console's browser tests (tests/acceptance/test_console.py) drive
+# Debian's Chromium through chromedriver with Selenium.
 PACKAGES=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind krb5-user slapd ldap-utils
-          postgresql buildah debootstrap)
+          postgresql buildah debootstrap chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -15,6 +15,7 @@ from lifecycle.domain.enums import (
 from lifecycle.domain.model import (
     ApiToken,
     Checkpoint,
+    ConsoleSession,
     Decision,
     InboxEntry,
     InboxEvent,
@@ -60,6 +61,7 @@ __all__ = [
     "ApiToken",
     "BuiltinPlan",
     "Checkpoint",
+    "ConsoleSession",
     "Decision",
     "DisablePlan",
     "ErrorCode",

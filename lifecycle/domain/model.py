@@ -397,3 +397,16 @@ class RosterCounts:
     added: int
     updated: int
     absent: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in console user: the cookie holds a random session id, the store only its
+    SHA-256 and the SHA-256 of the API token it was exchanged for (looked up on every request,
+    so a revoked or expired token ends the session)."""
+
+    id_sha256: str
+    token_sha256: str
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -99,8 +100,12 @@ class _Bundle:
         info = self.zf.getinfo(name)
         if info.file_size > MAX_MEMBER_BYTES:
             raise EvidenceError(f"{name} is implausibly large ({info.file_size} bytes)")
-        with self.zf.open(info) as f:
-            return f.read(MAX_MEMBER_BYTES + 1)
+        try:
+            with self.zf.open(info) as f:
+                return f.read(MAX_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            # A damaged member (bad CRC, broken deflate stream) is a failed check, not a crash.
+            raise EvidenceError(f"{name} is damaged in the zip: {exc}") from exc
 
 
 def _sha(data: bytes) -> str:

@@ -130,11 +130,25 @@ def authenticate(
         )
     if token.role not in roles:
         raise ForbiddenError(f"role {token.role!r} may not do this; needs {' or '.join(roles)}")
+    _touch(store, token, now)
+    return Principal(token.name, Role(token.role))
+
+
+def live_token(store: Tokens, token_sha256: str, now: datetime) -> ApiToken | None:
+    """The token with this hash if it may still be used (not revoked, not expired), its use
+    recorded: a console session holds the hash and asks on every request."""
+    token = store.token_by_hash(token_sha256)
+    if token is None or token.expired(now) or token.role not in tuple(Role):
+        return None
+    _touch(store, token, now)
+    return token
+
+
+def _touch(store: Tokens, token: ApiToken, now: datetime) -> None:
     if token.id is not None and (
         token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY
     ):
         store.touch_token(token.id, now)
-    return Principal(token.name, Role(token.role))
 
 
 def token_json(token: ApiToken, now: datetime) -> dict[str, Any]:

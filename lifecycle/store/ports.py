@@ -19,6 +19,7 @@ from typing import Protocol
 from lifecycle.domain import (
     ApiToken,
     Checkpoint,
+    ConsoleSession,
     InboxEntry,
     InboxEvent,
     Intake,
@@ -385,6 +386,23 @@ class Tokens(Protocol):
         ...
 
 
+class ConsoleSessions(Protocol):
+    """Signed-in console users, by the SHA-256 of their cookie's session id."""
+
+    def add_console_session(self, session: ConsoleSession, idle: timedelta) -> None:
+        """Store a new session (and clear sessions idle for longer than ``idle``)."""
+        ...
+
+    def touch_console_session(
+        self, id_sha256: str, now: datetime, idle: timedelta
+    ) -> ConsoleSession | None:
+        """The session, its last-seen time set to ``now``; None (and the row gone) when it
+        was idle for longer than ``idle``."""
+        ...
+
+    def end_console_session(self, id_sha256: str) -> None: ...
+
+
 class JobTimes(Protocol):
     def job_last_run(self, name: str) -> datetime | None: ...
 
@@ -410,7 +428,18 @@ class Health(Protocol):
         ...
 
 
-class Store(RunQueue, Runs, Intakes, Roster, EvidenceStore, Tokens, JobTimes, Health, Protocol):
+class Store(
+    RunQueue,
+    Runs,
+    Intakes,
+    Roster,
+    EvidenceStore,
+    Tokens,
+    JobTimes,
+    Health,
+    ConsoleSessions,
+    Protocol,
+):
     """Everything at once: what the composition root holds."""
 
     @property

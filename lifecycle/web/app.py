@@ -24,11 +24,13 @@ from lifecycle.exceptions import (
     PayloadTooLargeError,
 )
 from lifecycle.service import Service
+from lifecycle.web import console
 from lifecycle.web.deps import Auth
 from lifecycle.web.openapi import describe_errors
 from lifecycle.web.problems import KINDS, kind_for_status, kind_of, problem
 from lifecycle.web.routers import (
     access,
+    docs,
     evidence,
     hr,
     ops,
@@ -51,17 +53,20 @@ class BodyLimit:
     """Refuse request bodies over ``limit`` bytes on every route, before anything parses them
     (FastAPI reads a JSON body before running the auth dependency): 413 problem+json."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.larger = larger or {}
+        """Paths with a limit of their own (the console's bundle upload)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
             return
         seen = 0
 
@@ -70,14 +75,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLargeError(f"body is larger than {self.limit} bytes")
+                if seen > limit:
+                    raise PayloadTooLargeError(f"body is larger than {limit} bytes")
             return message
 
         await self.app(scope, counted, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(KINDS["payload-too-large"], f"body is larger than {self.limit} bytes")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem(KINDS["payload-too-large"], f"body is larger than {limit} bytes")
         await response(scope, receive, send)
 
 
@@ -136,8 +141,12 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         summary="Identity lifecycle automation: parallel revocation with verifiable evidence",
         version=version("lifecycle"),
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own assets (routers/docs.py)
+        redoc_url=None,
     )
-    app.add_middleware(BodyLimit, limit=service.settings.service.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit=service.settings.service.max_body_bytes, larger=console.LARGE_BODIES
+    )
     add_error_handlers(app)
     add_problem_pages(app)
     auth = Auth(service.store, service.clock)
@@ -146,4 +155,6 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
     for audience in (runs, evidence, playbooks, policy, access, tokens, workers):
         app.include_router(audience.router(service, auth))
     describe_errors(app)
+    docs.mount(app)
+    console.mount(app, service)
     return app

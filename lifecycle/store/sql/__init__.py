@@ -10,9 +10,10 @@ from lifecycle.store.sql.evidence import EvidenceQueries
 from lifecycle.store.sql.intake import IntakeQueries
 from lifecycle.store.sql.leader import SqlLeaderLock
 from lifecycle.store.sql.roster import RosterQueries
+from lifecycle.store.sql.sessions import ConsoleSessionQueries
 
 
-class SqlStore(IntakeQueries, EvidenceQueries, RosterQueries):
+class SqlStore(IntakeQueries, EvidenceQueries, RosterQueries, ConsoleSessionQueries):
     """Synchronous SQLAlchemy with short transactions; async callers use a worker thread."""
 
     def create_schema(self) -> None:

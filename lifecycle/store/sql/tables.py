@@ -242,3 +242,16 @@ class SchedulerJobRow(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     last_run_at: datetime = ts_column(nullable=False)
+
+
+class ConsoleSessionRow(SQLModel, table=True):
+    """Signed-in console users: the SHA-256 of the cookie's session id, never the id itself,
+    and the SHA-256 of the API token it was exchanged for."""
+
+    __tablename__ = "console_sessions"
+
+    id_sha256: str = Field(primary_key=True)
+    token_sha256: str = Field(index=True)
+    csrf_token: str
+    created_at: datetime = ts_column(nullable=False)
+    last_seen_at: datetime = ts_column(nullable=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import anyio.to_thread
@@ -20,6 +21,50 @@ from lifecycle.web.openapi import errors
 
 if TYPE_CHECKING:
     from lifecycle.service import Service
+
+
+async def bundle_response(
+    service: Service,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    worker: str | None = None,
+    previous_size: int | None = None,
+) -> FileResponse:
+    """The bundle of records appended in [since, until) as a zip download (the API and the
+    console both answer with this)."""
+    if service.key is None:
+        raise EvidenceError("the evidence key is not loaded; no bundle can be signed")
+    key = service.key
+    handle, name = tempfile.mkstemp(prefix="lifecycle-bundle-", suffix=".zip")
+    os.close(handle)
+    try:
+        summary = await anyio.to_thread.run_sync(
+            lambda: export_bundle(
+                service.store,
+                key,
+                service.settings.service.log_origin,
+                name,
+                now=service.clock(),
+                since=since,
+                until=until,
+                worker=worker,
+                previous_tree_size=previous_size,
+            )
+        )
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FileResponse(
+        name,
+        media_type="application/zip",
+        filename=f"evidence-{summary.tree_size}.zip",
+        headers={
+            "X-Evidence-Tree-Size": str(summary.tree_size),
+            "X-Evidence-Records": str(summary.records),
+        },
+        background=BackgroundTask(os.unlink, name),
+    )
 
 
 def router(service: Service, auth: Auth) -> APIRouter:
@@ -57,37 +102,8 @@ def router(service: Service, auth: Auth) -> APIRouter:
         previous_size: Annotated[int | None, Query(ge=0, le=MAX_INDEX)] = None,
     ) -> FileResponse:
         """The evidence bundle of records appended in [since, until), streamed as a zip."""
-        if service.key is None:
-            raise EvidenceError("the evidence key is not loaded; no bundle can be signed")
-        key = service.key
-        handle, name = tempfile.mkstemp(prefix="lifecycle-bundle-", suffix=".zip")
-        os.close(handle)
-        try:
-            summary = await anyio.to_thread.run_sync(
-                lambda: export_bundle(
-                    service.store,
-                    key,
-                    service.settings.service.log_origin,
-                    name,
-                    now=service.clock(),
-                    since=since,
-                    until=until,
-                    worker=worker,
-                    previous_tree_size=previous_size,
-                )
-            )
-        except BaseException:
-            os.unlink(name)
-            raise
-        return FileResponse(
-            name,
-            media_type="application/zip",
-            filename=f"evidence-{summary.tree_size}.zip",
-            headers={
-                "X-Evidence-Tree-Size": str(summary.tree_size),
-                "X-Evidence-Records": str(summary.records),
-            },
-            background=BackgroundTask(os.unlink, name),
+        return await bundle_response(
+            service, since=since, until=until, worker=worker, previous_size=previous_size
         )
 
     return v1

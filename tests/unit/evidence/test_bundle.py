@@ -485,3 +485,17 @@ def test_consistency_proof_for_other_sizes_is_rejected(log: Log, tmp_path: Path)
         EvidenceError, match=r"consistency.json proves 8 -> 12, but the checkpoints"
     ):
         verify_bundle(path, verifier(log), previous_checkpoint=old)
+
+
+def test_a_damaged_zip_member_is_a_failed_check_not_a_crash(log: Log, tmp_path: Path) -> None:
+    good = export(log, tmp_path / "b.zip")
+    with zipfile.ZipFile(good) as zf:
+        info = zf.getinfo("terminations.csv")
+    data = bytearray(good.read_bytes())
+    # A byte inside the member's stored data: its CRC-32 no longer matches.
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    bad = tmp_path / "damaged.zip"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(EvidenceError, match=r"terminations.csv is damaged in the zip"):
+        verify_bundle(bad, verifier(log))
