@@ -8,6 +8,7 @@ again (a button an auditor never sees is refused all the same).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import UploadFile
 
-from lifecycle.domain import RestorePlan, RunDetail, Worker, iso_z
+from lifecycle.domain import RestorePlan, Run, RunDetail, Worker, iso_z
 from lifecycle.evidence.verify import verify_bundle
 from lifecycle.exceptions import EvidenceError, NotFoundError, UnknownWorkerError
 from lifecycle.services.access import (
@@ -426,13 +427,16 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             request, "approvals.html", user, runs=waiting, me=actor_of(user.principal.name)
         )
 
-    @pages.post("/approvals/{run_id}/approve")
-    async def approve_run(request: Request, run_id: str) -> Response:
+    async def decide(
+        request: Request, run_id: str, use_case: Callable[..., Run], *, required: bool = True
+    ) -> Response:
+        """An admin's decision on a run (approve, reject, retry, cancel): role and CSRF token
+        checked, the use case run off the event loop, then the run's page."""
         user = await sessions.user(request)
         sessions.require_admin(user)
-        reason = reason_of(await form(request, user), required=False)
-        run = await blocking(
-            lambda: approve(
+        reason = reason_of(await form(request, user), required=required)
+        run: Run = await blocking(
+            lambda: use_case(
                 service.access,
                 run_id,
                 actor=actor_of(user.principal.name),
@@ -443,21 +447,13 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
         service.executor.wake()
         return to_run(run.id)
 
+    @pages.post("/approvals/{run_id}/approve")
+    async def approve_run(request: Request, run_id: str) -> Response:
+        return await decide(request, run_id, approve, required=False)
+
     @pages.post("/approvals/{run_id}/reject")
     async def reject_run(request: Request, run_id: str) -> Response:
-        user = await sessions.user(request)
-        sessions.require_admin(user)
-        reason = reason_of(await form(request, user)) or ""
-        run = await blocking(
-            lambda: reject(
-                service.access,
-                run_id,
-                actor=actor_of(user.principal.name),
-                reason=reason,
-                now=service.clock(),
-            )
-        )
-        return to_run(run.id)
+        return await decide(request, run_id, reject)
 
     # ------------------------------------------------------------------ runs
 
@@ -491,36 +487,11 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
 
     @pages.post("/runs/{run_id}/retry")
     async def retry(request: Request, run_id: str) -> Response:
-        user = await sessions.user(request)
-        sessions.require_admin(user)
-        reason = reason_of(await form(request, user)) or ""
-        run = await blocking(
-            lambda: retry_run(
-                service.access,
-                run_id,
-                actor=actor_of(user.principal.name),
-                reason=reason,
-                now=service.clock(),
-            )
-        )
-        service.executor.wake()
-        return to_run(run.id)
+        return await decide(request, run_id, retry_run)
 
     @pages.post("/runs/{run_id}/cancel")
     async def cancel(request: Request, run_id: str) -> Response:
-        user = await sessions.user(request)
-        sessions.require_admin(user)
-        reason = reason_of(await form(request, user)) or ""
-        run = await blocking(
-            lambda: cancel_run(
-                service.access,
-                run_id,
-                actor=actor_of(user.principal.name),
-                reason=reason,
-                now=service.clock(),
-            )
-        )
-        return to_run(run.id)
+        return await decide(request, run_id, cancel_run)
 
     # ------------------------------------------------------------------ tokens
 
