@@ -250,5 +250,6 @@ class Service:
         for connector in self.connectors.values():
             await connector.aclose()
         if self.intake is not None:
+            self.intake.close()
             await self.intake.http.aclose()
         self.store.dispose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from lifecycle.domain import (
     ApiToken,
@@ -164,6 +164,12 @@ class Runs(Protocol):
 
 class Intakes(Protocol):
     """The HR inbox: one row per (source, event id, payload), never deleted."""
+
+    def batch(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run ``jobs`` (calls of this store) in ONE transaction, each in its own savepoint;
+        a job that raises is rolled back alone and its exception takes its place in the
+        result. Raises, storing nothing, if the transaction cannot be committed."""
+        ...
 
     def accept_hr_event(
         self,

@@ -4,9 +4,9 @@ takes the write lock with ``BEGIN IMMEDIATE``) and on PostgreSQL (several replic
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -16,6 +16,8 @@ from sqlmodel import Session, create_engine, select
 
 from lifecycle.domain import PlanCodec
 from lifecycle.exceptions import StoreError
+
+T = TypeVar("T")
 
 
 class Database:
@@ -29,6 +31,9 @@ class Database:
         self.engine = self._make_engine(url)
         # One writer at a time inside this process: SQLite would otherwise spin on busy locks.
         self._sqlite_lock = threading.Lock() if self.is_sqlite else None
+        # Set on the thread running ``batch()``: its jobs' sessions are savepoints of that one
+        # transaction.
+        self._batch = threading.local()
 
     def _make_engine(self, url: str) -> Engine:
         if not self.is_sqlite:
@@ -59,7 +64,17 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed on success, rolled back on error."""
+        """A transaction: committed on success, rolled back on error. Inside ``batch()`` a
+        savepoint of the batch's transaction instead (released on success, rolled back on
+        error), so the same queries serve one request or a group of them."""
+        outer: Session | None = getattr(self._batch, "session", None)
+        if outer is not None:
+            try:
+                with outer.begin_nested():
+                    yield outer
+            except OperationalError as exc:
+                raise StoreError(f"database error: {exc.orig}") from exc
+            return
         lock = self._sqlite_lock
         if lock is not None:
             lock.acquire()
@@ -77,6 +92,29 @@ class Database:
         finally:
             if lock is not None:
                 lock.release()
+
+    def batch(self, jobs: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """Run ``jobs`` (blocking store calls) in ONE transaction, each in its own savepoint:
+        a job that raises leaves no trace and gets its exception back in its place; the others
+        are committed together (group commit). If the commit itself fails, this raises and no
+        job's work is stored."""
+        results: list[T | Exception] = []
+        with self.session() as s:
+            self._batch.session = s
+            try:
+                for job in jobs:
+                    try:
+                        with s.begin_nested():
+                            result = job()
+                    except OperationalError as exc:
+                        results.append(StoreError(f"database error: {exc.orig}"))
+                    except Exception as exc:  # handed back to its caller
+                        results.append(exc)
+                    else:
+                        results.append(result)
+            finally:
+                self._batch.session = None
+        return results
 
     def ping(self) -> None:
         with self.session() as s:
