@@ -65,6 +65,10 @@ class GroupCommit:
         # would still run it); it only stops waiting for the answer.
         return cast(T, await asyncio.shield(future))
 
+    def queued(self) -> int:
+        """Jobs waiting for the writer (not counting the batch it is running)."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Stop the writer after the jobs already queued."""
         with self._start_lock:
