@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
@@ -93,6 +95,17 @@ class Database:
             if lock is not None:
                 lock.release()
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """``session()`` for reads only: inside ``batch()`` the batch's own session without a
+        savepoint (nothing to undo), else a transaction of its own."""
+        outer: Session | None = getattr(self._batch, "session", None)
+        if outer is not None:
+            yield outer
+            return
+        with self.session() as s:
+            yield s
+
     def batch(self, jobs: Sequence[Callable[[], T]]) -> list[T | Exception]:
         """Run ``jobs`` (blocking store calls) in ONE transaction, each in its own savepoint:
         a job that raises leaves no trace and gets its exception back in its place; the others
@@ -115,6 +128,21 @@ class Database:
             finally:
                 self._batch.session = None
         return results
+
+    def upsert(self, table: Table, keys: tuple[str, ...]) -> Any:
+        """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the other columns: one statement where
+        ``Session.merge`` reads the row first (SQLite and PostgreSQL both have it). Built once
+        per table (a statement built anew on every call is compiled anew)."""
+        cache: dict[tuple[str, tuple[str, ...]], Any] = self.__dict__.setdefault("_upserts", {})
+        statement = cache.get((table.name, keys))
+        if statement is None:
+            base = (sqlite_insert if self.is_sqlite else pg_insert)(table)
+            statement = base.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c.name: base.excluded[c.name] for c in table.columns if c.name not in keys},
+            )
+            cache[(table.name, keys)] = statement
+        return statement
 
     def ping(self) -> None:
         with self.session() as s:

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -15,14 +17,17 @@ from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
 from lifecycle.store.sql.tables import ApiTokenRow, LinkRow, SchedulerJobRow, WorkerRow
 
+WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
+WORKER_BY_ID = sa_select(*WORKERS.columns).where(WORKERS.c.worker_id == bindparam("worker_id"))
 ROSTER_FIELDS = ("name", "email", "job_code", "engagement", "vendor", "status")
 
 
 class RosterQueries(Database):
     def get_worker(self, worker_id: str) -> Worker | None:
-        with self.session() as s:
-            row = s.get(WorkerRow, worker_id)
-            return mapping.worker(row) if row is not None else None
+        with self.reading() as s:
+            # Core, not the ORM: every HR event maps its person through this.
+            row = s.execute(WORKER_BY_ID, {"worker_id": worker_id}).mappings().first()
+            return Worker(**row) if row is not None else None
 
     def upsert_worker(self, worker: Worker) -> None:
         with self.session() as s:
