@@ -120,10 +120,14 @@ class Served:
             "LIFECYCLE_CONFIG": str(self.workdir / "lifecycle.toml"),
         }
         code = "import sys; from lifecycle.cli import main; sys.argv[0] = 'lifecycle'; main()"
+        # The tree's own environment when it has one (an older commit's dependencies, e.g.
+        # without httptools/uvloop), else this one.
+        venv = self.tree / ".venv" / "bin" / "python"
+        python = str(venv) if venv.exists() else sys.executable
         log = (self.workdir / "serve.log").open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-c",
                 code,
                 "serve",

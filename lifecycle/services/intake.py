@@ -278,7 +278,12 @@ class HrIntake:
             )
         except UnknownWorkerError:  # removed from the roster meanwhile
             return None
-        if not intake.duplicate and intake.outcome != InboxOutcome.CONFLICT:
+        if (
+            not intake.duplicate
+            and intake.outcome != InboxOutcome.CONFLICT
+            # A person whose vendor id is their worker id maps by that id before any link.
+            and event.vendor_person != worker
+        ):
             self.store.link_person(ctx.name, event.vendor_person, worker, now)
         return worker, intake
 
