@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus
+from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus, Worker
 from lifecycle.exceptions import NotFoundError, UnknownWorkerError
 from lifecycle.store.ports import (
     Deferral,
@@ -38,6 +38,28 @@ STEP_UPDATE = (
     update(STEPS)
     .where(STEPS.c.id == bindparam("b_id"))
     .values({c: bindparam(c) for c in mapping.STEP_PROGRESS})
+)
+LINKS = LinkRow.__table__  # type: ignore[attr-defined]
+EVIDENCE = EvidenceRow.__table__  # type: ignore[attr-defined]
+WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
+#: A run's end by primary key (``_end`` gives the values); its lease is released.
+RUN_END = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("status"),
+        finished_at=bindparam("finished_at"),
+        time_to_revoke_ms=bindparam("time_to_revoke_ms"),
+        evidence_seq=bindparam("evidence_seq"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+#: The worker's roster status a finished run sets (e.g. ``terminated``).
+WORKER_STATUS = (
+    update(WORKERS)
+    .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
+    .values(status=bindparam("status"), updated_at=bindparam("updated_at"))
 )
 #: Advisory lock key that serialises evidence appends across replicas ("LCEV").
 EVIDENCE_LOCK_KEY = 0x4C434556
@@ -214,37 +236,39 @@ class RunQueries(Database):
 
     def load_runs(self, run_ids: Sequence[str]) -> list[RunDetail]:
         ids = list(run_ids)
+        # Core selects: a claimed batch is loaded on every claim. Core rows carry the tables'
+        # column names as attributes, which is all ``mapping`` reads.
         with self.session() as s:
-            runs = s.exec(select(RunRow).where(col(RunRow.id).in_(ids))).all()
+            conn = s.connection()
+            runs = conn.execute(sa_select(RUNS).where(RUNS.c.id.in_(ids))).all()
             workers = {r.worker_id for r in runs}
-            steps: dict[str, list[StepRow]] = {r.id: [] for r in runs}
-            for step in s.exec(
-                select(StepRow)
-                .where(col(StepRow.run_id).in_(ids))
-                .order_by(col(StepRow.connector), col(StepRow.position))
+            steps: dict[str, list[Any]] = {r.id: [] for r in runs}
+            for step in conn.execute(
+                sa_select(STEPS)
+                .where(STEPS.c.run_id.in_(ids))
+                .order_by(STEPS.c.connector, STEPS.c.position)
             ).all():
                 steps[step.run_id].append(step)
             rows = {
-                w.worker_id: w
-                for w in s.exec(
-                    select(WorkerRow).where(col(WorkerRow.worker_id).in_(workers))
+                w.worker_id: Worker(**w._mapping)
+                for w in conn.execute(
+                    sa_select(WORKERS).where(WORKERS.c.worker_id.in_(workers))
                 ).all()
             }
-            links: dict[str, dict[str, LinkRow]] = {w: {} for w in workers}
-            for link in s.exec(select(LinkRow).where(col(LinkRow.worker_id).in_(workers))).all():
+            links: dict[str, dict[str, Any]] = {w: {} for w in workers}
+            for link in conn.execute(sa_select(LINKS).where(LINKS.c.worker_id.in_(workers))).all():
                 links[link.worker_id][link.connector] = link
-        by_id = {r.id: r for r in runs}
+        by_id: dict[str, Any] = {r.id: r for r in runs}  # Core rows, read like RunRow
         details = []
         for run_id in ids:
             row = by_id.get(run_id)
             if row is None:
                 continue
-            worker = rows.get(row.worker_id)
             details.append(
                 RunDetail(
                     mapping.run(row, self.plans),
                     tuple(mapping.step(step) for step in steps[run_id]),
-                    mapping.worker(worker) if worker is not None else None,
+                    rows.get(row.worker_id),
                     {name: mapping.link(link) for name, link in links[row.worker_id].items()},
                 )
             )
@@ -253,23 +277,23 @@ class RunQueries(Database):
     def save_progress(self, items: Sequence[Progress]) -> set[str]:
         leases = {item.lease.run_id: item.lease for item in items}
         latest: dict[int, tuple[str, dict[str, Any]]] = {}
-        links: list[tuple[str, LinkRow]] = []
+        links: list[tuple[str, dict[str, Any]]] = []
         for item in items:  # rows built before the transaction: it holds the write lock
             run_id = item.lease.run_id
             if isinstance(item, StepProgress):
                 # The last submitted state of a step wins.
                 latest[item.step.id] = (run_id, mapping.step_progress(item.step))
             else:
-                links.append((run_id, mapping.link_row(item.link)))
+                links.append((run_id, mapping.link_row(item.link).model_dump()))
         with self.session() as s:
             refused = self._fenced(s, leases)
             params = [p for run_id, p in latest.values() if run_id not in refused]
             if params:
                 # By primary key in one Core executemany (no read before write).
                 s.connection().execute(STEP_UPDATE, params)
-            for run_id, link in links:
-                if run_id not in refused:
-                    s.merge(link)
+            upserts = [link for run_id, link in links if run_id not in refused]
+            if upserts:  # one INSERT ... ON CONFLICT for all (Session.merge read each first)
+                s.connection().execute(self.upsert(LINKS, ("worker_id", "connector")), upserts)
         return refused
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
@@ -289,33 +313,49 @@ class RunQueries(Database):
             last = s.exec(select(func.max(EvidenceRow.seq))).one()
             next_seq = 0 if last is None else last + 1
             seqs: dict[str, int] = {}
+            records: list[dict[str, Any]] = []
             for item in accepted:
                 run_id = item.lease.run_id
                 seq = known.get(run_id)
                 if seq is None:
                     seq, next_seq = next_seq, next_seq + 1
                     known[run_id] = seq
-                    s.add(self.record_row(seq, run_id, item.worker_id, item.build, now))
+                    records.append(
+                        self.record_row(seq, run_id, item.worker_id, item.build, now).model_dump()
+                    )
                 seqs[run_id] = seq
-                self._end(s, item, seq)
+            # Core executemany statements, in seq order (the ORM read each run and worker
+            # before writing it).
+            conn = s.connection()
+            if records:
+                conn.execute(insert(EVIDENCE), records)
+            if accepted:
+                conn.execute(
+                    RUN_END, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
+                )
+            workers = [
+                {
+                    "b_worker_id": item.worker_id,
+                    "status": item.worker_status,
+                    "updated_at": item.finished_at,
+                }
+                for item in accepted
+                if item.worker_status is not None
+            ]
+            if workers:
+                conn.execute(WORKER_STATUS, workers)
         return seqs
 
     @staticmethod
-    def _end(s: Session, item: Finish, seq: int) -> None:
-        run = s.get_one(RunRow, item.lease.run_id)
-        run.status = item.status
-        run.finished_at = item.finished_at
-        run.time_to_revoke_ms = item.time_to_revoke_ms
-        run.lease_owner = None
-        run.lease_expires_at = None
-        run.evidence_seq = seq
-        s.add(run)
-        if item.worker_status is not None:
-            worker = s.get(WorkerRow, item.worker_id)
-            if worker is not None:
-                worker.status = item.worker_status
-                worker.updated_at = item.finished_at
-                s.add(worker)
+    def _end(item: Finish, seq: int) -> dict[str, Any]:
+        """The values of ``RUN_END`` for the run of ``item``."""
+        return {
+            "b_id": item.lease.run_id,
+            "status": item.status,
+            "finished_at": item.finished_at,
+            "time_to_revoke_ms": item.time_to_revoke_ms,
+            "evidence_seq": seq,
+        }
 
     def defer_run(self, item: Deferral) -> bool:
         lease = item.lease
