@@ -136,6 +136,11 @@ class Runs(Protocol):
         stores nothing) for a worker the roster does not know."""
         ...
 
+    def create_runs(self, runs: Sequence[NewRun], now: datetime) -> list[Run]:
+        """``create_run`` for many runs at once (one transaction), in the order given; a run
+        asked for before is returned as it is."""
+        ...
+
     def load_run(self, run_id: str) -> RunDetail:
         """Raises NotFoundError."""
         ...

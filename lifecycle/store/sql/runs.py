@@ -108,6 +108,32 @@ class RunQueries(Database):
                     raise
                 return mapping.run(existing, self.plans)
 
+    def create_runs(self, runs: Sequence[NewRun], now: datetime) -> list[Run]:
+        """``create_run`` for many runs in one transaction (a sweep's batch): runs asked for
+        before (same source and source event id) are returned as they are, the others
+        stored. Falls back to one transaction per run if another replica races it."""
+        keys = [(r.source, r.source_event_id) for r in runs]
+        try:
+            with self.session() as s:
+                existing = {
+                    (row.source, row.source_event_id): mapping.run(row, self.plans)
+                    for row in s.exec(
+                        select(RunRow).where(
+                            tuple_(col(RunRow.source), col(RunRow.source_event_id)).in_(keys)
+                        )
+                    ).all()
+                }
+                out: list[Run] = []
+                for run, key in zip(runs, keys, strict=True):
+                    found = existing.get(key)
+                    if found is None:
+                        found = mapping.run(self.insert_run(s, run, now), self.plans, plan=run.plan)
+                        existing[key] = found
+                    out.append(found)
+                return out
+        except IntegrityError:
+            return [self.create_run(run, now) for run in runs]
+
     def insert_run(self, s: Session, run: NewRun, now: datetime) -> RunRow:
         # Core INSERTs (the run, then its steps as one executemany): the ORM's unit of work
         # cost more CPU than the rest of an HR intake. The row returned is not in the session.
