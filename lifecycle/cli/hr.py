@@ -177,12 +177,21 @@ def hr_import(
     """Load or refresh the workforce roster (worker_id, name, email, job_code, engagement,
     vendor, status). Rejected rows are listed with their line; exit 1 if there are any."""
     from lifecycle.service import open_store
-    from lifecycle.services.roster import import_roster
+    from lifecycle.services.roster import RosterImport, import_roster
 
     settings = settings_from(config)
     store = open_store(settings)
+
+    def progress(read: int, counts: RosterImport) -> None:
+        # Long imports say how far they are, on stderr (stdout stays the result / --json).
+        err.print(
+            f"roster: {read} rows read, {counts.added} added, {counts.updated} updated, "
+            f"{len(counts.rejected)} rejected",
+            highlight=False,
+        )
+
     try:
-        result = import_roster(store, roster, utcnow(), complete=complete)
+        result = import_roster(store, roster, utcnow(), complete=complete, progress=progress)
     except LifecycleError as exc:
         fail(exc.message)
     finally:

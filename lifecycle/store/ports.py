@@ -11,7 +11,7 @@ callers, the implementation defines them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -263,6 +263,11 @@ class Roster(Protocol):
     ) -> RosterCounts:
         """Insert or refresh roster rows (a value the file leaves blank never erases what is
         known); with ``complete`` active workers missing from the file become ``absent``."""
+        ...
+
+    def mark_absent(self, listed: Collection[str], now: datetime) -> int:
+        """Active workers not in ``listed`` become ``absent`` (the end of a complete import
+        that came in batches); returns how many."""
         ...
 
     def workers(self) -> list[Worker]: ...
