@@ -98,7 +98,9 @@ async def sweep(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     idp = dormant_system("idp", args.accounts, args.latency)
     key = tmp / "evidence.ed25519"
     init_key(key, ORIGIN)
-    evidence = EvidenceLog(store, load_signing_key(key, ORIGIN), ORIGIN, sla_seconds=3600)
+    evidence = EvidenceLog(
+        store, load_signing_key(key, ORIGIN), ORIGIN, sla_seconds=3600, clock=utcnow
+    )
     executor = Executor(
         queue=store,
         connectors={"idp": idp},
@@ -114,6 +116,7 @@ async def sweep(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             connector_concurrency={"idp": args.concurrency},
             default_concurrency=args.concurrency,
         ),
+        clock=utcnow,
         owner="bench",
         kinds=kinds,
         db_threads=1 if store.is_sqlite else 16,
