@@ -262,9 +262,15 @@ class Scanned:
         return account.worker_id or f"{self.system}:{account.login or account.account_id}"
 
 
-async def scan_accounts(ctx: JobContext) -> tuple[list[Scanned], list[str]]:
+async def scan_accounts(
+    ctx: JobContext, keep: Callable[[Scanned], bool] | None = None
+) -> tuple[list[Scanned], list[str]]:
     """Every enabled account of every system that can list them, matched to the roster by
-    worker id, by lifecycle's account links, then by email/login. Returns (accounts, errors)."""
+    worker id, by lifecycle's account links, then by email/login. Returns (accounts, errors).
+
+    ``keep``: only the accounts it accepts are returned (the rest are looked at as they
+    stream past and dropped): a sweep of a large workforce holds what it acts on, not every
+    account of every system."""
     workers: list[Worker] = await ctx.db(ctx.store.workers)
     by_id = {w.worker_id: w for w in workers}
     by_email = {w.email.casefold(): w for w in workers if w.email}
@@ -288,7 +294,9 @@ async def scan_accounts(ctx: JobContext) -> tuple[list[Scanned], list[str]]:
                 )
                 if worker is None and account.login:
                     worker = by_email.get(account.login.casefold())
-                found.append(Scanned(name, state, worker))
+                item = Scanned(name, state, worker)
+                if keep is None or keep(item):
+                    found.append(item)
         except ConnectorError as exc:
             errors.append(f"{name}: {exc.message}")
 
@@ -355,20 +363,28 @@ async def inactivity_sweep(ctx: JobContext, now: datetime) -> list[Dormant]:
     it. Systems that do not track sign-ins are skipped (idleness unknown, never guessed)."""
     policy = ctx.settings.policy
     base = policy.baseline()
-    scanned, errors = await scan_accounts(ctx)
-    dormant: dict[str, list[tuple[Scanned, Dormant]]] = defaultdict(list)
-    for item in scanned:
+
+    def idleness(item: Scanned) -> tuple[timedelta, int] | None:
+        """(idle for, limit in days) of a dormant account, else None."""
         state = item.state
         if not state.sign_in_tracked and state.last_sign_in is None:
-            continue
+            return None
         since = state.last_sign_in or state.created_at
         if since is None:
-            continue
+            return None
         limit = inactivity_limit(
             item.worker, item.system, base, policy.contractor_inactive_disable_days, ctx.playbooks
         )
         idle = now - since
-        if idle > timedelta(days=limit):
+        return (idle, limit) if idle > timedelta(days=limit) else None
+
+    scanned, errors = await scan_accounts(ctx, keep=lambda item: idleness(item) is not None)
+    dormant: dict[str, list[tuple[Scanned, Dormant]]] = defaultdict(list)
+    for item in scanned:
+        state = item.state
+        found = idleness(item)
+        if found is not None:
+            idle, limit = found
             dormant[item.key].append(
                 (
                     item,
@@ -443,11 +459,11 @@ async def reconcile(
     """Enabled accounts that belong to no active worker are orphans: reported (alert), and
     disabled when ``[scheduler] disable_orphans`` (or ``disable``) says so."""
     disable = ctx.settings.scheduler.disable_orphans if disable is None else disable
-    scanned, errors = await scan_accounts(ctx)
+    scanned, errors = await scan_accounts(
+        ctx, keep=lambda item: item.worker is None or item.worker.status != WorkerStatus.ACTIVE
+    )
     orphans: dict[str, list[tuple[Scanned, Orphan]]] = defaultdict(list)
     for item in scanned:
-        if item.worker is not None and item.worker.status == WorkerStatus.ACTIVE:
-            continue
         reason = (
             "no worker in the roster" if item.worker is None else f"worker is {item.worker.status}"
         )
