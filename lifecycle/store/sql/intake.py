@@ -21,20 +21,14 @@ from sqlmodel import Session, col, select
 
 from lifecycle.domain import InboxEntry, InboxEvent, InboxOutcome, Intake, IntakeDecision, Worker
 from lifecycle.store.sql import mapping
+from lifecycle.store.sql.roster import WORKER_BY_ID, WORKER_UPDATE, WORKERS
 from lifecycle.store.sql.runs import RunQueries, new_id
 from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
 INBOX = InboxRow.__table__  # type: ignore[attr-defined]
-WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
 PERSON_LINKS = HrPersonLinkRow.__table__  # type: ignore[attr-defined]
 INBOX_DEFAULTS: dict[str, Any] = dict.fromkeys(c.name for c in INBOX.columns)
-WORKER_BY_ID = sa_select(*WORKERS.columns).where(WORKERS.c.worker_id == bindparam("worker_id"))
-WORKER_UPDATE = (
-    update(WORKERS)
-    .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
-    .values({c.name: bindparam(c.name) for c in WORKERS.columns})
-)
 DELIVERIES = (
     sa_select(
         INBOX.c.id,

@@ -29,6 +29,7 @@ from lifecycle.store.ports import (
 )
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
+from lifecycle.store.sql.roster import WORKERS
 from lifecycle.store.sql.tables import EvidenceRow, LinkRow, RunRow, StepRow, WorkerRow
 
 RUNS = RunRow.__table__  # type: ignore[attr-defined]
@@ -41,7 +42,6 @@ STEP_UPDATE = (
 )
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 EVIDENCE = EvidenceRow.__table__  # type: ignore[attr-defined]
-WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
 #: A run's end by primary key (``_end`` gives the values); its lease is released.
 RUN_END = (
     update(RUNS)
