@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+import anyio
 
 from lifecycle.exceptions import TransientConnectorError
 
@@ -52,41 +52,33 @@ async def retry_transient(
     After the last attempt the final ``TransientConnectorError`` is re-raised unchanged.
     """
 
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return policy.wait(state.attempt_number, exc)
-
-    async def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        assert isinstance(exc, TransientConnectorError)
-        delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "attempt %d of %d failed (%s in %s); retrying in %.2f s",
-            state.attempt_number,
-            policy.attempts,
-            type(exc).__name__,
-            exc.connector,
-            delay,
-            extra={
-                "system": exc.connector,
-                "attempt": state.attempt_number,
-                "wait_seconds": round(delay, 3),
-                "error_class": type(exc).__name__,
-            },
-        )
-        if on_retry is not None:
-            maybe = on_retry(state.attempt_number, exc, delay)
-            if maybe is not None:
-                await maybe
-
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=wait,
-        retry=retry_if_exception_type(TransientConnectorError),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
+    # A plain loop, not tenacity's: it runs around every connector call, and the first attempt
+    # (almost always the only one) should cost nothing beyond the call itself.
+    attempt = 1
+    while True:
+        try:
             return await call()
-    raise AssertionError("unreachable")  # pragma: no cover
+        except TransientConnectorError as exc:
+            if attempt >= policy.attempts:
+                raise
+            delay = policy.wait(attempt, exc)
+            log.warning(
+                "attempt %d of %d failed (%s in %s); retrying in %.2f s",
+                attempt,
+                policy.attempts,
+                type(exc).__name__,
+                exc.connector,
+                delay,
+                extra={
+                    "system": exc.connector,
+                    "attempt": attempt,
+                    "wait_seconds": round(delay, 3),
+                    "error_class": type(exc).__name__,
+                },
+            )
+            if on_retry is not None:
+                maybe = on_retry(attempt, exc, delay)
+                if maybe is not None:
+                    await maybe
+        await anyio.sleep(delay)
+        attempt += 1

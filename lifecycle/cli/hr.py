@@ -177,12 +177,20 @@ def hr_import(
 ) -> None:
     """Load or refresh the workforce roster (worker_id, name, email, job_code, engagement,
     vendor, status). Rejected rows are listed with their line; exit 1 if there are any."""
-    from lifecycle.services.roster import import_roster
+    from lifecycle.services.roster import RosterImport, import_roster
+
+    def progress(read: int, counts: RosterImport) -> None:
+        # Long imports say how far they are, on stderr (stdout stays the result / --json).
+        err.print(
+            f"roster: {read} rows read, {counts.added} added, {counts.updated} updated, "
+            f"{len(counts.rejected)} rejected",
+            highlight=False,
+        )
 
     settings = settings_from(config)
     with local_store(settings) as store:
         try:
-            result = import_roster(store, roster, utcnow(), complete=complete)
+            result = import_roster(store, roster, utcnow(), complete=complete, progress=progress)
         except LifecycleError as exc:
             fail(exc.message)
     data = {

@@ -48,7 +48,13 @@ class GroupCommit(Generic[R]):
                 while self._queue:
                     batch, self._queue = self._queue, []
                     try:
-                        refused = await self._write([i for i, _ in batch])
+                        # Shielded: the flusher's own run may be cancelled (its lease was lost)
+                        # while it writes other runs' items. The write finishes, and those
+                        # callers learn its real outcome; the cancellation reaches the flusher
+                        # at its next wait. Unshielded, the other callers were handed the
+                        # flusher's CancelledError and their chains silently ended.
+                        with anyio.CancelScope(shield=True):
+                            refused = await self._write([i for i, _ in batch])
                     except BaseException as exc:
                         # Everyone waiting, queued during this write too, learns of the failure;
                         # nobody is left waiting on a flush that will not come.

@@ -299,12 +299,15 @@ class Executor:
             self._scopes.pop(lease.run_id, None)
             self._in_flight.pop(lease.run_id, None)
 
-    async def execute_owned(self, lease: Lease) -> RunStatus | None:
+    async def execute_owned(
+        self, lease: Lease, detail: RunDetail | None = None
+    ) -> RunStatus | None:
         """Execute a run this replica created already leased to itself (scheduled jobs, policy
         enforcement); while it runs the heartbeat renews its lease like a claimed run's.
-        Returns None if another replica took it over meanwhile."""
+        ``detail``: the run as already loaded (a batch loads many in one query). Returns None
+        if another replica took it over meanwhile."""
         try:
-            return await self._execute_tracked(lease, None)
+            return await self._execute_tracked(lease, detail)
         except LeaseLostError:
             log.warning("run %s was taken over by another replica; stopped", lease.run_id)
             return None

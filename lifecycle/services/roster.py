@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,8 +74,28 @@ class RosterImport:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+BATCH = 2000
+"""Rows per transaction of an import (and per progress report)."""
+Progress = Callable[[int, "RosterImport"], None]
+"""Called after each batch with the rows read so far and the counts so far."""
+
+
 def parse_roster(text: str) -> tuple[list[RosterRow], list[Rejected]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    """The whole file at once (small files, tests); ``iter_roster`` streams."""
+    rows: list[RosterRow] = []
+    rejected: list[Rejected] = []
+    for item in iter_roster(io.StringIO(text, newline="")):
+        if isinstance(item, Rejected):
+            rejected.append(item)
+        else:
+            rows.append(item)
+    return rows, rejected
+
+
+def iter_roster(lines: Iterable[str]) -> Iterator[RosterRow | Rejected]:
+    """The rows of a roster CSV one at a time, each good or rejected (with its line number):
+    only the worker ids seen so far are remembered (to reject a repeated id)."""
+    reader = csv.DictReader(lines)
     header = [h.strip() for h in reader.fieldnames or []]
     if "worker_id" not in header:
         raise ConfigError("roster: the header row must name a worker_id column")
@@ -84,13 +105,11 @@ def parse_roster(text: str) -> tuple[list[RosterRow], list[Rejected]]:
             f"roster line 1: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}"
         )
     reader.fieldnames = header
-    rows: list[RosterRow] = []
-    rejected: list[Rejected] = []
     seen: dict[str, int] = {}
     for raw in reader:
         line = reader.line_num
         if None in raw:
-            rejected.append(Rejected(line, f"{len(raw[None])} value(s) more than the header"))
+            yield Rejected(line, f"{len(raw[None])} value(s) more than the header")
             continue
         values = {k: (v.strip() or None) if v is not None else None for k, v in raw.items()}
         if not any(values.values()):
@@ -98,28 +117,61 @@ def parse_roster(text: str) -> tuple[list[RosterRow], list[Rejected]]:
         try:
             row = RosterRow.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
-            rejected.append(Rejected(line, summary(exc)))
+            yield Rejected(line, summary(exc))
             continue
         if row.worker_id in seen:
-            rejected.append(
-                Rejected(line, f"worker_id {row.worker_id} already on line {seen[row.worker_id]}")
-            )
+            yield Rejected(line, f"worker_id {row.worker_id} already on line {seen[row.worker_id]}")
             continue
         seen[row.worker_id] = line
-        rows.append(row)
-    return rows, rejected
+        yield row
 
 
-def import_roster(store: Roster, path: Path, now: datetime, *, complete: bool) -> RosterImport:
+def import_roster(
+    store: Roster,
+    path: Path,
+    now: datetime,
+    *,
+    complete: bool,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> RosterImport:
     """Load or refresh the roster from ``path``. With ``complete`` the file is the whole
     workforce: active workers it does not list become ``absent`` (their accounts are then
-    orphans for reconciliation). A file with rejected rows is never treated as complete."""
+    orphans for reconciliation). A file with rejected rows is never treated as complete.
+
+    The file is streamed and written in batches of ``batch`` rows (one transaction each), so
+    memory stays bounded whatever its size; what is kept whole is the set of worker ids listed
+    (to reject repeats and, with ``complete``, to find the unlisted)."""
+    result = RosterImport()
+    listed: set[str] = set()
+    pending: list[RosterEntry] = []
+    read = 0
+
+    def flush() -> None:
+        counts = store.import_workers(pending, complete=False, now=now)
+        result.added += counts.added
+        result.updated += counts.updated
+        pending.clear()
+        if progress is not None:
+            progress(read, result)
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for item in iter_roster(handle):
+                read += 1
+                if isinstance(item, Rejected):
+                    result.rejected.append(item)
+                    continue
+                listed.add(item.worker_id)
+                pending.append(item.entry())
+                if len(pending) >= batch:
+                    flush()
     except OSError as exc:
         raise ConfigError(f"cannot read roster {path}: {exc.strerror}") from exc
-    rows, rejected = parse_roster(text)
-    counts = store.import_workers(
-        [r.entry() for r in rows], complete=complete and not rejected, now=now
-    )
-    return RosterImport(counts.added, counts.updated, counts.absent, rejected)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"roster {path} is not UTF-8: {exc.reason}") from exc
+    if pending or progress is not None:
+        flush()
+    if complete and not result.rejected:
+        result.absent = store.mark_absent(listed, now)
+    return result

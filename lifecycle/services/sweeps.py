@@ -19,11 +19,12 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from connectors.base import AccountState, Capability, Connector, PolicyBaseline
@@ -31,8 +32,11 @@ from lifecycle.alerts import Alert, AlertSink
 from lifecycle.domain import (
     AccountRef,
     DisablePlan,
+    Lease,
     Plan,
     ReverifyPlan,
+    Run,
+    RunDetail,
     RunKind,
     StepAction,
     VersionRef,
@@ -105,6 +109,80 @@ async def _create_and_execute(
     if not run.status.finished and run.lease is not None and run.lease.owner == executor.owner:
         await executor.execute_owned(run.lease)
     return str(run.id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A run a sweep asks for: once per ``key`` (the source event id), across replicas."""
+
+    worker_id: str
+    plan: Plan
+    reason: str
+    actor: str
+    key: str
+
+
+BATCH = 256
+"""Runs a sweep creates per transaction, and executes at once at most (also bounded by
+``max_parallel_runs``); the connectors' concurrency limits bound the calls."""
+
+
+async def _create_and_execute_all(
+    ctx: JobContext, jobs: Sequence[_Job], now: datetime
+) -> list[str]:
+    """Create the jobs' runs in batches (one transaction per batch) and execute them here,
+    concurrently: a sweep of thousands of accounts takes about as long as the systems need for
+    their calls at their concurrency limits, not one round trip per worker after another.
+    Each batch is created just before it starts, so its leases are fresh; a run that raises is
+    logged and left to the executor's loop (its lease lapses and it is resumed). Returns the
+    run ids in the order of ``jobs``."""
+    executor = ctx.executor
+    size = max(1, min(BATCH, executor.config.max_parallel_runs))
+    slots = anyio.Semaphore(size)
+    run_ids: list[str] = []
+
+    async def execute(lease: Lease, detail: RunDetail | None) -> None:
+        try:
+            await executor.execute_owned(lease, detail)
+        except Exception:
+            log.exception("sweep run %s raised; the executor resumes it", lease.run_id)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        for start in range(0, len(jobs), size):
+            batch = jobs[start : start + size]
+            until = executor.clock() + executor.config.lease
+            new = [
+                executor.kinds.new_run(
+                    job.plan,
+                    worker_id=job.worker_id,
+                    actor=job.actor,
+                    source=SOURCE,
+                    source_event_id=job.key,
+                    payload_sha256=plan_digest(SOURCE, job.key, job.plan),
+                    reason=job.reason,
+                    lease_owner=executor.owner,
+                    lease_until=until,
+                )
+                for job in batch
+            ]
+            runs: list[Run] = await ctx.db(ctx.store.create_runs, new, now)
+            run_ids += [str(run.id) for run in runs]
+            mine = [
+                run
+                for run in runs
+                if not run.status.finished
+                and run.lease is not None
+                and run.lease.owner == executor.owner
+            ]
+            loaded: list[RunDetail] = await ctx.db(ctx.store.load_runs, [r.id for r in mine])
+            details = {d.run.id: d for d in loaded}
+            for run in mine:
+                assert run.lease is not None
+                await slots.acquire()
+                tg.start_soon(execute, run.lease, details.get(run.id))
+    return run_ids
 
 
 # ---------------------------------------------------------------------- re-verification
@@ -194,9 +272,15 @@ class Scanned:
         return account.worker_id or f"{self.system}:{account.login or account.account_id}"
 
 
-async def scan_accounts(ctx: JobContext) -> tuple[list[Scanned], list[str]]:
+async def scan_accounts(
+    ctx: JobContext, keep: Callable[[Scanned], bool] | None = None
+) -> tuple[list[Scanned], list[str]]:
     """Every enabled account of every system that can list them, matched to the roster by
-    worker id, by lifecycle's account links, then by email/login. Returns (accounts, errors)."""
+    worker id, by lifecycle's account links, then by email/login. Returns (accounts, errors).
+
+    ``keep``: only the accounts it accepts are returned (the rest are looked at as they
+    stream past and dropped): a sweep of a large workforce holds what it acts on, not every
+    account of every system."""
     workers: list[Worker] = await ctx.db(ctx.store.workers)
     by_id = {w.worker_id: w for w in workers}
     by_email = {w.email.casefold(): w for w in workers if w.email}
@@ -220,7 +304,9 @@ async def scan_accounts(ctx: JobContext) -> tuple[list[Scanned], list[str]]:
                 )
                 if worker is None and account.login:
                     worker = by_email.get(account.login.casefold())
-                found.append(Scanned(name, state, worker))
+                item = Scanned(name, state, worker)
+                if keep is None or keep(item):
+                    found.append(item)
         except ConnectorError as exc:
             errors.append(f"{name}: {exc.message}")
 
@@ -287,20 +373,28 @@ async def inactivity_sweep(ctx: JobContext, now: datetime) -> list[Dormant]:
     it. Systems that do not track sign-ins are skipped (idleness unknown, never guessed)."""
     policy = ctx.settings.policy
     base = policy.baseline()
-    scanned, errors = await scan_accounts(ctx)
-    dormant: dict[str, list[tuple[Scanned, Dormant]]] = defaultdict(list)
-    for item in scanned:
+
+    def idleness(item: Scanned) -> tuple[timedelta, int] | None:
+        """(idle for, limit in days) of a dormant account, else None."""
         state = item.state
         if not state.sign_in_tracked and state.last_sign_in is None:
-            continue
+            return None
         since = state.last_sign_in or state.created_at
         if since is None:
-            continue
+            return None
         limit = inactivity_limit(
             item.worker, item.system, base, policy.contractor_inactive_disable_days, ctx.playbooks
         )
         idle = now - since
-        if idle > timedelta(days=limit):
+        return (idle, limit) if idle > timedelta(days=limit) else None
+
+    scanned, errors = await scan_accounts(ctx, keep=lambda item: idleness(item) is not None)
+    dormant: dict[str, list[tuple[Scanned, Dormant]]] = defaultdict(list)
+    for item in scanned:
+        state = item.state
+        found = idleness(item)
+        if found is not None:
+            idle, limit = found
             dormant[item.key].append(
                 (
                     item,
@@ -319,7 +413,9 @@ async def inactivity_sweep(ctx: JobContext, now: datetime) -> list[Dormant]:
         "inactivity",
         {"base": base.inactive_disable_days, "contractor": policy.contractor_inactive_disable_days},
     )
-    for owner, entries in sorted(dormant.items()):
+    owners = sorted(dormant.items())
+    jobs = []
+    for owner, entries in owners:
         why: dict[str, dict[str, str | int | bool]] = {
             d.system: {
                 "idle_days": d.idle_days,
@@ -328,16 +424,18 @@ async def inactivity_sweep(ctx: JobContext, now: datetime) -> list[Dormant]:
             }
             for _, d in entries
         }
-        run_id = await _create_and_execute(
-            ctx,
-            owner,
-            _disable_plan([i for i, _ in entries], version, why),
-            reason="inactive beyond the limit: "
-            + ", ".join(f"{d.system} {d.idle_days} d > {d.limit_days} d" for _, d in entries),
-            actor="scheduler:inactivity",
-            key=f"inactivity:{now.date().isoformat()}:{owner}",
-            now=now,
+        jobs.append(
+            _Job(
+                owner,
+                _disable_plan([i for i, _ in entries], version, why),
+                reason="inactive beyond the limit: "
+                + ", ".join(f"{d.system} {d.idle_days} d > {d.limit_days} d" for _, d in entries),
+                actor="scheduler:inactivity",
+                key=f"inactivity:{now.date().isoformat()}:{owner}",
+            )
         )
+    run_ids = await _create_and_execute_all(ctx, jobs, now)
+    for (_, entries), run_id in zip(owners, run_ids, strict=True):
         out += [replace(d, run_id=run_id) for _, d in entries]
     if errors:
         await ctx.alerts.send(Alert("sweep_failed", "inactivity sweep: " + "; ".join(errors)))
@@ -371,11 +469,11 @@ async def reconcile(
     """Enabled accounts that belong to no active worker are orphans: reported (alert), and
     disabled when ``[scheduler] disable_orphans`` (or ``disable``) says so."""
     disable = ctx.settings.scheduler.disable_orphans if disable is None else disable
-    scanned, errors = await scan_accounts(ctx)
+    scanned, errors = await scan_accounts(
+        ctx, keep=lambda item: item.worker is None or item.worker.status != WorkerStatus.ACTIVE
+    )
     orphans: dict[str, list[tuple[Scanned, Orphan]]] = defaultdict(list)
     for item in scanned:
-        if item.worker is not None and item.worker.status == WorkerStatus.ACTIVE:
-            continue
         reason = (
             "no worker in the roster" if item.worker is None else f"worker is {item.worker.status}"
         )
@@ -384,24 +482,27 @@ async def reconcile(
             (item, Orphan(item.system, account.account_id, account.login, item.key, reason))
         )
     found: list[Orphan] = []
-    for owner, entries in sorted(orphans.items()):
-        run_id = None
-        if disable:
-            why: dict[str, dict[str, str | int | bool]] = {
-                o.system: {"orphan": o.reason} for _, o in entries
-            }
-            run_id = await _create_and_execute(
-                ctx,
+    owners = sorted(orphans.items())
+    run_ids: list[str | None] = [None] * len(owners)
+    if disable:
+        version = _version("reconcile", {"disable_orphans": True})
+        jobs = [
+            _Job(
                 owner,
                 _disable_plan(
-                    [i for i, _ in entries], _version("reconcile", {"disable_orphans": True}), why
+                    [i for i, _ in entries],
+                    version,
+                    {o.system: {"orphan": o.reason} for _, o in entries},
                 ),
                 reason="orphan account(s): "
                 + "; ".join(f"{o.system}: {o.reason}" for _, o in entries),
                 actor="scheduler:reconcile",
                 key=f"reconcile:{now.date().isoformat()}:{owner}",
-                now=now,
             )
+            for owner, entries in owners
+        ]
+        run_ids = list(await _create_and_execute_all(ctx, jobs, now))
+    for (_, entries), run_id in zip(owners, run_ids, strict=True):
         found += [
             Orphan(o.system, o.account_id, o.login, o.owner, o.reason, run_id) for _, o in entries
         ]

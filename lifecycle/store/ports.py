@@ -11,10 +11,10 @@ callers, the implementation defines them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from lifecycle.domain import (
     ApiToken,
@@ -185,6 +185,11 @@ class Runs(Protocol):
         StateConflictError."""
         ...
 
+    def create_runs(self, runs: Sequence[NewRun], now: datetime) -> list[Run]:
+        """``create_run`` for many runs at once (one transaction), in the order given; a run
+        asked for before is returned as it is."""
+        ...
+
     def load_run(self, run_id: str) -> RunDetail:
         """Raises NotFoundError."""
         ...
@@ -216,6 +221,12 @@ class Runs(Protocol):
 
 class Intakes(Protocol):
     """The HR inbox: one row per (source, event id, payload), never deleted."""
+
+    def batch(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Run ``jobs`` (calls of this store) in ONE transaction, each in its own savepoint;
+        a job that raises is rolled back alone and its exception takes its place in the
+        result. Raises, storing nothing, if the transaction cannot be committed."""
+        ...
 
     def accept_hr_event(
         self,
@@ -304,6 +315,11 @@ class Roster(Protocol):
     ) -> RosterCounts:
         """Insert or refresh roster rows (a value the file leaves blank never erases what is
         known); with ``complete`` active workers missing from the file become ``absent``."""
+        ...
+
+    def mark_absent(self, listed: Collection[str], now: datetime) -> int:
+        """Active workers not in ``listed`` become ``absent`` (the end of a complete import
+        that came in batches); returns how many."""
         ...
 
     def workers(self) -> list[Worker]: ...

@@ -4,11 +4,13 @@ takes the write lock with ``BEGIN IMMEDIATE``) and on PostgreSQL (several replic
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
@@ -16,6 +18,8 @@ from sqlmodel import Session, create_engine, select
 
 from lifecycle.domain import PlanCodec
 from lifecycle.exceptions import StoreError
+
+T = TypeVar("T")
 
 
 class Database:
@@ -29,6 +33,9 @@ class Database:
         self.engine = self._make_engine(url)
         # One writer at a time inside this process: SQLite would otherwise spin on busy locks.
         self._sqlite_lock = threading.Lock() if self.is_sqlite else None
+        # Set on the thread running ``batch()``: its jobs' sessions are savepoints of that one
+        # transaction.
+        self._batch = threading.local()
 
     def _make_engine(self, url: str) -> Engine:
         if not self.is_sqlite:
@@ -59,7 +66,17 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed on success, rolled back on error."""
+        """A transaction: committed on success, rolled back on error. Inside ``batch()`` a
+        savepoint of the batch's transaction instead (released on success, rolled back on
+        error), so the same queries serve one request or a group of them."""
+        outer: Session | None = getattr(self._batch, "session", None)
+        if outer is not None:
+            try:
+                with outer.begin_nested():
+                    yield outer
+            except OperationalError as exc:
+                raise StoreError(f"database error: {exc.orig}") from exc
+            return
         lock = self._sqlite_lock
         if lock is not None:
             lock.acquire()
@@ -77,6 +94,55 @@ class Database:
         finally:
             if lock is not None:
                 lock.release()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """``session()`` for reads only: inside ``batch()`` the batch's own session without a
+        savepoint (nothing to undo), else a transaction of its own."""
+        outer: Session | None = getattr(self._batch, "session", None)
+        if outer is not None:
+            yield outer
+            return
+        with self.session() as s:
+            yield s
+
+    def batch(self, jobs: Sequence[Callable[[], T]]) -> list[T | Exception]:
+        """Run ``jobs`` (blocking store calls) in ONE transaction, each in its own savepoint:
+        a job that raises leaves no trace and gets its exception back in its place; the others
+        are committed together (group commit). If the commit itself fails, this raises and no
+        job's work is stored."""
+        results: list[T | Exception] = []
+        with self.session() as s:
+            self._batch.session = s
+            try:
+                for job in jobs:
+                    try:
+                        with s.begin_nested():
+                            result = job()
+                    except OperationalError as exc:
+                        results.append(StoreError(f"database error: {exc.orig}"))
+                    except Exception as exc:  # handed back to its caller
+                        results.append(exc)
+                    else:
+                        results.append(result)
+            finally:
+                self._batch.session = None
+        return results
+
+    def upsert(self, table: Table, keys: tuple[str, ...]) -> Any:
+        """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the other columns: one statement where
+        ``Session.merge`` reads the row first (SQLite and PostgreSQL both have it). Built once
+        per table (a statement built anew on every call is compiled anew)."""
+        cache: dict[tuple[str, tuple[str, ...]], Any] = self.__dict__.setdefault("_upserts", {})
+        statement = cache.get((table.name, keys))
+        if statement is None:
+            base = (sqlite_insert if self.is_sqlite else pg_insert)(table)
+            statement = base.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c.name: base.excluded[c.name] for c in table.columns if c.name not in keys},
+            )
+            cache[(table.name, keys)] = statement
+        return statement
 
     def ping(self) -> None:
         with self.session() as s:

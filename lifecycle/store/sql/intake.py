@@ -10,26 +10,53 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, text, update
+from sqlalchemy import bindparam, func, insert, text, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from lifecycle.domain import InboxEntry, InboxEvent, InboxOutcome, Intake, IntakeDecision, Worker
 from lifecycle.store.sql import mapping
+from lifecycle.store.sql.roster import WORKER_BY_ID, WORKER_UPDATE, WORKERS
 from lifecycle.store.sql.runs import RunQueries, new_id
 from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
+INBOX = InboxRow.__table__  # type: ignore[attr-defined]
+PERSON_LINKS = HrPersonLinkRow.__table__  # type: ignore[attr-defined]
+INBOX_DEFAULTS: dict[str, Any] = dict.fromkeys(c.name for c in INBOX.columns)
+DELIVERIES = (
+    sa_select(
+        INBOX.c.id,
+        INBOX.c.run_id,
+        INBOX.c.outcome,
+        INBOX.c.detail,
+        INBOX.c.payload_sha256,
+        INBOX.c.received_at,
+    )
+    .where(
+        INBOX.c.source == bindparam("source"),
+        INBOX.c.source_event_id == bindparam("source_event_id"),
+    )
+    .order_by(INBOX.c.received_at)
+)
+LINKED = sa_select(PERSON_LINKS.c.worker_id).where(
+    PERSON_LINKS.c.source == bindparam("source"),
+    PERSON_LINKS.c.person_id == bindparam("person_id"),
+)
 
 
-def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
-    """The inbox row of ``entry`` received ``now``; ``fields`` set the rest (outcome, ...)."""
-    return InboxRow(
-        **{"id": new_id()}
+def inbox_values(entry: InboxEntry, now: datetime, **fields: Any) -> dict[str, Any]:
+    """Every column of the inbox row of ``entry`` received ``now``; ``fields`` set the rest
+    (outcome, ...)."""
+    return (
+        INBOX_DEFAULTS
         | {
+            "id": new_id(),
             "source": entry.source,
             "source_event_id": entry.source_event_id,
             "type": entry.type,
@@ -41,6 +68,11 @@ def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
         }
         | fields
     )
+
+
+def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
+    """The inbox row of ``entry`` received ``now``; ``fields`` set the rest (outcome, ...)."""
+    return InboxRow(**inbox_values(entry, now, **fields))
 
 
 class IntakeQueries(RunQueries):
@@ -61,6 +93,7 @@ class IntakeQueries(RunQueries):
     def _accept(
         self, event: InboxEntry, now: datetime, decide: Decide, replace_pending: str | None
     ) -> Intake:
+        # Core statements throughout: this transaction runs for every HR event.
         with self.session() as s:
             inbox_id = new_id()
             pending = s.get(InboxRow, replace_pending) if replace_pending else None
@@ -71,24 +104,27 @@ class IntakeQueries(RunQueries):
             earlier = self._earlier_delivery(s, event, now)
             if earlier is not None:
                 return earlier
-            row = s.get(WorkerRow, event.worker_id)
-            known = mapping.worker(row) if row is not None else None
+            found = s.execute(WORKER_BY_ID, {"worker_id": event.worker_id}).mappings().first()
+            known = Worker(**found) if found is not None else None
             decision = decide(known, self.playbook_of(s, event.worker_id))
-            s.merge(mapping.worker_row(decision.worker))
-            inbox = inbox_row(event, now, id=inbox_id)
+            values = asdict(decision.worker)
+            if known is None:
+                s.execute(insert(WORKERS), [values])
+            elif decision.worker != known:
+                s.execute(WORKER_UPDATE, values | {"b_worker_id": known.worker_id})
+            inbox = inbox_values(event, now, id=inbox_id)
             if decision.run is not None:
-                inbox.run_id = self.insert_run(s, decision.run, now).id
-                inbox.outcome = InboxOutcome.RUN
+                inbox["run_id"] = self.insert_run(s, decision.run, now).id
+                inbox["outcome"] = InboxOutcome.RUN
             else:
-                inbox.outcome, inbox.detail = InboxOutcome.IGNORED, decision.ignored
-            s.add(inbox)
-            s.flush()
+                inbox["outcome"], inbox["detail"] = InboxOutcome.IGNORED, decision.ignored
+            s.execute(insert(INBOX), [inbox])
             return Intake(
-                inbox.id,
-                inbox.run_id,
+                inbox_id,
+                inbox["run_id"],
                 duplicate=False,
-                outcome=InboxOutcome(inbox.outcome),
-                detail=inbox.detail,
+                outcome=InboxOutcome(inbox["outcome"]),
+                detail=inbox["detail"],
             )
 
     def record_inbox(
@@ -139,13 +175,8 @@ class IntakeQueries(RunQueries):
             digest = hashlib.sha256(f"{event.source}\n{event.source_event_id}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
             s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=key))  # type: ignore[call-overload]
-        rows = s.exec(
-            select(InboxRow)
-            .where(
-                InboxRow.source == event.source,
-                InboxRow.source_event_id == event.source_event_id,
-            )
-            .order_by(col(InboxRow.received_at))
+        rows = s.execute(
+            DELIVERIES, {"source": event.source, "source_event_id": event.source_event_id}
         ).all()
         if not rows:
             return None
@@ -226,7 +257,7 @@ class IntakeQueries(RunQueries):
     # ------------------------------------------------------------------ people
 
     def worker_by_email(self, email: str) -> Worker | None:
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.exec(
                 select(WorkerRow)
                 .where(func.lower(WorkerRow.email) == email.strip().lower())
@@ -235,16 +266,20 @@ class IntakeQueries(RunQueries):
             return mapping.worker(rows[0]) if len(rows) == 1 else None
 
     def linked_worker(self, source: str, person_id: str) -> str | None:
-        with self.session() as s:
-            link = s.get(HrPersonLinkRow, (source, person_id))
-            return link.worker_id if link else None
+        with self.reading() as s:
+            found: str | None = s.execute(
+                LINKED, {"source": source, "person_id": person_id}
+            ).scalar()
+            return found
 
     def link_person(self, source: str, person_id: str, worker_id: str, now: datetime) -> None:
         with self.session() as s:
-            s.merge(
-                HrPersonLinkRow(
-                    source=source, person_id=person_id, worker_id=worker_id, linked_at=now
-                )
+            key = {"source": source, "person_id": person_id}
+            if s.execute(LINKED, key).scalar() == worker_id:
+                return  # already known: most events are about people seen before
+            s.execute(
+                self.upsert(PERSON_LINKS, ("source", "person_id")),
+                [key | {"worker_id": worker_id, "linked_at": now}],
             )
 
     # ------------------------------------------------------------------ reading the inbox

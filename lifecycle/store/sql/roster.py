@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, replace
 from datetime import datetime
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -16,14 +17,24 @@ from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
 from lifecycle.store.sql.tables import ApiTokenRow, LinkRow, SchedulerJobRow, WorkerRow
 
+WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
+WORKER_BY_ID = sa_select(*WORKERS.columns).where(WORKERS.c.worker_id == bindparam("worker_id"))
+WORKER_UPDATE = (
+    update(WORKERS)
+    .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
+    .values({c.name: bindparam(c.name) for c in WORKERS.columns})
+)
+IN_CHUNK = 500
+"""Ids per ``IN (...)`` list (SQLite allows a few thousand bound values per statement)."""
 ROSTER_FIELDS = ("name", "email", "job_code", "engagement", "vendor", "status")
 
 
 class RosterQueries(Database):
     def get_worker(self, worker_id: str) -> Worker | None:
-        with self.session() as s:
-            row = s.get(WorkerRow, worker_id)
-            return mapping.worker(row) if row is not None else None
+        with self.reading() as s:
+            # Core, not the ORM: every HR event maps its person through this.
+            row = s.execute(WORKER_BY_ID, {"worker_id": worker_id}).mappings().first()
+            return Worker(**row) if row is not None else None
 
     def upsert_worker(self, worker: Worker) -> None:
         with self.session() as s:
@@ -37,40 +48,68 @@ class RosterQueries(Database):
             return len(fresh)
 
     def workers(self) -> list[Worker]:
-        with self.session() as s:
-            rows = s.exec(select(WorkerRow).order_by(col(WorkerRow.worker_id))).all()
-            return [mapping.worker(row) for row in rows]
+        # Core rows, mapped as they stream in: with ORM objects a roster of 100,000 workers
+        # took a few hundred MB at its peak.
+        with self.reading() as s:
+            result = s.connection().execute(
+                sa_select(WORKERS).order_by(WORKERS.c.worker_id).execution_options(yield_per=2000)
+            )
+            return [Worker(**row) for row in result.mappings()]
 
     def import_workers(
         self, entries: Sequence[RosterEntry], *, complete: bool, now: datetime
     ) -> RosterCounts:
+        # Only the rows named are read (an import streams its file in batches), and written
+        # with Core executemany statements.
+        listed = [e.worker_id for e in entries]
         with self.session() as s:
-            known = {w.worker_id: mapping.worker(w) for w in s.exec(select(WorkerRow)).all()}
-            added = updated = absent = 0
+            conn = s.connection()
+            known: dict[str, Worker] = {}
+            for start in range(0, len(listed), IN_CHUNK):
+                for row in conn.execute(
+                    sa_select(WORKERS).where(
+                        WORKERS.c.worker_id.in_(listed[start : start + IN_CHUNK])
+                    )
+                ).mappings():
+                    known[row["worker_id"]] = Worker(**row)
+            added: list[dict[str, object]] = []
+            updated: list[dict[str, object]] = []
             for entry in entries:
                 current = known.get(entry.worker_id)
                 given = {f: getattr(entry, f) for f in ROSTER_FIELDS}
                 values = {f: v for f, v in given.items() if v is not None}
                 if current is None:
                     worker = Worker(worker_id=entry.worker_id, updated_at=now, **values)
-                    added += 1
+                    added.append(asdict(worker))
                 else:
                     # A blank cell does not erase what we know.
                     worker = replace(current, updated_at=now, **values)
-                    updated += 1
+                    updated.append(asdict(worker) | {"b_worker_id": worker.worker_id})
                 known[entry.worker_id] = worker
-                s.merge(mapping.worker_row(worker))
-            if complete:
-                listed = {e.worker_id for e in entries}
-                for worker_id, current in known.items():
-                    if worker_id not in listed and current.status == WorkerStatus.ACTIVE:
-                        s.merge(
-                            mapping.worker_row(
-                                replace(current, status=WorkerStatus.ABSENT, updated_at=now)
-                            )
-                        )
-                        absent += 1
-            return RosterCounts(added, updated, absent)
+            if added:
+                conn.execute(insert(WORKERS), added)
+            if updated:
+                conn.execute(WORKER_UPDATE, updated)
+        absent = self.mark_absent(set(listed), now) if complete else 0
+        return RosterCounts(len(added), len(updated), absent)
+
+    def mark_absent(self, listed: Collection[str], now: datetime) -> int:
+        """Active workers not in ``listed`` become ``absent``; returns how many. Reads only
+        worker ids, and writes in one transaction."""
+        with self.session() as s:
+            conn = s.connection()
+            active = conn.execute(
+                sa_select(WORKERS.c.worker_id).where(WORKERS.c.status == WorkerStatus.ACTIVE)
+            ).scalars()
+            gone = [{"b_worker_id": w} for w in active if w not in listed]
+            if gone:
+                conn.execute(
+                    update(WORKERS)
+                    .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
+                    .values(status=WorkerStatus.ABSENT, updated_at=now),
+                    gone,
+                )
+            return len(gone)
 
     def find_workers(
         self, *, q: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0

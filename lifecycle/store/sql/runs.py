@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, tuple_, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus
+from lifecycle.domain import Lease, NewRun, Run, RunDetail, RunKind, RunStatus, Worker
 from lifecycle.exceptions import NotFoundError, StateConflictError, UnknownWorkerError
 from lifecycle.store.ports import (
     Deferral,
@@ -30,6 +30,7 @@ from lifecycle.store.ports import (
 )
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
+from lifecycle.store.sql.roster import WORKERS
 from lifecycle.store.sql.tables import EvidenceRow, LinkRow, RunRow, StepRow, WorkerRow
 
 RUNS = RunRow.__table__  # type: ignore[attr-defined]
@@ -40,10 +41,45 @@ STEP_UPDATE = (
     .where(STEPS.c.id == bindparam("b_id"))
     .values({c: bindparam(c) for c in mapping.STEP_PROGRESS})
 )
+LINKS = LinkRow.__table__  # type: ignore[attr-defined]
+EVIDENCE = EvidenceRow.__table__  # type: ignore[attr-defined]
+#: A run's end by primary key (``_end`` gives the values); its lease is released.
+RUN_END = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("status"),
+        finished_at=bindparam("finished_at"),
+        time_to_revoke_ms=bindparam("time_to_revoke_ms"),
+        evidence_seq=bindparam("evidence_seq"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+#: The worker's roster status a finished run sets (e.g. ``terminated``).
+WORKER_STATUS = (
+    update(WORKERS)
+    .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
+    .values(status=bindparam("status"), updated_at=bindparam("updated_at"))
+)
 #: Advisory lock key that serialises evidence appends across replicas ("LCEV").
 EVIDENCE_LOCK_KEY = 0x4C434556
 LIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 RETRYABLE = (RunStatus.INCOMPLETE, RunStatus.FAILED)
+#: The playbook of a worker's latest joiner/mover run that has not failed (Core: it is asked
+#: on every HR event).
+PLAYBOOK_OF = (
+    sa_select(RUNS.c.playbook_name)
+    .where(
+        RUNS.c.worker_id == bindparam("worker_id"),
+        RUNS.c.kind.in_([RunKind.ONBOARD, RunKind.TRANSFER]),
+        RUNS.c.status.in_(
+            [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.VERIFIED, RunStatus.INCOMPLETE]
+        ),
+    )
+    .order_by(RUNS.c.received_at.desc())
+    .limit(1)
+)
 
 
 def new_id() -> str:
@@ -84,11 +120,39 @@ class RunQueries(Database):
                     raise
                 return mapping.run(existing, self.plans)
 
+    def create_runs(self, runs: Sequence[NewRun], now: datetime) -> list[Run]:
+        """``create_run`` for many runs in one transaction (a sweep's batch): runs asked for
+        before (same source and source event id) are returned as they are, the others
+        stored. Falls back to one transaction per run if another replica races it."""
+        keys = [(r.source, r.source_event_id) for r in runs]
+        try:
+            with self.session() as s:
+                existing = {
+                    (row.source, row.source_event_id): mapping.run(row, self.plans)
+                    for row in s.exec(
+                        select(RunRow).where(
+                            tuple_(col(RunRow.source), col(RunRow.source_event_id)).in_(keys)
+                        )
+                    ).all()
+                }
+                out: list[Run] = []
+                for run, key in zip(runs, keys, strict=True):
+                    found = existing.get(key)
+                    if found is None:
+                        found = mapping.run(self.insert_run(s, run, now), self.plans, plan=run.plan)
+                        existing[key] = found
+                    out.append(found)
+                return out
+        except IntegrityError:
+            return [self.create_run(run, now) for run in runs]
+
     def insert_run(self, s: Session, run: NewRun, now: datetime) -> RunRow:
+        # Core INSERTs (the run, then its steps as one executemany): the ORM's unit of work
+        # cost more CPU than the rest of an HR intake. The row returned is not in the session.
         row = mapping.new_run_row(new_id(), run, self.plans, now)
-        s.add(row)
-        s.flush()
-        s.add_all(mapping.new_step_row(row.id, step) for step in run.steps)
+        s.execute(insert(RUNS), [row.model_dump()])
+        if run.steps:
+            s.execute(insert(STEPS), [mapping.new_step_values(row.id, step) for step in run.steps])
         return row
 
     # ------------------------------------------------------------------ by hand
@@ -325,37 +389,39 @@ class RunQueries(Database):
 
     def load_runs(self, run_ids: Sequence[str]) -> list[RunDetail]:
         ids = list(run_ids)
+        # Core selects: a claimed batch is loaded on every claim. Core rows carry the tables'
+        # column names as attributes, which is all ``mapping`` reads.
         with self.session() as s:
-            runs = s.exec(select(RunRow).where(col(RunRow.id).in_(ids))).all()
+            conn = s.connection()
+            runs = conn.execute(sa_select(RUNS).where(RUNS.c.id.in_(ids))).all()
             workers = {r.worker_id for r in runs}
-            steps: dict[str, list[StepRow]] = {r.id: [] for r in runs}
-            for step in s.exec(
-                select(StepRow)
-                .where(col(StepRow.run_id).in_(ids))
-                .order_by(col(StepRow.connector), col(StepRow.position))
+            steps: dict[str, list[Any]] = {r.id: [] for r in runs}
+            for step in conn.execute(
+                sa_select(STEPS)
+                .where(STEPS.c.run_id.in_(ids))
+                .order_by(STEPS.c.connector, STEPS.c.position)
             ).all():
                 steps[step.run_id].append(step)
             rows = {
-                w.worker_id: w
-                for w in s.exec(
-                    select(WorkerRow).where(col(WorkerRow.worker_id).in_(workers))
+                w.worker_id: Worker(**w._mapping)
+                for w in conn.execute(
+                    sa_select(WORKERS).where(WORKERS.c.worker_id.in_(workers))
                 ).all()
             }
-            links: dict[str, dict[str, LinkRow]] = {w: {} for w in workers}
-            for link in s.exec(select(LinkRow).where(col(LinkRow.worker_id).in_(workers))).all():
+            links: dict[str, dict[str, Any]] = {w: {} for w in workers}
+            for link in conn.execute(sa_select(LINKS).where(LINKS.c.worker_id.in_(workers))).all():
                 links[link.worker_id][link.connector] = link
-        by_id = {r.id: r for r in runs}
+        by_id: dict[str, Any] = {r.id: r for r in runs}  # Core rows, read like RunRow
         details = []
         for run_id in ids:
             row = by_id.get(run_id)
             if row is None:
                 continue
-            worker = rows.get(row.worker_id)
             details.append(
                 RunDetail(
                     mapping.run(row, self.plans),
                     tuple(mapping.step(step) for step in steps[run_id]),
-                    mapping.worker(worker) if worker is not None else None,
+                    rows.get(row.worker_id),
                     {name: mapping.link(link) for name, link in links[row.worker_id].items()},
                 )
             )
@@ -364,23 +430,23 @@ class RunQueries(Database):
     def save_progress(self, items: Sequence[Progress]) -> set[str]:
         leases = {item.lease.run_id: item.lease for item in items}
         latest: dict[int, tuple[str, dict[str, Any]]] = {}
-        links: list[tuple[str, LinkRow]] = []
+        links: list[tuple[str, dict[str, Any]]] = []
         for item in items:  # rows built before the transaction: it holds the write lock
             run_id = item.lease.run_id
             if isinstance(item, StepProgress):
                 # The last submitted state of a step wins.
                 latest[item.step.id] = (run_id, mapping.step_progress(item.step))
             else:
-                links.append((run_id, mapping.link_row(item.link)))
+                links.append((run_id, mapping.link_row(item.link).model_dump()))
         with self.session() as s:
             refused = self._fenced(s, leases)
             params = [p for run_id, p in latest.values() if run_id not in refused]
             if params:
                 # By primary key in one Core executemany (no read before write).
                 s.connection().execute(STEP_UPDATE, params)
-            for run_id, link in links:
-                if run_id not in refused:
-                    s.merge(link)
+            upserts = [link for run_id, link in links if run_id not in refused]
+            if upserts:  # one INSERT ... ON CONFLICT for all (Session.merge read each first)
+                s.connection().execute(self.upsert(LINKS, ("worker_id", "connector")), upserts)
         return refused
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
@@ -400,33 +466,49 @@ class RunQueries(Database):
             last = s.exec(select(func.max(EvidenceRow.seq))).one()
             next_seq = 0 if last is None else last + 1
             seqs: dict[str, int] = {}
+            records: list[dict[str, Any]] = []
             for item in accepted:
                 run_id = item.lease.run_id
                 seq = known.get(run_id)
                 if seq is None:
                     seq, next_seq = next_seq, next_seq + 1
                     known[run_id] = seq
-                    s.add(self.record_row(seq, run_id, item.worker_id, item.build, now))
+                    records.append(
+                        self.record_row(seq, run_id, item.worker_id, item.build, now).model_dump()
+                    )
                 seqs[run_id] = seq
-                self._end(s, item, seq)
+            # Core executemany statements, in seq order (the ORM read each run and worker
+            # before writing it).
+            conn = s.connection()
+            if records:
+                conn.execute(insert(EVIDENCE), records)
+            if accepted:
+                conn.execute(
+                    RUN_END, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
+                )
+            workers = [
+                {
+                    "b_worker_id": item.worker_id,
+                    "status": item.worker_status,
+                    "updated_at": item.finished_at,
+                }
+                for item in accepted
+                if item.worker_status is not None
+            ]
+            if workers:
+                conn.execute(WORKER_STATUS, workers)
         return seqs
 
     @staticmethod
-    def _end(s: Session, item: Finish, seq: int) -> None:
-        run = s.get_one(RunRow, item.lease.run_id)
-        run.status = item.status
-        run.finished_at = item.finished_at
-        run.time_to_revoke_ms = item.time_to_revoke_ms
-        run.lease_owner = None
-        run.lease_expires_at = None
-        run.evidence_seq = seq
-        s.add(run)
-        if item.worker_status is not None:
-            worker = s.get(WorkerRow, item.worker_id)
-            if worker is not None:
-                worker.status = item.worker_status
-                worker.updated_at = item.finished_at
-                s.add(worker)
+    def _end(item: Finish, seq: int) -> dict[str, Any]:
+        """The values of ``RUN_END`` for the run of ``item``."""
+        return {
+            "b_id": item.lease.run_id,
+            "status": item.status,
+            "finished_at": item.finished_at,
+            "time_to_revoke_ms": item.time_to_revoke_ms,
+            "evidence_seq": seq,
+        }
 
     def defer_run(self, item: Deferral) -> bool:
         lease = item.lease
@@ -480,18 +562,7 @@ class RunQueries(Database):
 
     @staticmethod
     def playbook_of(s: Session, worker_id: str) -> str | None:
-        return s.exec(
-            select(RunRow.playbook_name)
-            .where(
-                RunRow.worker_id == worker_id,
-                col(RunRow.kind).in_([RunKind.ONBOARD, RunKind.TRANSFER]),
-                col(RunRow.status).in_(
-                    [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.VERIFIED, RunStatus.INCOMPLETE]
-                ),
-            )
-            .order_by(col(RunRow.received_at).desc())
-            .limit(1)
-        ).first()
+        return s.execute(PLAYBOOK_OF, {"worker_id": worker_id}).scalar()
 
     def current_playbook(self, worker_id: str) -> str | None:
         with self.session() as s:

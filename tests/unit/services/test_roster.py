@@ -109,3 +109,37 @@ def test_a_file_without_status_never_revives_a_terminated_worker(
     assert worker.status == "terminated"
     assert worker.name == "New Name"
     assert worker.email == "w900@example.org"  # a blank cell does not erase it
+
+
+def test_a_large_file_is_streamed_in_batches_with_progress(store: SqlStore, tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    lines = ["worker_id,email,engagement"]
+    lines += [f"W{n:05d},w{n}@example.org,employee" for n in range(1, 26)]
+    lines.insert(10, "W00003,again@example.org,employee")  # a repeat, far from the first
+    path.write_text("\n".join(lines) + "\n")
+    seen: list[tuple[int, int]] = []
+    result = import_roster(
+        store, path, NOW, complete=False, batch=4, progress=lambda n, r: seen.append((n, r.added))
+    )
+    assert (result.added, result.updated) == (25, 0)
+    assert [(r.line, "already on line 4" in r.reason) for r in result.rejected] == [(11, True)]
+    assert len(seen) == 7  # 25 good rows: six batches of 4, then the last one
+    assert seen[-1] == (26, 25) and [n for n, _ in seen] == sorted(n for n, _ in seen)
+    assert len(store.workers()) == 25
+    # The same file refreshed in other batches: every row updated, none added twice.
+    again = import_roster(store, path, NOW, complete=False, batch=7)
+    assert (again.added, again.updated) == (0, 25)
+
+
+def test_a_complete_file_in_batches_marks_absent_only_the_unlisted(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("worker_id\n" + "".join(f"W{n:03d}\n" for n in range(1, 11)))
+    import_roster(store, first, NOW, complete=False)
+    second = tmp_path / "b.csv"
+    second.write_text("worker_id\n" + "".join(f"W{n:03d}\n" for n in range(1, 11, 2)))
+    result = import_roster(store, second, NOW, complete=True, batch=2)
+    assert (result.added, result.updated, result.absent) == (0, 5, 5)
+    status = {w.worker_id: w.status for w in store.workers()}
+    assert {w for w, s in status.items() if s == "absent"} == {f"W{n:03d}" for n in range(2, 11, 2)}

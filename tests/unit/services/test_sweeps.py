@@ -149,3 +149,40 @@ async def test_service_and_break_glass_accounts_can_be_left_out_of_sweeps(
     assert await inactivity_sweep(ctx, h.clock()) == []
     assert account(ehr, "svc-backup").enabled is True
     assert [o.owner for o in (await reconcile(context(h), h.clock())).orphans] == ["svc-backup"]
+
+
+async def test_a_large_sweep_creates_its_runs_in_batches_and_executes_them_all(
+    tmp_path: Path,
+) -> None:
+    h = harness(tmp_path, workers=300)  # more dormant owners than one batch (256)
+    now = h.clock()
+    for name, connector in h.connectors.items():
+        for acct in connector.accounts.values():
+            acct.last_sign_in = now - timedelta(days=200 if name == "idp" else 1)
+    dormant = await inactivity_sweep(context(h), now)
+    assert len(dormant) == 300
+    assert len({d.run_id for d in dormant}) == 300  # one run per owner
+    assert all(acct.enabled is False for acct in h.connectors["idp"].accounts.values())
+    assert all(acct.enabled for acct in h.connectors["ehr"].accounts.values())
+    details = h.store.load_runs([d.run_id or "" for d in dormant])
+    assert {(d.run.kind, d.run.status) for d in details} == {("disable", "verified")}
+    assert len(records(h)) == 300
+    # The same day again: the accounts are off, so nothing is dormant and nothing new runs.
+    assert await inactivity_sweep(context(h), now) == []
+    assert len(records(h)) == 300
+
+
+async def test_a_sweep_asked_twice_the_same_day_returns_the_first_runs(tmp_path: Path) -> None:
+    h = harness(tmp_path, workers=5)
+    now = h.clock()
+    for acct in h.connectors["idp"].accounts.values():
+        acct.last_sign_in = now - timedelta(days=200)
+    for other in ("ehr", "phone"):
+        for acct in h.connectors[other].accounts.values():
+            acct.last_sign_in = now
+    first = await inactivity_sweep(context(h), now)
+    for acct in h.connectors["idp"].accounts.values():
+        acct.enabled = True  # turned back on before the second sweep of the same day
+    again = await inactivity_sweep(context(h), now)
+    assert sorted(d.run_id or "" for d in again) == sorted(d.run_id or "" for d in first)
+    assert len(records(h)) == 5  # no second run per owner and day
