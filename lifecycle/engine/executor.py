@@ -162,6 +162,9 @@ class Executor:
         self._db_limiter = anyio.CapacityLimiter(db_threads)
         self._in_flight: dict[str, Lease] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._releasing: set[str] = set()
+        """Runs whose end or wait is being written: their lease goes away by our own hand, so
+        a heartbeat that finds it gone must not take that for a takeover."""
         self._wake = anyio.Event()
         self._reclaim_own = True
         self._writes: GroupCommit[Progress] = GroupCommit(
@@ -269,11 +272,19 @@ class Executor:
             except Exception:
                 log.exception("lease renewal failed; trying again at the next beat")
                 continue
-            for run_id in lost:
-                log.warning("run %s was taken over by another replica; stopping here", run_id)
-                scope = self._scopes.get(run_id)
-                if scope is not None:
-                    scope.cancel()
+            self._lost(lost)
+
+    def _lost(self, run_ids: Sequence[str]) -> None:
+        """Stop the runs whose lease renewal was refused: another replica took them over. A
+        run whose own end (or durable wait) is being written released its lease itself: it
+        is left to finish, alerts included."""
+        for run_id in run_ids:
+            if run_id in self._releasing:
+                continue
+            log.warning("run %s was taken over by another replica; stopping here", run_id)
+            scope = self._scopes.get(run_id)
+            if scope is not None:
+                scope.cancel()
 
     async def _execute_claimed(self, lease: Lease, detail: RunDetail | None = None) -> None:
         try:
@@ -298,6 +309,7 @@ class Executor:
         finally:
             self._scopes.pop(lease.run_id, None)
             self._in_flight.pop(lease.run_id, None)
+            self._releasing.discard(lease.run_id)
 
     async def execute_owned(
         self, lease: Lease, detail: RunDetail | None = None
@@ -358,6 +370,7 @@ class Executor:
         nor, finding it gone, cancel what is left to do here (its alerts)."""
         self._in_flight.pop(run_id, None)
         self._scopes.pop(run_id, None)
+        self._releasing.discard(run_id)
 
     async def _finish(self, ex: _Execution, detail: RunDetail) -> RunStatus:
         run, spec = ex.run, ex.spec
@@ -367,6 +380,7 @@ class Executor:
         options = RecordOptions(sla=spec.sla, added=spec.record_added, reversal=spec.reversal)
         worker_status = spec.worker_status if status is not RunStatus.NO_ACCOUNTS else None
         # The record and the run's end are one transaction (batched with other runs' ends).
+        self._releasing.add(run.id)
         await self._finishes.submit(
             Finish(
                 ex.lease,
@@ -412,6 +426,7 @@ class Executor:
             spec.sla and run.sla_alerted_at is None and now >= run.due_at + self.config.horizon / 2
         )
         not_before = min(ex.deferred.values())
+        self._releasing.add(run.id)
         ok = await self._db(
             self.queue.defer_run, Deferral(ex.lease, not_before, now if at_risk else None)
         )

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -266,3 +267,31 @@ async def test_group_commit_fails_every_waiting_writer_and_recovers() -> None:
     assert "failed" in outcomes.values()
     await commit.submit(99)  # the next write works again
     assert written[-1] == [99]
+
+
+async def test_a_heartbeat_during_the_runs_own_end_does_not_cancel_its_alert(
+    tmp_path: Path,
+) -> None:
+    """The heartbeat renews leases concurrently with runs ending: a run whose end was just
+    committed has no lease left, so its renewal is refused. That is the run's own doing, not a
+    takeover: the run must still send its ``run_incomplete`` escalation."""
+    faults = {"ehr": [Fault(op="disable", mode="permanent")]}
+    h = Harness(tmp_path, memory_systems(faults=faults))
+    run_id = h.offboard("W0004")
+    lease = h.claim(run_id)
+    finishes = h.executor._finishes
+    submit = finishes.submit
+
+    async def submit_then_heartbeat(item: Any) -> Any:
+        ended = await submit(item)
+        # The heartbeat's renewal lands between the commit and the run's next line.
+        refused = h.store.renew_leases([lease], h.clock() + timedelta(seconds=30))
+        assert refused == [run_id]
+        h.executor._lost(refused)
+        await anyio.sleep(0)  # a cancelled scope would stop the run here
+        return ended
+
+    finishes.submit = submit_then_heartbeat  # type: ignore[method-assign]
+    await h.executor._execute_tracked(lease, None)
+    assert h.store.load_run(run_id).run.status == "incomplete"
+    assert [a.kind for a in h.alerts.sent][-1] == "run_incomplete"
