@@ -15,3 +15,8 @@ else
   UV=(python3 -m uv)
 fi
 export UV_PYTHON_DOWNLOADS=never  # use the machine's Python 3.11+, never fetch one
+# Install packages with their bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI
+# machines) nothing would ever be cached, and every process (the CLI, each service the tests
+# start) would compile SQLAlchemy, FastAPI & co. from source again: 3.3 s for `lifecycle
+# --version` instead of 1.1 s.
+export UV_COMPILE_BYTECODE=1
