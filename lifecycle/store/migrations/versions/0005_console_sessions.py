@@ -19,6 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Idempotent like the earlier revisions: a schema already holding the table (created by
+    # ``create_all`` and re-stamped older) is left as it is.
+    if sa.inspect(op.get_bind()).has_table("console_sessions"):
+        return
     op.create_table(
         "console_sessions",
         sa.Column("id_sha256", sa.String(), primary_key=True, nullable=False),
