@@ -361,22 +361,30 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             ),
         )
 
-    @pages.post("/workers/{worker_id}/suspend")
-    async def suspend(request: Request, worker_id: str) -> Response:
+    async def act(
+        request: Request, subject: str, use_case: Callable[..., Run], *, required: bool = True
+    ) -> Response:
+        """An admin's action on a worker (suspend, restore) or a run (approve, reject, retry,
+        cancel): role and CSRF token checked, the use case run off the event loop, then the
+        page of the run it started or decided."""
         user = await sessions.user(request)
         sessions.require_admin(user)
-        reason = reason_of(await form(request, user)) or ""
-        run = await blocking(
-            lambda: start_suspend(
+        reason = reason_of(await form(request, user), required=required)
+        run: Run = await blocking(
+            lambda: use_case(
                 service.access,
-                worker_id,
-                reason=reason,
+                subject,
                 actor=actor_of(user.principal.name),
+                reason=reason,
                 now=service.clock(),
             )
         )
         service.executor.wake()
         return to_run(run.id)
+
+    @pages.post("/workers/{worker_id}/suspend")
+    async def suspend(request: Request, worker_id: str) -> Response:
+        return await act(request, worker_id, start_suspend)
 
     @pages.get("/workers/{worker_id}/restore")
     async def confirm_restore(request: Request, worker_id: str) -> Response:
@@ -401,20 +409,7 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
 
     @pages.post("/workers/{worker_id}/restore")
     async def restore(request: Request, worker_id: str) -> Response:
-        user = await sessions.user(request)
-        sessions.require_admin(user)
-        reason = reason_of(await form(request, user)) or ""
-        run = await blocking(
-            lambda: request_restore(
-                service.access,
-                worker_id,
-                reason=reason,
-                actor=actor_of(user.principal.name),
-                now=service.clock(),
-            )
-        )
-        service.executor.wake()
-        return to_run(run.id)
+        return await act(request, worker_id, request_restore)
 
     # ------------------------------------------------------------------ approvals
 
@@ -427,33 +422,13 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
             request, "approvals.html", user, runs=waiting, me=actor_of(user.principal.name)
         )
 
-    async def decide(
-        request: Request, run_id: str, use_case: Callable[..., Run], *, required: bool = True
-    ) -> Response:
-        """An admin's decision on a run (approve, reject, retry, cancel): role and CSRF token
-        checked, the use case run off the event loop, then the run's page."""
-        user = await sessions.user(request)
-        sessions.require_admin(user)
-        reason = reason_of(await form(request, user), required=required)
-        run: Run = await blocking(
-            lambda: use_case(
-                service.access,
-                run_id,
-                actor=actor_of(user.principal.name),
-                reason=reason,
-                now=service.clock(),
-            )
-        )
-        service.executor.wake()
-        return to_run(run.id)
-
     @pages.post("/approvals/{run_id}/approve")
     async def approve_run(request: Request, run_id: str) -> Response:
-        return await decide(request, run_id, approve, required=False)
+        return await act(request, run_id, approve, required=False)
 
     @pages.post("/approvals/{run_id}/reject")
     async def reject_run(request: Request, run_id: str) -> Response:
-        return await decide(request, run_id, reject)
+        return await act(request, run_id, reject)
 
     # ------------------------------------------------------------------ runs
 
@@ -487,11 +462,11 @@ def router(service: Service, sessions: Sessions) -> APIRouter:
 
     @pages.post("/runs/{run_id}/retry")
     async def retry(request: Request, run_id: str) -> Response:
-        return await decide(request, run_id, retry_run)
+        return await act(request, run_id, retry_run)
 
     @pages.post("/runs/{run_id}/cancel")
     async def cancel(request: Request, run_id: str) -> Response:
-        return await decide(request, run_id, cancel_run)
+        return await act(request, run_id, cancel_run)
 
     # ------------------------------------------------------------------ tokens
 
