@@ -61,6 +61,8 @@ def test_an_admin_offboards_a_worker_and_watches_the_run_verify_without_a_reload
     browser.link("Workers").click()
     browser.css("#q").send_keys(SLOW_WORKER)
     browser.button("Search").click()
+    # The unsearched list links the worker too: wait for the search's page before clicking.
+    browser.wait(lambda d: f"q={SLOW_WORKER}" in d.current_url, "the search never loaded")
     browser.link(SLOW_WORKER).click()
     assert browser.path == f"/console/workers/{SLOW_WORKER}"
     # Live state, read from each system: the account is on everywhere.
