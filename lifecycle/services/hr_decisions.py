@@ -29,7 +29,7 @@ from lifecycle.exceptions import ConfigError, UnknownWorkerError
 from lifecycle.hr.event import HrEvent, HrEventType
 from lifecycle.services.playbooks import PlaybookLibrary
 from lifecycle.services.provisioning import hr_plan
-from lifecycle.store.ports import Intakes
+from lifecycle.store.ports import Acceptance, Intakes
 
 log = logging.getLogger("lifecycle.intake")
 ROSTER_ATTRIBUTES = ("name", "email", "job_code", "engagement", "vendor")
@@ -102,6 +102,19 @@ def accept(
     """Store the event with its roster change and its run (blocking; call in a thread).
 
     ``playbooks`` None: hires and transfers only update the roster (no joiner/mover runs)."""
+    item = acceptance(kinds, playbooks, systems, event, now)
+    return store.accept_hr_event(item.entry, now, item.decide, replace_pending=replace_pending)
+
+
+def acceptance(
+    kinds: Kinds,
+    playbooks: PlaybookLibrary | None,
+    systems: Sequence[str],
+    event: HrEvent,
+    now: datetime,
+) -> Acceptance:
+    """The event's inbox row and the decision of what it changes, for the store to apply
+    (``accept`` one at a time, ``Intakes.accept_hr_events`` many)."""
     configured = list(systems)
 
     def decide(known: Worker | None, current_playbook: str | None) -> IntakeDecision:
@@ -134,7 +147,12 @@ def accept(
             )
         return IntakeDecision(worker, _run(kinds, plan, event, reason))
 
-    return store.accept_hr_event(inbox_entry(event), now, decide, replace_pending=replace_pending)
+    return Acceptance(
+        inbox_entry(event),
+        now,
+        decide,
+        needs_playbook=event.type in (HrEventType.HIRE, HrEventType.TRANSFER),
+    )
 
 
 def inbox_entry(event: HrEvent, **fields: Any) -> InboxEntry:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -47,7 +47,7 @@ from lifecycle.hr.errors import (
 )
 from lifecycle.hr.event import WORKER_ID
 from lifecycle.services.group_commit import GroupCommit
-from lifecycle.services.hr_decisions import accept, inbox_entry
+from lifecycle.services.hr_decisions import accept, acceptance, inbox_entry
 from lifecycle.services.playbooks import PlaybookLibrary
 from lifecycle.settings import HrSourceSettings, Settings
 from lifecycle.store.ports import Intakes
@@ -118,7 +118,7 @@ class HrIntake:
         self.kinds = kinds or default_kinds()
         self.wake = wake
         self.clock = clock
-        self.writer = GroupCommit(store)
+        self.writer = GroupCommit(store, bulk=self._store_events)
         """Every store write of a delivery goes through here: concurrent deliveries share
         transactions (group commit) instead of each taking the write lock and a pool thread."""
 
@@ -248,7 +248,7 @@ class HrIntake:
 
     async def _event(self, ctx: Context, event: HrEvent, replace_id: str | None) -> Receipt:
         now = self.clock()
-        stored = await self.writer.run(lambda: self._store_event(ctx, event, now, replace_id))
+        stored = await self.writer.run(_StoreEvent(self, ctx, event, now, replace_id))
         if stored is None:
             return await self._not_in_roster(ctx, event, replace_id)
         worker, intake = stored
@@ -286,6 +286,57 @@ class HrIntake:
         ):
             self.store.link_person(ctx.name, event.vendor_person, worker, now)
         return worker, intake
+
+    def _store_events(self, jobs: Sequence[Callable[[], Any]]) -> list[Any] | None:
+        """The writer's fast path for a batch of plain deliveries about roster workers: what
+        ``_store_event`` does for each, with one read and one write per table for them all
+        (``Intakes.accept_hr_events``) in one transaction without savepoints. None (nothing
+        stored) when the batch holds anything else (a pending row's retry, a person not found
+        in the roster by id, who may be known by a link or an email, or a new hire, whom later
+        events of the batch may name) or a write failed: the writer then runs each job alone
+        in its savepoint."""
+        events: list[_StoreEvent] = []
+        for job in jobs:
+            if not isinstance(job, _StoreEvent) or job.replace_id is not None:
+                return None
+            events.append(job)
+        try:
+            return cast(list[Any], self.store.together(lambda: self._accept_all(events)))
+        except _NotPlain:
+            return None
+        except Exception as exc:  # the per-job path stores what can be stored
+            log.warning("intake batch of %d stored one by one: %s", len(jobs), exc)
+            return None
+
+    def _accept_all(self, jobs: Sequence[_StoreEvent]) -> list[Any]:
+        ids = {c for job in jobs for c in (job.event.worker_id, *job.event.aliases) if c}
+        known = self.store.workers_by_id(ids)
+        items, workers = [], []
+        for job in jobs:
+            event = job.event
+            worker = next((c for c in (event.worker_id, *event.aliases) if c in known), None)
+            if worker is None:
+                raise _NotPlain
+            mapped = replace(event, worker_id=worker)
+            workers.append(worker)
+            items.append(acceptance(self.kinds, self.playbooks, self.connectors, mapped, job.now))
+        results: list[Any] = []
+        intakes = self.store.accept_hr_events(items)
+        for job, worker, intake in zip(jobs, workers, intakes, strict=True):
+            if isinstance(intake, UnknownWorkerError):
+                results.append(None)
+                continue
+            if isinstance(intake, Exception):
+                results.append(intake)
+                continue
+            if (
+                not intake.duplicate
+                and intake.outcome != InboxOutcome.CONFLICT
+                and job.event.vendor_person != worker
+            ):
+                self.store.link_person(job.ctx.name, job.event.vendor_person, worker, job.now)
+            results.append((worker, intake))
+        return results
 
     def _map_worker(self, event: HrEvent) -> str | None:
         for candidate in (event.worker_id, *event.aliases):
@@ -487,6 +538,25 @@ class HrIntake:
         await self.alerts.send(
             Alert("hr_source_verification", f"HR source {ctx.name!r}: {message}")
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _StoreEvent:
+    """A writer job: ``HrIntake._store_event`` of one delivery (the writer may instead store
+    a batch of them at once through ``HrIntake._store_events``)."""
+
+    intake: HrIntake
+    ctx: Context
+    event: HrEvent
+    now: datetime
+    replace_id: str | None
+
+    def __call__(self) -> tuple[str, Intake] | None:
+        return self.intake._store_event(self.ctx, self.event, self.now, self.replace_id)
+
+
+class _NotPlain(Exception):
+    """A batch the writer's fast path does not take."""
 
 
 def _keep_token(source: HrSourceSettings, handshake: Handshake) -> str:

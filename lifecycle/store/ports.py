@@ -219,6 +219,17 @@ class Runs(Protocol):
     def source_event_ids(self, source: str, prefix: str) -> set[str]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """One HR event for ``Intakes.accept_hr_events``: what ``accept_hr_event`` takes."""
+
+    entry: InboxEntry
+    now: datetime
+    decide: Callable[[Worker | None, str | None], IntakeDecision]
+    needs_playbook: bool = True
+    """False: ``decide`` ignores the current playbook (a termination), so it is not read."""
+
+
 class Intakes(Protocol):
     """The HR inbox: one row per (source, event id, payload), never deleted."""
 
@@ -226,6 +237,24 @@ class Intakes(Protocol):
         """Run ``jobs`` (calls of this store) in ONE transaction, each in its own savepoint;
         a job that raises is rolled back alone and its exception takes its place in the
         result. Raises, storing nothing, if the transaction cannot be committed."""
+        ...
+
+    def together(self, work: Callable[[], Any]) -> Any:
+        """``work()`` (calls of this store) in ONE transaction without savepoints: if
+        anything raises, nothing is stored and the error propagates."""
+        ...
+
+    def workers_by_id(self, worker_ids: Collection[str]) -> dict[str, Worker]:
+        """The roster workers among ``worker_ids``."""
+        ...
+
+    def accept_hr_events(self, items: Sequence[Acceptance]) -> list[Intake | Exception]:
+        """``accept_hr_event`` for each item, in order, as if one after the other in one
+        transaction (a later item sees what an earlier one stored: a re-delivery, the roster
+        change), but read with one statement per table and written with one per table. A
+        ``decide`` that raises leaves no trace of its item and its exception takes the item's
+        place. Raises if the rows cannot be written (then the caller stores nothing of the
+        batch: call it inside ``together``)."""
         ...
 
     def accept_hr_event(

@@ -71,6 +71,9 @@ class Database:
         error), so the same queries serve one request or a group of them."""
         outer: Session | None = getattr(self._batch, "session", None)
         if outer is not None:
+            if not self._batch.savepoints:  # inside ``together()``: all or nothing
+                yield outer
+                return
             try:
                 with outer.begin_nested():
                     yield outer
@@ -113,7 +116,7 @@ class Database:
         job's work is stored."""
         results: list[T | Exception] = []
         with self.session() as s:
-            self._batch.session = s
+            self._batch.session, self._batch.savepoints = s, True
             try:
                 for job in jobs:
                     try:
@@ -128,6 +131,18 @@ class Database:
             finally:
                 self._batch.session = None
         return results
+
+    def together(self, work: Callable[[], T]) -> T:
+        """``work()`` (blocking store calls) in ONE transaction without savepoints: the calls
+        it makes join that transaction, and if anything raises, nothing of it is stored (the
+        error propagates). The cheap path of a group commit whose jobs are known not to fail
+        alone; ``batch`` is the one that isolates them."""
+        with self.session() as s:
+            self._batch.session, self._batch.savepoints = s, False
+            try:
+                return work()
+            finally:
+                self._batch.session = None
 
     def upsert(self, table: Table, keys: tuple[str, ...]) -> Any:
         """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the other columns: one statement where

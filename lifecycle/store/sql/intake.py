@@ -9,20 +9,36 @@ in place, keeping its id and receipt time).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, insert, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from lifecycle.domain import InboxEntry, InboxEvent, InboxOutcome, Intake, IntakeDecision, Worker
+from lifecycle.domain import (
+    InboxEntry,
+    InboxEvent,
+    InboxOutcome,
+    Intake,
+    IntakeDecision,
+    RunKind,
+    RunStatus,
+    Worker,
+)
+from lifecycle.store.ports import Acceptance
 from lifecycle.store.sql import mapping
-from lifecycle.store.sql.roster import WORKER_BY_ID, WORKER_UPDATE, WORKERS
-from lifecycle.store.sql.runs import RunQueries, new_id
+from lifecycle.store.sql.roster import (
+    IN_CHUNK,
+    WORKER_BY_ID,
+    WORKER_UPDATE,
+    WORKERS,
+    workers_in,
+)
+from lifecycle.store.sql.runs import RUNS, STEPS, RunQueries, new_id
 from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
@@ -44,6 +60,36 @@ DELIVERIES = (
     )
     .order_by(INBOX.c.received_at)
 )
+DELIVERIES_OF = (
+    sa_select(
+        INBOX.c.source,
+        INBOX.c.source_event_id,
+        INBOX.c.id,
+        INBOX.c.run_id,
+        INBOX.c.outcome,
+        INBOX.c.detail,
+        INBOX.c.payload_sha256,
+        INBOX.c.received_at,
+    )
+    .where(INBOX.c.source_event_id.in_(bindparam("ids", expanding=True)))
+    .order_by(INBOX.c.received_at)
+)
+"""The deliveries of many event ids at once (``accept_hr_events``; filtered by source after)."""
+PROVISIONING = (RunKind.ONBOARD, RunKind.TRANSFER)
+PLAYBOOKS_OF = (
+    sa_select(RUNS.c.worker_id, RUNS.c.playbook_name)
+    .where(
+        RUNS.c.worker_id.in_(bindparam("ids", expanding=True)),
+        RUNS.c.kind.in_(PROVISIONING),
+        RUNS.c.status.in_(
+            [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.VERIFIED, RunStatus.INCOMPLETE]
+        ),
+    )
+    .order_by(RUNS.c.received_at)
+)
+"""``PLAYBOOK_OF`` of many workers: every such run, oldest first (the last one counts)."""
+LOCKS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+"""PostgreSQL: the advisory locks of many (source, event id)s, taken in key order."""
 LINKED = sa_select(PERSON_LINKS.c.worker_id).where(
     PERSON_LINKS.c.source == bindparam("source"),
     PERSON_LINKS.c.person_id == bindparam("person_id"),
@@ -73,6 +119,106 @@ def inbox_values(entry: InboxEntry, now: datetime, **fields: Any) -> dict[str, A
 def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
     """The inbox row of ``entry`` received ``now``; ``fields`` set the rest (outcome, ...)."""
     return InboxRow(**inbox_values(entry, now, **fields))
+
+
+class Delivery(NamedTuple):
+    """An inbox row of an earlier delivery, as ``earlier_intake`` compares it."""
+
+    id: str
+    run_id: str | None
+    outcome: str | None
+    detail: str | None
+    payload_sha256: str
+    received_at: datetime
+
+
+def earlier_intake(
+    rows: Sequence[Any], event: InboxEntry, now: datetime
+) -> tuple[Intake | None, dict[str, Any] | None]:
+    """What earlier deliveries ``rows`` (oldest first) of ``event``'s (source, event id) make
+    of it: None if there are none; the first outcome again for the same payload (a
+    re-delivery); for another payload a ``conflict``, with the inbox row to store for it.
+
+    Idempotency means the same event: only the same payload is a re-delivery. Another
+    payload under a known id is never taken for a duplicate (it could be another worker's
+    termination); it is stored as a conflict, once per distinct payload."""
+    if not rows:
+        return None, None
+    first = next((r for r in rows if r.outcome != InboxOutcome.CONFLICT), rows[0])
+    same = next((r for r in rows if r.payload_sha256 == event.payload_sha256), None)
+    if same is not None:
+        intake = Intake(
+            same.id,
+            same.run_id,
+            duplicate=True,
+            outcome=InboxOutcome(same.outcome or InboxOutcome.RUN),
+            detail=same.detail,
+            first_event_id=first.id if same is not first else None,
+        )
+        return intake, None
+    detail = (
+        f"event id {event.source_event_id!r} was first delivered at "
+        f"{first.received_at.isoformat()} with payload sha256 {first.payload_sha256}; "
+        f"this delivery's payload differs (sha256 {event.payload_sha256})"
+    )
+    conflict = inbox_values(event, now, outcome=InboxOutcome.CONFLICT, detail=detail)
+    intake = Intake(
+        conflict["id"],
+        None,
+        duplicate=False,
+        outcome=InboxOutcome.CONFLICT,
+        detail=detail,
+        first_event_id=first.id,
+    )
+    return intake, conflict
+
+
+def _lock_key(event: InboxEntry) -> int:
+    """The PostgreSQL advisory lock of ``event``'s (source, event id)."""
+    digest = hashlib.sha256(f"{event.source}\n{event.source_event_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _Writes:
+    """The rows a batch of ``accept_hr_events`` writes, one executemany per table."""
+
+    def __init__(self) -> None:
+        self.new_workers: dict[str, dict[str, Any]] = {}
+        self.changed_workers: dict[str, dict[str, Any]] = {}
+        self.runs: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        self.inbox: list[dict[str, Any]] = []
+
+    def worker(self, known: Worker | None, worker: Worker, *, created: bool) -> None:
+        """The roster row after an item (``created``: not in the roster before the batch)."""
+        wid = worker.worker_id
+        if created or wid in self.new_workers:
+            self.new_workers[wid] = asdict(worker)
+        elif worker != known:
+            self.changed_workers[wid] = asdict(worker) | {"b_worker_id": wid}
+
+    def flush(self, conn: Any) -> None:
+        # Parents first: runs and inbox rows refer to workers and runs.
+        for statement, rows in (
+            (insert(WORKERS), list(self.new_workers.values())),
+            (WORKER_UPDATE, list(self.changed_workers.values())),
+            (insert(RUNS), self.runs),
+            (insert(STEPS), self.steps),
+            (insert(INBOX), self.inbox),
+        ):
+            if rows:
+                conn.execute(statement, rows)
+
+
+def _delivery(row: Mapping[str, Any]) -> Delivery:
+    return Delivery(
+        row["id"],
+        row["run_id"],
+        row["outcome"],
+        row["detail"],
+        row["payload_sha256"],
+        row["received_at"],
+    )
 
 
 class IntakeQueries(RunQueries):
@@ -127,6 +273,93 @@ class IntakeQueries(RunQueries):
                 detail=inbox["detail"],
             )
 
+    def accept_hr_events(self, items: Sequence[Acceptance]) -> list[Intake | Exception]:
+        # The group commit's fast path: a batch of deliveries read with one statement per
+        # table (earlier deliveries, workers, playbooks) and written with one executemany per
+        # table (workers, runs, steps, inbox), with no savepoint per event. The rules are
+        # ``_accept``'s, applied in order to an in-memory view that each item updates.
+        with self.session() as s:
+            conn = s.connection()
+            if self.is_postgres and items:
+                keys = sorted({_lock_key(item.entry) for item in items})
+                conn.execute(LOCKS, {"keys": keys})
+            earlier = self._deliveries(conn, [item.entry for item in items])
+            workers = workers_in(conn, {item.entry.worker_id for item in items})
+            playbooks = self._playbooks(
+                conn, {item.entry.worker_id for item in items if item.needs_playbook}
+            )
+            writes = _Writes()
+            results: list[Intake | Exception] = []
+            for item in items:
+                entry, now = item.entry, item.now
+                key = (entry.source, entry.source_event_id)
+                seen = earlier.setdefault(key, [])
+                intake, conflict = earlier_intake(seen, entry, now)
+                if conflict is not None:
+                    writes.inbox.append(conflict)
+                    seen.append(_delivery(conflict))
+                if intake is not None:
+                    results.append(intake)
+                    continue
+                wid = entry.worker_id
+                known = workers.get(wid)
+                try:
+                    decision = item.decide(known, playbooks.get(wid))
+                except Exception as exc:  # handed back to its caller
+                    results.append(exc)
+                    continue
+                writes.worker(known, decision.worker, created=wid not in workers)
+                workers[wid] = decision.worker
+                inbox = inbox_values(entry, now)
+                run = decision.run
+                if run is not None:
+                    inbox["run_id"] = run_id = new_id()
+                    inbox["outcome"] = InboxOutcome.RUN
+                    writes.runs.append(mapping.new_run_values(run_id, run, self.plans, now))
+                    writes.steps.extend(mapping.new_step_values(run_id, st) for st in run.steps)
+                    if run.kind in PROVISIONING and run.plan.playbook is not None:
+                        playbooks[wid] = run.plan.playbook.name
+                else:
+                    inbox["outcome"], inbox["detail"] = InboxOutcome.IGNORED, decision.ignored
+                writes.inbox.append(inbox)
+                seen.append(_delivery(inbox))
+                results.append(
+                    Intake(
+                        inbox["id"],
+                        inbox["run_id"],
+                        duplicate=False,
+                        outcome=InboxOutcome(inbox["outcome"]),
+                        detail=inbox["detail"],
+                    )
+                )
+            writes.flush(conn)
+            return results
+
+    def _deliveries(
+        self, conn: Any, entries: Sequence[InboxEntry]
+    ) -> dict[tuple[str, str], list[Any]]:
+        """The earlier deliveries of ``entries``' (source, event id)s, oldest first."""
+        wanted = {(e.source, e.source_event_id) for e in entries}
+        ids = sorted({event_id for _, event_id in wanted})
+        found: dict[tuple[str, str], list[Any]] = {}
+        for i in range(0, len(ids), IN_CHUNK):
+            for row in conn.execute(DELIVERIES_OF, {"ids": ids[i : i + IN_CHUNK]}):
+                key = (row.source, row.source_event_id)
+                if key in wanted:
+                    found.setdefault(key, []).append(_delivery(row._mapping))
+        return found
+
+    @staticmethod
+    def _playbooks(conn: Any, worker_ids: set[str]) -> dict[str, str | None]:
+        """``playbook_of`` for each of ``worker_ids``."""
+        found: dict[str, str | None] = {}
+        ids = sorted(worker_ids)
+        for i in range(0, len(ids), IN_CHUNK):
+            # Oldest first: the latest run's playbook is the one left in the dict.
+            for row in conn.execute(PLAYBOOKS_OF, {"ids": ids[i : i + IN_CHUNK]}):
+                found[row.worker_id] = row.playbook_name
+        return found
+
     def record_inbox(
         self, entry: InboxEntry, now: datetime, *, replace_pending: str | None = None
     ) -> Intake:
@@ -165,47 +398,18 @@ class IntakeQueries(RunQueries):
             return Intake(row.id, None, duplicate=False, outcome=outcome, detail=row.detail)
 
     def _earlier_delivery(self, s: Session, event: InboxEntry, now: datetime) -> Intake | None:
-        """What an earlier delivery of this (source, event id) became, if there was one.
-
-        Idempotency means the same event: only the same payload is a re-delivery. Another
-        payload under a known id is never taken for a duplicate (it could be another worker's
-        termination); it is stored as a conflict, once per distinct payload."""
+        """What an earlier delivery of this (source, event id) became, if there was one
+        (``earlier_intake``); a conflicting payload is stored as its ``conflict`` row."""
         if self.is_postgres:
             # Two different payloads under one new id, at once, must not both become "first".
-            digest = hashlib.sha256(f"{event.source}\n{event.source_event_id}".encode()).digest()
-            key = int.from_bytes(digest[:8], "big", signed=True)
-            s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=key))  # type: ignore[call-overload]
+            s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_lock_key(event)))  # type: ignore[call-overload]
         rows = s.execute(
             DELIVERIES, {"source": event.source, "source_event_id": event.source_event_id}
         ).all()
-        if not rows:
-            return None
-        first = next((r for r in rows if r.outcome != InboxOutcome.CONFLICT), rows[0])
-        same = next((r for r in rows if r.payload_sha256 == event.payload_sha256), None)
-        if same is not None:
-            return Intake(
-                same.id,
-                same.run_id,
-                duplicate=True,
-                outcome=InboxOutcome(same.outcome or InboxOutcome.RUN),
-                detail=same.detail,
-                first_event_id=first.id if same is not first else None,
-            )
-        detail = (
-            f"event id {event.source_event_id!r} was first delivered at "
-            f"{first.received_at.isoformat()} with payload sha256 {first.payload_sha256}; "
-            f"this delivery's payload differs (sha256 {event.payload_sha256})"
-        )
-        conflict = inbox_row(event, now, outcome=InboxOutcome.CONFLICT, detail=detail)
-        s.add(conflict)
-        return Intake(
-            conflict.id,
-            None,
-            duplicate=False,
-            outcome=InboxOutcome.CONFLICT,
-            detail=detail,
-            first_event_id=first.id,
-        )
+        intake, conflict = earlier_intake(rows, event, now)
+        if conflict is not None:
+            s.execute(insert(INBOX), [conflict])
+        return intake
 
     # ------------------------------------------------------------------ pending look-ups
 

@@ -124,41 +124,51 @@ def _decision(row: RunRow, decision: str) -> Decision | None:
     return Decision(row.decided_by, row.decided_at, row.decision_reason)
 
 
+RUN_DEFAULTS: dict[str, Any] = dict.fromkeys(
+    c.name
+    for c in RunRow.__table__.columns  # type: ignore[attr-defined]
+) | {"lease_epoch": 0}
+"""A new run's columns that ``new_run_values`` leaves unset."""
+
+
 def new_run_row(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> RunRow:
+    return RunRow(**new_run_values(run_id, value, plans, now))
+
+
+def new_run_values(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> dict[str, Any]:
+    """``new_run_row`` as the column values of a Core INSERT (no ORM object: every HR event
+    creates a run, and building the SQLModel object cost more than inserting it)."""
     plan = value.plan
     playbook = plan.playbook
-    row = RunRow(
-        id=run_id,
-        kind=value.kind,
-        worker_id=value.worker_id,
-        status=RunStatus.PENDING,
-        reason=value.reason,
-        actor=value.actor,
-        source=value.source,
-        source_event_id=value.source_event_id,
-        payload_sha256=value.payload_sha256,
-        received_at=now,
-        effective_at=value.effective_at,
-        not_before=max(value.effective_at, now) if value.effective_at else now,
-        playbook_name=playbook.name if playbook else None,
-        playbook_sha256=playbook.sha256 if playbook else None,
-        plan_json=plans.dumps(plan),
-        retry_of=value.retry_of,
-    )
+    row: dict[str, Any] = RUN_DEFAULTS | {
+        "id": run_id,
+        "kind": value.kind,
+        "worker_id": value.worker_id,
+        "status": RunStatus.PENDING,
+        "reason": value.reason,
+        "actor": value.actor,
+        "source": value.source,
+        "source_event_id": value.source_event_id,
+        "payload_sha256": value.payload_sha256,
+        "received_at": now,
+        "effective_at": value.effective_at,
+        "not_before": max(value.effective_at, now) if value.effective_at else now,
+        "playbook_name": playbook.name if playbook else None,
+        "playbook_sha256": playbook.sha256 if playbook else None,
+        "plan_json": plans.dumps(plan),
+        "retry_of": value.retry_of,
+    }
     if value.awaiting_approval:
-        row.status = RunStatus.AWAITING_APPROVAL
+        row["status"] = RunStatus.AWAITING_APPROVAL
     if value.approved is not None:
-        row.decision, row.decided_by = "approved", value.approved.by
-        row.decided_at, row.decision_reason = value.approved.at, value.approved.reason
+        row["decision"], row["decided_by"] = "approved", value.approved.by
+        row["decided_at"], row["decision_reason"] = value.approved.at, value.approved.reason
     if value.lease_owner is not None:
         # Created already claimed: the creator executes it now; after a crash the lease
         # lapses and any replica's executor resumes it.
-        row.status, row.started_at = RunStatus.RUNNING, now
-        row.lease_owner, row.lease_expires_at, row.lease_epoch = (
-            value.lease_owner,
-            value.lease_until,
-            1,
-        )
+        row["status"], row["started_at"] = RunStatus.RUNNING, now
+        row["lease_owner"], row["lease_expires_at"] = value.lease_owner, value.lease_until
+        row["lease_epoch"] = 1
     return row
 
 

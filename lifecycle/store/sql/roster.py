@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -19,6 +20,9 @@ from lifecycle.store.sql.tables import ApiTokenRow, LinkRow, SchedulerJobRow, Wo
 
 WORKERS = WorkerRow.__table__  # type: ignore[attr-defined]
 WORKER_BY_ID = sa_select(*WORKERS.columns).where(WORKERS.c.worker_id == bindparam("worker_id"))
+WORKERS_BY_IDS = sa_select(*WORKERS.columns).where(
+    WORKERS.c.worker_id.in_(bindparam("ids", expanding=True))
+)
 WORKER_UPDATE = (
     update(WORKERS)
     .where(WORKERS.c.worker_id == bindparam("b_worker_id"))
@@ -29,12 +33,26 @@ IN_CHUNK = 500
 ROSTER_FIELDS = ("name", "email", "job_code", "engagement", "vendor", "status")
 
 
+def workers_in(conn: Connection, worker_ids: Collection[str]) -> dict[str, Worker]:
+    """The roster workers among ``worker_ids``, read on ``conn`` (500 ids per statement)."""
+    ids = list(dict.fromkeys(worker_ids))
+    found: dict[str, Worker] = {}
+    for i in range(0, len(ids), IN_CHUNK):
+        rows = conn.execute(WORKERS_BY_IDS, {"ids": ids[i : i + IN_CHUNK]}).mappings()
+        found.update((row["worker_id"], Worker(**row)) for row in rows)
+    return found
+
+
 class RosterQueries(Database):
     def get_worker(self, worker_id: str) -> Worker | None:
         with self.reading() as s:
             # Core, not the ORM: every HR event maps its person through this.
             row = s.execute(WORKER_BY_ID, {"worker_id": worker_id}).mappings().first()
             return Worker(**row) if row is not None else None
+
+    def workers_by_id(self, worker_ids: Collection[str]) -> dict[str, Worker]:
+        with self.reading() as s:
+            return workers_in(s.connection(), worker_ids)
 
     def upsert_worker(self, worker: Worker) -> None:
         with self.session() as s:
