@@ -44,7 +44,6 @@ from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
 INBOX = InboxRow.__table__  # type: ignore[attr-defined]
 PERSON_LINKS = HrPersonLinkRow.__table__  # type: ignore[attr-defined]
-INBOX_DEFAULTS: dict[str, Any] = dict.fromkeys(c.name for c in INBOX.columns)
 DELIVERIES = (
     sa_select(
         INBOX.c.id,
@@ -97,23 +96,22 @@ LINKED = sa_select(PERSON_LINKS.c.worker_id).where(
 
 
 def inbox_values(entry: InboxEntry, now: datetime, **fields: Any) -> dict[str, Any]:
-    """Every column of the inbox row of ``entry`` received ``now``; ``fields`` set the rest
-    (outcome, ...)."""
-    return (
-        INBOX_DEFAULTS
-        | {
-            "id": new_id(),
-            "source": entry.source,
-            "source_event_id": entry.source_event_id,
-            "type": entry.type,
-            "worker_id": entry.worker_id,
-            "received_at": now,
-            "effective_at": entry.effective_at,
-            "reason": entry.reason,
-            "payload_sha256": entry.payload_sha256,
-        }
-        | fields
-    )
+    """The inbox row of ``entry`` received ``now`` as column values; ``fields`` set the rest
+    (outcome, ...); columns left out are NULL."""
+    return {
+        "id": new_id(),
+        "source": entry.source,
+        "source_event_id": entry.source_event_id,
+        "type": entry.type,
+        "worker_id": entry.worker_id,
+        "received_at": now,
+        "effective_at": entry.effective_at,
+        "reason": entry.reason,
+        "payload_sha256": entry.payload_sha256,
+        "run_id": None,
+        "outcome": None,
+        "detail": None,
+    } | fields
 
 
 def inbox_row(entry: InboxEntry, now: datetime, **fields: Any) -> InboxRow:
@@ -206,8 +204,13 @@ class _Writes:
             (insert(STEPS), self.steps),
             (insert(INBOX), self.inbox),
         ):
-            if rows:
-                conn.execute(statement, rows)
+            # One executemany per set of columns (rows leave out the columns they keep NULL
+            # or at their default, and a run awaiting approval sets more than one that does not).
+            shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                shapes.setdefault(tuple(row), []).append(row)
+            for same in shapes.values():
+                conn.execute(statement, same)
 
 
 def _delivery(row: Mapping[str, Any]) -> Delivery:

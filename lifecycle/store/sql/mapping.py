@@ -124,23 +124,17 @@ def _decision(row: RunRow, decision: str) -> Decision | None:
     return Decision(row.decided_by, row.decided_at, row.decision_reason)
 
 
-RUN_DEFAULTS: dict[str, Any] = dict.fromkeys(
-    c.name
-    for c in RunRow.__table__.columns  # type: ignore[attr-defined]
-) | {"lease_epoch": 0}
-"""A new run's columns that ``new_run_values`` leaves unset."""
-
-
 def new_run_row(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> RunRow:
     return RunRow(**new_run_values(run_id, value, plans, now))
 
 
 def new_run_values(run_id: str, value: NewRun, plans: PlanCodec, now: Any) -> dict[str, Any]:
     """``new_run_row`` as the column values of a Core INSERT (no ORM object: every HR event
-    creates a run, and building the SQLModel object cost more than inserting it)."""
+    creates a run, and building the SQLModel object cost more than inserting it). Columns
+    left out take their defaults (NULL, or the status and lease epoch of a new run)."""
     plan = value.plan
     playbook = plan.playbook
-    row: dict[str, Any] = RUN_DEFAULTS | {
+    row: dict[str, Any] = {
         "id": run_id,
         "kind": value.kind,
         "worker_id": value.worker_id,
@@ -197,10 +191,9 @@ def new_step_values(run_id: str, value: NewStep) -> dict[str, Any]:
     }
 
 
-STEP_DEFAULTS: dict[str, Any] = {"status": "pending", "attempts": 0} | dict.fromkeys(
-    STEP_PROGRESS[2:]
-)
-"""A new step's columns besides its identity: pending, no attempt yet, nothing recorded."""
+STEP_DEFAULTS: dict[str, Any] = {"status": "pending", "attempts": 0}
+"""A new step's columns besides its identity: pending, no attempt yet; the progress columns
+are left out (NULL: nothing recorded), which spares a dozen values per step to convert."""
 
 
 def step(row: StepRow) -> Step:
