@@ -63,6 +63,8 @@ class GroupCommit:
         self.batches = 0
         """Transactions committed (or attempted) so far; for benchmarks and tests."""
         self.jobs = 0
+        self.bulk_batches = 0
+        """Batches stored through ``bulk`` (the rest ran job by job)."""
 
     async def run(self, job: Callable[[], T]) -> T:
         """``job()`` on the writer thread inside a shared transaction; returns once that
@@ -123,6 +125,7 @@ class GroupCommit:
         try:
             if self._bulk is not None:
                 results = self._bulk(jobs)
+                self.bulk_batches += results is not None
             if results is None:
                 results = self._store.batch(jobs)
         except BaseException as exc:  # the commit failed: every caller learns

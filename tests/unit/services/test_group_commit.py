@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from lifecycle.alerts import AlertSink
 from lifecycle.domain import Worker
-from lifecycle.exceptions import ConflictingDeliveryError, StoreError
+from lifecycle.exceptions import ConflictingDeliveryError, StoreError, UnknownWorkerError
 from lifecycle.services.group_commit import GroupCommit
 from lifecycle.services.intake import HrIntake, Reply
 from lifecycle.settings import HrSettings, HrSourceSettings, ServiceSettings, Settings
@@ -100,10 +100,16 @@ async def held_writer(intake: HrIntake) -> tuple[threading.Event, asyncio.Task[A
 
 
 async def in_one_batch(
-    intake: HrIntake, sends: Sequence[tuple[bytes, dict[str, str]]], check: Callable[[int], None]
+    intake: HrIntake,
+    sends: Sequence[tuple[bytes, dict[str, str]]],
+    check: Callable[[int], None],
+    *,
+    later: int = 0,
 ) -> list[Reply | BaseException]:
     """Send ``sends`` while the writer is held, then release it: they form one batch.
-    ``check(i)`` runs as soon as the i-th answer arrives (before anything else is awaited)."""
+    ``check(i)`` runs as soon as the i-th answer arrives (before anything else is awaited).
+    ``later``: batches the deliveries add after theirs (an unmapped one records its row
+    after it was found not to be in the roster)."""
     gate, blocker = await held_writer(intake)
     batches = intake.writer.batches
 
@@ -118,7 +124,8 @@ async def in_one_batch(
     gate.set()
     await blocker
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert intake.writer.batches == batches + 2  # the blocker's, then all of ``sends``
+    # The blocker's, then all of ``sends``.
+    assert intake.writer.batches == batches + 2 + later
     return results
 
 
@@ -137,6 +144,27 @@ async def test_concurrent_deliveries_share_a_transaction_and_each_is_durable_bef
         # Another connection saw the row and its run the moment the answer arrived.
         assert seen[i] == [(f"W{i + 1:04d}", "run", reply.body["run_id"])]
         assert reply.body["run_id"] is not None
+
+
+async def test_a_batch_of_plain_deliveries_takes_the_bulk_path_and_others_run_one_by_one(
+    intake: HrIntake,
+) -> None:
+    bulk = intake.writer.bulk_batches
+    results = await in_one_batch(
+        intake, [delivery(f"W{n:04d}", f"bk_{n}") for n in range(1, 11)], lambda i: None
+    )
+    assert all(isinstance(r, Reply) and r.body["outcome"] == "run" for r in results)
+    assert intake.writer.bulk_batches == bulk + 1
+    # A person the roster does not know by id may be known by a link or an email, which the
+    # bulk path does not look up: that batch is stored one delivery at a time, with the
+    # same outcomes.
+    sends = [delivery("W0031", "bk_31"), delivery("W9999", "bk_unknown")]
+    results = await in_one_batch(intake, sends, lambda i: None, later=1)
+    assert intake.writer.bulk_batches == bulk + 1
+    ran, unknown = results
+    assert isinstance(ran, Reply) and ran.body["outcome"] == "run"
+    assert isinstance(unknown, UnknownWorkerError)
+    assert committed(db_path(intake), "bk_unknown") == [("W9999", "unmapped", None)]
 
 
 async def test_a_delivery_that_fails_in_the_database_fails_alone_and_leaves_nothing(
