@@ -72,8 +72,8 @@ def snapshot(store: SqlStore, results: list[Any]) -> dict[str, Any]:
     inbox = sorted(
         store.list_inbox(limit=500), key=lambda e: (e.received_at, e.source_event_id, e.outcome)
     )
-    runs = {e.run_id: i for i, e in enumerate(inbox) if e.run_id}
-    shown = []
+    runs: dict[str | None, int] = {e.run_id: i for i, e in enumerate(inbox) if e.run_id}
+    shown: list[object] = []
     for r in results:
         if isinstance(r, Intake):
             shown.append((r.outcome, r.duplicate, runs.get(r.run_id), r.detail is not None))
@@ -93,6 +93,7 @@ def snapshot(store: SqlStore, results: list[Any]) -> dict[str, Any]:
                 len(d.steps),
             )
             for run_id in runs
+            if run_id is not None
         ],
         "workers": sorted((w.worker_id, w.name, w.job_code, w.status) for w in store.workers()),
     }
