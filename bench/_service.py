@@ -186,6 +186,36 @@ class Served:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+class CpuLimit:
+    """A CPU quota for one process (``fraction`` of one core), through a cgroup of its own:
+    cgroup v1's ``cpu`` controller or v2's ``cpu.max``. Needs root; raises otherwise."""
+
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+    PERIOD_US = 100_000
+
+    def __init__(self, name: str, fraction: float) -> None:
+        quota = max(int(self.PERIOD_US * fraction), 1000)
+        if (self.V1 / "cpu.cfs_quota_us").exists():
+            self.path = self.V1 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        elif (self.V2 / "cgroup.controllers").exists():
+            self.path = self.V2 / name
+            self.path.mkdir(exist_ok=True)
+            (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            raise RuntimeError("no cgroup cpu controller to limit a replica's CPU")
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()  # empty once its process has exited
+
+
 def signed_request(
     port: int,
     worker: str,

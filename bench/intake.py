@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _service import (
     TREE,
+    CpuLimit,
     Served,
     blast,
     config_text,
@@ -84,6 +85,11 @@ def measure(
             )
             stack.callback(served.stop)
             served.start()  # one after the other: the first creates the schema
+            if args.replica_cpu:
+                limit = CpuLimit(f"lifecycle-bench-{i}", args.replica_cpu)
+                stack.callback(limit.remove)
+                assert served.proc is not None
+                limit.add(served.proc.pid)
             services.append(served)
         ports = [s.port for s in services]
         tag = uuid.uuid4().hex[:8]
@@ -138,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         "(e.g. git worktree add /tmp/bench_base bd7690c)",
     )
     parser.add_argument("--database-url", help="PostgreSQL server URL (one and two replicas)")
+    parser.add_argument(
+        "--replica-cpu",
+        type=float,
+        default=None,
+        help="limit each replica to this fraction of one core (a cgroup; needs root): on a "
+        "machine where one unlimited replica, the database and the load generator already use "
+        "every core, a second replica has nothing to add, so scaling shows only with a quota",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     trees = [("new", TREE)] + ([("base", args.base)] if args.base else [])
@@ -151,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"machine": machine(), "results": [r for _, r in results]}, indent=2))
         return 0
     db = "postgresql" if args.database_url else "sqlite"
+    quota = f", each replica limited to {args.replica_cpu} of a core" if args.replica_cpu else ""
     print(
         f"intake over HTTP ({db}; {args.events} future-dated terminations, "
-        f"{args.senders} senders; machine {machine()})"
+        f"{args.senders} senders{quota}; machine {machine()})"
     )
     print("  tree     rep   events/s  p50 ms   p99 ms  cpu ms/ev  rss MB  statuses")
     for label, r in results:

@@ -166,6 +166,8 @@ class Executor:
         """Runs whose end or wait is being written: their lease goes away by our own hand, so
         a heartbeat that finds it gone must not take that for a takeover."""
         self._wake = anyio.Event()
+        self._sleep_until: datetime | None = None
+        """When the loop looks for due work next, while it sleeps (None: it is awake)."""
         self._reclaim_own = True
         self._writes: GroupCommit[Progress] = GroupCommit(
             lambda items: self._db(self.queue.save_progress, items), lambda i: i.lease.run_id
@@ -180,9 +182,12 @@ class Executor:
         seqs = await self._db(self.queue.finish_runs, items, self.clock())
         return {item.lease.run_id for item in items} - set(seqs)
 
-    def wake(self) -> None:
-        """New work was stored: look for it now instead of at the next poll."""
-        self._wake.set()
+    def wake(self, due: datetime | None = None) -> None:
+        """New work was stored, due at ``due`` (None: now): look for it then instead of at
+        the next poll. Work due after the loop's next look anyway changes nothing (a burst of
+        future-dated HR events must not send the loop claiming nothing once per event)."""
+        if due is None or self._sleep_until is None or due < self._sleep_until:
+            self._wake.set()
 
     # ------------------------------------------------------------------ the loop
 
@@ -218,6 +223,7 @@ class Executor:
     async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
         """Claim what is due and start it; True when more may be waiting."""
         self._wake = anyio.Event()
+        self._sleep_until = None  # awake: whatever is stored now is claimed next
         free = self.config.max_parallel_runs - len(self._in_flight)
         if free <= 0:
             return False
@@ -250,10 +256,13 @@ class Executor:
         return len(claimed) == free
 
     async def _sleep_until_work(self) -> None:
+        now = self.clock()
         wait = self.config.poll_seconds
-        due = await self._db(self.queue.next_due, self.clock())
+        due = await self._db(self.queue.next_due, now)
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.0))
+        # Work stored while ``next_due`` ran was woken for already (``_sleep_until`` was None).
+        self._sleep_until = now + timedelta(seconds=wait)
         with anyio.move_on_after(wait):
             await self._wake.wait()
 

@@ -70,6 +70,8 @@ class Receipt:
     run_id: str | None
     detail: str | None
     duplicate: bool
+    due: datetime | None = None
+    """When the run is due, if later than its receipt (a future-dated event)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -104,7 +106,7 @@ class HrIntake:
         http: httpx.AsyncClient,
         connectors: Sequence[str],
         playbooks: PlaybookLibrary | None,
-        wake: Callable[[], None],
+        wake: Callable[[datetime | None], None],
         clock: Callable[[], datetime] = utcnow,
         kinds: Kinds | None = None,
     ) -> None:
@@ -138,8 +140,10 @@ class HrIntake:
             await self._handshake(ctx, delivery.handshake)
             return Reply(delivery.handshake.status_code, dict(delivery.handshake.body))
         receipts = [await self.settle(ctx, item) for item in delivery.items]
-        if any(r.run_id and not r.duplicate for r in receipts):
-            self.wake()
+        started = [r for r in receipts if r.run_id and not r.duplicate]
+        if started:
+            dues = [r.due for r in started if r.due is not None]
+            self.wake(min(dues) if len(dues) == len(started) else None)
         for receipt in receipts:
             log.info(
                 "hr event accepted",
@@ -252,7 +256,10 @@ class HrIntake:
         if stored is None:
             return await self._not_in_roster(ctx, event, replace_id)
         worker, intake = stored
-        return _receipt(intake, event.event_id, str(event.type), worker)
+        receipt = _receipt(intake, event.event_id, str(event.type), worker)
+        if event.effective_at is not None and event.effective_at > now:
+            return replace(receipt, due=event.effective_at)
+        return receipt
 
     def _store_event(
         self, ctx: Context, event: HrEvent, now: datetime, replace_id: str | None
@@ -475,7 +482,7 @@ class HrIntake:
                 continue
             started = started or bool(receipt and receipt.run_id)
         if started:
-            self.wake()
+            self.wake(None)
         return len(rows)
 
     async def _retry(self, row: InboxEvent, now: datetime) -> Receipt | None:

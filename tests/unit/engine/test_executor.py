@@ -223,6 +223,58 @@ async def test_future_dated_termination_fires_when_due(tmp_path: Path) -> None:
     assert run.started_at >= later
 
 
+async def test_a_wake_for_work_due_after_the_next_look_is_ignored_and_one_before_is_heeded(
+    tmp_path: Path,
+) -> None:
+    systems = memory_systems()
+    h = Harness(tmp_path, systems, poll_seconds=30)
+    claims = 0
+    claim_runs = h.store.claim_runs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return claim_runs(*args, **kwargs)
+
+    h.store.claim_runs = counted  # type: ignore[method-assign]
+
+    def future_termination(worker: str, due: timedelta) -> tuple[str, Any]:
+        event = HrEvent(
+            source="hr",
+            event_id=f"e-{worker}",
+            type=HrEventType.TERMINATION,
+            worker_id=worker,
+            payload_sha256="0" * 64,
+            effective_at=h.clock() + due,
+        )
+        accepted = intake.accept(
+            h.store, h.kinds, PlaybookLibrary(), sorted(systems), event, h.clock()
+        )
+        assert accepted.run_id is not None
+        return accepted.run_id, event.effective_at
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(h.executor.run_forever)
+        with anyio.fail_after(5):
+            while h.executor._sleep_until is None:  # the loop has gone to sleep for 30 s
+                await anyio.sleep(0.01)
+        looked = claims
+        # A burst of future-dated HR events: due after the loop's next look anyway.
+        for n in range(1, 6):
+            _, due = future_termination(f"W000{n}", timedelta(hours=1))
+            h.executor.wake(due)
+        await anyio.sleep(0.3)
+        assert claims == looked
+        # Due before the next look (in 0.3 s, the loop would have slept 30 s): heeded.
+        soon, due = future_termination("W0009", timedelta(seconds=0.3))
+        h.executor.wake(due)
+        with anyio.fail_after(10):
+            while h.store.load_run(soon).run.status != "verified":
+                await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert h.store.load_run(soon).run.started_at >= due
+
+
 async def test_step_attempts_and_errors_are_counted(tmp_path: Path) -> None:
     faults = {"idp": [Fault(op="disable", mode="transient", times=1, retry_after=0)]}
     h = Harness(tmp_path, memory_systems(faults=faults))

@@ -55,7 +55,7 @@ async def intake(tmp_path: Path) -> AsyncIterator[HrIntake]:
             http=http,
             connectors=["idp"],
             playbooks=None,
-            wake=lambda: None,
+            wake=lambda _due: None,
         )
         yield intake
         intake.close()

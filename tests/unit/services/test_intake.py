@@ -53,9 +53,11 @@ class Clock:
 class Wake:
     def __init__(self) -> None:
         self.count = 0
+        self.dues: list[datetime | None] = []
 
-    def __call__(self) -> None:
+    def __call__(self, due: datetime | None = None) -> None:
         self.count += 1
+        self.dues.append(due)
 
 
 @pytest.fixture
@@ -146,6 +148,24 @@ async def test_termination_starts_a_run_and_a_redelivery_returns_it(
     assert again.body["duplicate"] is True
     assert again.body["run_id"] == reply.body["run_id"]
     assert store.load_run(reply.body["run_id"]).run.kind == RunKind.OFFBOARD
+
+
+async def test_a_future_dated_termination_wakes_the_executor_for_its_due_time(
+    parts: tuple[HrIntake, Clock, AlertSink, Wake],
+) -> None:
+    intake, clock, _, wake = parts
+    later = clock.now + timedelta(days=2)
+    body = dumps(
+        {
+            "type": "worker.terminated",
+            "timestamp": clock.now.isoformat(),
+            "data": {"worker_id": "W0002", "effective_at": later.isoformat()},
+        }
+    )
+    reply = await intake.receive("demo", body, standard_headers(body, WH_SECRET, "f", clock.now))
+    assert reply.body["outcome"] == "run"
+    await intake.receive("demo", *standard("W0003", "now", clock.now))
+    assert wake.dues == [later, None]
 
 
 async def test_termination_of_a_worker_not_in_the_roster_is_unmapped_and_alerted(
