@@ -168,6 +168,8 @@ class Executor:
         self._wake = anyio.Event()
         self._sleep_until: datetime | None = None
         """When the loop looks for due work next, while it sleeps (None: it is awake)."""
+        self._due_while_awake: datetime | None = None
+        """The earliest future work woken for while the loop was awake."""
         self._reclaim_own = True
         self._writes: GroupCommit[Progress] = GroupCommit(
             lambda items: self._db(self.queue.save_progress, items), lambda i: i.lease.run_id
@@ -186,7 +188,11 @@ class Executor:
         """New work was stored, due at ``due`` (None: now): look for it then instead of at
         the next poll. Work due after the loop's next look anyway changes nothing (a burst of
         future-dated HR events must not send the loop claiming nothing once per event)."""
-        if due is None or self._sleep_until is None or due < self._sleep_until:
+        if due is None:
+            self._wake.set()
+        elif self._sleep_until is None:  # awake: the next sleep is cut short to ``due``
+            self._due_while_awake = min(due, self._due_while_awake or due)
+        elif due < self._sleep_until:
             self._wake.set()
 
     # ------------------------------------------------------------------ the loop
@@ -259,9 +265,11 @@ class Executor:
         now = self.clock()
         wait = self.config.poll_seconds
         due = await self._db(self.queue.next_due, now)
-        if due is not None:
-            wait = min(wait, max((due - self.clock()).total_seconds(), 0.0))
-        # Work stored while ``next_due`` ran was woken for already (``_sleep_until`` was None).
+        # Work stored since the loop woke may be missing from ``next_due``: its wake said when.
+        woken, self._due_while_awake = self._due_while_awake, None
+        for when in (due, woken):
+            if when is not None:
+                wait = min(wait, max((when - self.clock()).total_seconds(), 0.0))
         self._sleep_until = now + timedelta(seconds=wait)
         with anyio.move_on_after(wait):
             await self._wake.wait()
