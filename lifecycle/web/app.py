@@ -123,8 +123,9 @@ def add_problem_pages(app: FastAPI) -> None:
         return PlainTextResponse(f"{found.type}: {found.status} {found.title}\n\n{found.meaning}\n")
 
 
-def create_app(service: Service, *, background: bool = True) -> FastAPI:
-    """The FastAPI app for ``service``; with ``background`` the executor and signer run in it."""
+def create_app(service: Service, *, background: bool = True, fast_intake: bool = True) -> FastAPI:
+    """The FastAPI app for ``service``; with ``background`` the executor and signer run in it.
+    ``fast_intake`` False: HR deliveries go through FastAPI's route too (tests compare)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -144,7 +145,9 @@ def create_app(service: Service, *, background: bool = True) -> FastAPI:
         docs_url=None,  # served from the package's own assets (routers/docs.py)
         redoc_url=None,
     )
-    app.add_middleware(
+    if fast_intake:
+        app.add_middleware(hr.FastIntake, service=service)
+    app.add_middleware(  # outside FastIntake: every body is counted
         BodyLimit, limit=service.settings.service.max_body_bytes, larger=console.LARGE_BODIES
     )
     add_error_handlers(app)
