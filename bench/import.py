@@ -59,6 +59,9 @@ def write_roster(path: Path, workers: int) -> None:
             )
 
 
+CLI = "import sys; from lifecycle.cli import main; sys.argv[0] = 'lifecycle'; main()"
+
+
 def cli_import(tree: Path, workdir: Path, roster: Path) -> dict[str, Any]:
     """``lifecycle hr import`` in a child process; its peak RSS from wait4's rusage."""
     # The child reports its own peak RSS when it exits (atexit runs on typer's SystemExit).
@@ -179,6 +182,18 @@ def measure(tree: Path, roster: Path, args: argparse.Namespace) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix="lifecycle-import-") as tmp:
         workdir = Path(tmp)
         (workdir / "lifecycle.toml").write_text(CONFIG)
+        # The CLI creates no database of its own (only `serve` and `db upgrade` do).
+        subprocess.run(
+            [python_of(tree), "-c", CLI, "db", "upgrade"],
+            cwd=workdir,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(tree),
+                "LIFECYCLE_CONFIG": str(workdir / "lifecycle.toml"),
+            },
+            capture_output=True,
+            check=True,
+        )
         first = cli_import(tree, workdir, roster)
         again = cli_import(tree, workdir, roster)
         done = subprocess.run(
