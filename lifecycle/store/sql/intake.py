@@ -44,15 +44,13 @@ from lifecycle.store.sql.tables import HrPersonLinkRow, InboxRow, WorkerRow
 Decide = Callable[[Worker | None, str | None], IntakeDecision]
 INBOX = InboxRow.__table__  # type: ignore[attr-defined]
 PERSON_LINKS = HrPersonLinkRow.__table__  # type: ignore[attr-defined]
+DELIVERY_COLUMNS = tuple(
+    INBOX.c[name]
+    for name in ("id", "run_id", "outcome", "detail", "payload_sha256", "received_at")
+)
+"""What ``earlier_intake`` compares of an earlier delivery (``Delivery``)."""
 DELIVERIES = (
-    sa_select(
-        INBOX.c.id,
-        INBOX.c.run_id,
-        INBOX.c.outcome,
-        INBOX.c.detail,
-        INBOX.c.payload_sha256,
-        INBOX.c.received_at,
-    )
+    sa_select(*DELIVERY_COLUMNS)
     .where(
         INBOX.c.source == bindparam("source"),
         INBOX.c.source_event_id == bindparam("source_event_id"),
@@ -60,16 +58,7 @@ DELIVERIES = (
     .order_by(INBOX.c.received_at)
 )
 DELIVERIES_OF = (
-    sa_select(
-        INBOX.c.source,
-        INBOX.c.source_event_id,
-        INBOX.c.id,
-        INBOX.c.run_id,
-        INBOX.c.outcome,
-        INBOX.c.detail,
-        INBOX.c.payload_sha256,
-        INBOX.c.received_at,
-    )
+    sa_select(INBOX.c.source, INBOX.c.source_event_id, *DELIVERY_COLUMNS)
     .where(INBOX.c.source_event_id.in_(bindparam("ids", expanding=True)))
     .order_by(INBOX.c.received_at)
 )
