@@ -85,6 +85,17 @@ def link_row(value: Link) -> LinkRow:
     )
 
 
+def link_values(value: Link) -> dict[str, Any]:
+    """``link_row`` as the column values of a Core statement (no ORM object)."""
+    return {
+        "worker_id": value.worker_id,
+        "connector": value.system,
+        "account_id": value.account_id,
+        "login": value.login,
+        "linked_at": value.linked_at,
+    }
+
+
 def run(row: RunRow, plans: PlanCodec, *, plan: Plan | None = None) -> Run:
     """``plan``: the run's plan when the caller already holds it (saves parsing it again)."""
     lease = Lease(row.id, row.lease_owner, row.lease_epoch) if row.lease_owner is not None else None
@@ -232,11 +243,31 @@ def step_progress(value: Step) -> dict[str, Any]:
         "error": error.message[:ERROR_TEXT_CAP] if error else None,
         "error_class": error.error_class if error else None,
         "error_code": error.code if error else None,
-        "result_json": value.result.dumps() if value.result else None,
+        "result_json": result_json(value.result) if value.result else None,
         "readback_json": json.dumps(value.readback, sort_keys=True) if value.readback else None,
         "next_attempt_at": value.next_attempt_at,
         "first_failed_at": value.first_failed_at,
     }
+
+
+def result_json(value: StepResult) -> str:
+    """``StepResult.dumps``, the same text, without ``dataclasses.asdict`` (a deep copy)."""
+    return json.dumps(
+        {
+            "action": value.action,
+            "account_id": value.account_id,
+            "started_at": value.started_at,
+            "finished_at": value.finished_at,
+            "outcome": value.outcome,
+            "vendor_request_id": value.vendor_request_id,
+            "response_sha256": value.response_sha256,
+            "removed": list(value.removed),
+            "added": list(value.added),
+            "skipped": list(value.skipped),
+            "detail": dict(value.detail),
+        },
+        sort_keys=True,
+    )
 
 
 def token(row: ApiTokenRow) -> ApiToken:

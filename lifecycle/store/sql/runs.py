@@ -30,6 +30,7 @@ from lifecycle.store.ports import (
 )
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
+from lifecycle.store.sql.prepared import Prepared
 from lifecycle.store.sql.roster import WORKERS
 from lifecycle.store.sql.tables import EvidenceRow, LinkRow, RunRow, StepRow, WorkerRow
 
@@ -43,6 +44,7 @@ STEP_UPDATE = (
 )
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 EVIDENCE = EvidenceRow.__table__  # type: ignore[attr-defined]
+EVIDENCE_INSERT = insert(EVIDENCE).values({c.name: bindparam(c.name) for c in EVIDENCE.columns})
 #: A run's end by primary key (``_end`` gives the values); its lease is released.
 RUN_END = (
     update(RUNS)
@@ -87,6 +89,15 @@ def new_id() -> str:
 
 
 class RunQueries(Database):
+    def prepared(self, statement: Any) -> Prepared:
+        """``statement`` compiled once for this database (``prepared.Prepared``)."""
+        cache: dict[int, tuple[Any, Prepared]] = self.__dict__.setdefault("_prepared", {})
+        found = cache.get(id(statement))
+        if found is None or found[0] is not statement:
+            found = (statement, Prepared(statement, self.engine.dialect))
+            cache[id(statement)] = found
+        return found[1]
+
     # ------------------------------------------------------------------ creating
 
     def create_run(
@@ -437,16 +448,19 @@ class RunQueries(Database):
                 # The last submitted state of a step wins.
                 latest[item.step.id] = (run_id, mapping.step_progress(item.step))
             else:
-                links.append((run_id, mapping.link_row(item.link).model_dump()))
+                links.append((run_id, mapping.link_values(item.link)))
+        step_update = self.prepared(STEP_UPDATE)
+        # One INSERT ... ON CONFLICT for all links (Session.merge read each first).
+        link_upsert = self.prepared(self.upsert(LINKS, ("worker_id", "connector")))
         with self.session() as s:
             refused = self._fenced(s, leases)
-            params = [p for run_id, p in latest.values() if run_id not in refused]
-            if params:
-                # By primary key in one Core executemany (no read before write).
-                s.connection().execute(STEP_UPDATE, params)
-            upserts = [link for run_id, link in links if run_id not in refused]
-            if upserts:  # one INSERT ... ON CONFLICT for all (Session.merge read each first)
-                s.connection().execute(self.upsert(LINKS, ("worker_id", "connector")), upserts)
+            conn = s.connection()
+            # By primary key in one executemany (no read before write), parameters converted
+            # once per value (``Prepared``), not through SQLAlchemy's per-row machinery.
+            step_update.executemany(
+                conn, [p for run_id, p in latest.values() if run_id not in refused]
+            )
+            link_upsert.executemany(conn, [link for run_id, link in links if run_id not in refused])
         return refused
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
@@ -473,19 +487,15 @@ class RunQueries(Database):
                 if seq is None:
                     seq, next_seq = next_seq, next_seq + 1
                     known[run_id] = seq
-                    records.append(
-                        self.record_row(seq, run_id, item.worker_id, item.build, now).model_dump()
-                    )
+                    records.append(self.record_values(seq, run_id, item.worker_id, item.build, now))
                 seqs[run_id] = seq
-            # Core executemany statements, in seq order (the ORM read each run and worker
+            # Prepared executemany statements, in seq order (the ORM read each run and worker
             # before writing it).
             conn = s.connection()
-            if records:
-                conn.execute(insert(EVIDENCE), records)
-            if accepted:
-                conn.execute(
-                    RUN_END, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
-                )
+            self.prepared(EVIDENCE_INSERT).executemany(conn, records)
+            self.prepared(RUN_END).executemany(
+                conn, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
+            )
             workers = [
                 {
                     "b_worker_id": item.worker_id,
@@ -495,8 +505,7 @@ class RunQueries(Database):
                 for item in accepted
                 if item.worker_status is not None
             ]
-            if workers:
-                conn.execute(WORKER_STATUS, workers)
+            self.prepared(WORKER_STATUS).executemany(conn, workers)
         return seqs
 
     @staticmethod
@@ -600,6 +609,22 @@ class RunQueries(Database):
         """Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite)."""
         if self.is_postgres:
             s.exec(select(func.pg_advisory_xact_lock(EVIDENCE_LOCK_KEY))).one()
+
+    @staticmethod
+    def record_values(
+        seq: int, run_id: str, worker_id: str, build: RecordBuilder, now: datetime
+    ) -> dict[str, Any]:
+        """``record_row`` as the column values of ``EVIDENCE_INSERT`` (no ORM object)."""
+        record_id, body, leaf = build(seq)
+        return {
+            "seq": seq,
+            "record_id": record_id,
+            "run_id": run_id,
+            "worker_id": worker_id,
+            "created_at": now,
+            "leaf_hash": leaf,
+            "body": body,
+        }
 
     @staticmethod
     def record_row(
