@@ -71,6 +71,8 @@ class Finish:
     build: RecordBuilder
     worker_status: str | None = None
     """The roster status the run leaves the worker in (a termination: ``terminated``)."""
+    progress: Sequence[Progress] = ()
+    """Steps and links of the run not written yet: written first, in the same transaction."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,13 @@ holds the database write lock (``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -440,34 +441,51 @@ class RunQueries(Database):
 
     def save_progress(self, items: Sequence[Progress]) -> set[str]:
         leases = {item.lease.run_id: item.lease for item in items}
+        rows = self._progress_rows(items)  # built before the transaction: it holds the lock
+        with self.session() as s:
+            refused = self._fenced(s, leases)
+            self._write_progress(s.connection(), rows, refused)
+        return refused
+
+    @staticmethod
+    def _progress_rows(
+        items: Iterable[Progress],
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """(run id, values) of the steps (the last submitted state of each wins) and links."""
         latest: dict[int, tuple[str, dict[str, Any]]] = {}
         links: list[tuple[str, dict[str, Any]]] = []
-        for item in items:  # rows built before the transaction: it holds the write lock
+        for item in items:
             run_id = item.lease.run_id
             if isinstance(item, StepProgress):
-                # The last submitted state of a step wins.
                 latest[item.step.id] = (run_id, mapping.step_progress(item.step))
             else:
                 links.append((run_id, mapping.link_values(item.link)))
-        step_update = self.prepared(STEP_UPDATE)
+        return list(latest.values()), links
+
+    def _write_progress(
+        self,
+        conn: Connection,
+        rows: tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]],
+        refused: Collection[str],
+    ) -> None:
+        steps, links = rows
+        # By primary key in one executemany (no read before write), parameters converted once
+        # per value (``Prepared``), not through SQLAlchemy's per-row machinery.
+        self.prepared(STEP_UPDATE).executemany(
+            conn, [values for run_id, values in steps if run_id not in refused]
+        )
         # One INSERT ... ON CONFLICT for all links (Session.merge read each first).
-        link_upsert = self.prepared(self.upsert(LINKS, ("worker_id", "connector")))
-        with self.session() as s:
-            refused = self._fenced(s, leases)
-            conn = s.connection()
-            # By primary key in one executemany (no read before write), parameters converted
-            # once per value (``Prepared``), not through SQLAlchemy's per-row machinery.
-            step_update.executemany(
-                conn, [p for run_id, p in latest.values() if run_id not in refused]
-            )
-            link_upsert.executemany(conn, [link for run_id, link in links if run_id not in refused])
-        return refused
+        self.prepared(self.upsert(LINKS, ("worker_id", "connector"))).executemany(
+            conn, [values for run_id, values in links if run_id not in refused]
+        )
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
         leases = {item.lease.run_id: item.lease for item in items}
+        progress = self._progress_rows(p for item in items for p in item.progress)
         with self.session() as s:
             self.lock_evidence(s)
             refused = self._fenced(s, leases)
+            self._write_progress(s.connection(), progress, refused)
             accepted = [item for item in items if item.lease.run_id not in refused]
             ids = [item.lease.run_id for item in accepted]
             known = dict(
