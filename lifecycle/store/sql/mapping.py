@@ -8,6 +8,7 @@ step errors, result JSON), and a generic copy would hide exactly those differenc
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -204,27 +205,52 @@ STEP_DEFAULTS: dict[str, Any] = {"status": "pending", "attempts": 0} | dict.from
 """A new step's columns besides its identity: pending, no attempt yet, nothing recorded."""
 
 
-def step(row: StepRow) -> Step:
-    if row.id is None:
+#: The columns ``step`` reads, in the order it reads them (select them in this order).
+STEP_COLUMNS = ("id", "run_id", "connector", "action", "position", *STEP_PROGRESS)
+
+
+def step(row: Sequence[Any]) -> Step:
+    """A step from a row of ``STEP_COLUMNS`` (by position: a claimed batch holds a dozen steps
+    per run, and reading a Core row's columns by name cost several times as much)."""
+    (
+        id_,
+        run_id,
+        system,
+        action,
+        position,
+        status,
+        attempts,
+        account_id,
+        account_login,
+        started_at,
+        finished_at,
+        error,
+        error_class,
+        error_code,
+        result_json,
+        readback_json,
+        next_attempt_at,
+        first_failed_at,
+    ) = row
+    if id_ is None:
         raise ValueError("a step row without an id")
-    error = StepError(row.error, row.error_class, row.error_code) if row.error is not None else None
     return Step(
-        id=row.id,
-        run_id=row.run_id,
-        system=row.connector,
-        action=row.action,
-        position=row.position,
-        status=StepStatus(row.status),
-        attempts=row.attempts,
-        account_id=row.account_id,
-        account_login=row.account_login,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error=error,
-        result=StepResult.loads(row.result_json) if row.result_json else None,
-        readback=json.loads(row.readback_json) if row.readback_json else None,
-        next_attempt_at=row.next_attempt_at,
-        first_failed_at=row.first_failed_at,
+        id=id_,
+        run_id=run_id,
+        system=system,
+        action=action,
+        position=position,
+        status=StepStatus(status),
+        attempts=attempts,
+        account_id=account_id,
+        account_login=account_login,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=StepError(error, error_class, error_code) if error is not None else None,
+        result=StepResult.loads(result_json) if result_json else None,
+        readback=json.loads(readback_json) if readback_json else None,
+        next_attempt_at=next_attempt_at,
+        first_failed_at=first_failed_at,
     )
 
 

@@ -59,6 +59,19 @@ RUN_END = (
         lease_expires_at=None,
     )
 )
+#: The steps of the runs ``run_ids``, as ``mapping.step`` reads them.
+LOAD_STEPS = (
+    sa_select(*(STEPS.c[name] for name in mapping.STEP_COLUMNS))
+    .where(STEPS.c.run_id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(STEPS.c.connector, STEPS.c.position)
+)
+#: The current lease of the runs ``run_ids`` (``_fenced``).
+FENCE = (
+    sa_select(RUNS.c.id, RUNS.c.lease_owner, RUNS.c.lease_epoch)
+    .where(RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(RUNS.c.id)
+)
+FENCE_FOR_UPDATE = FENCE.with_for_update()
 #: The worker's roster status a finished run sets (e.g. ``terminated``).
 WORKER_STATUS = (
     update(WORKERS)
@@ -374,16 +387,10 @@ class RunQueries(Database):
 
     def _fenced(self, s: Session, leases: dict[str, Lease]) -> set[str]:
         """The run ids (of ``leases``) whose lease is no longer the one given: refused."""
-        runs = RUNS.c
-        query = (
-            sa_select(runs.id, runs.lease_owner, runs.lease_epoch)
-            .where(runs.id.in_(list(leases)))
-            .order_by(runs.id)
-        )
-        if self.is_postgres:
-            query = query.with_for_update()  # no claim may slip in before this commits
-        # Core, not ORM: this runs in every progress write (a few hundred microseconds saved).
-        rows = s.connection().execute(query).all()
+        # PostgreSQL: FOR UPDATE, so that no claim slips in before this commits. Core, and
+        # built once: this runs in every progress write.
+        query = FENCE_FOR_UPDATE if self.is_postgres else FENCE
+        rows = s.connection().execute(query, {"run_ids": list(leases)}).all()
         current = {run_id: (owner, epoch) for run_id, owner, epoch in rows}
         return {
             run_id
@@ -408,12 +415,8 @@ class RunQueries(Database):
             runs = conn.execute(sa_select(RUNS).where(RUNS.c.id.in_(ids))).all()
             workers = {r.worker_id for r in runs}
             steps: dict[str, list[Any]] = {r.id: [] for r in runs}
-            for step in conn.execute(
-                sa_select(STEPS)
-                .where(STEPS.c.run_id.in_(ids))
-                .order_by(STEPS.c.connector, STEPS.c.position)
-            ).all():
-                steps[step.run_id].append(step)
+            for step in conn.execute(LOAD_STEPS, {"run_ids": ids}).all():
+                steps[step[1]].append(step)  # mapping.STEP_COLUMNS: the run id is second
             rows = {
                 w.worker_id: Worker(**w._mapping)
                 for w in conn.execute(
