@@ -586,7 +586,9 @@ class Executor:
         if action.capability is not None and action.capability not in connector.capabilities:
             await self._skip(ex, step, StepStatus.NOT_APPLICABLE)
             return account
-        step = await self._save(ex, step, write=Write.NONE, started_at=step.started_at or now)
+        # When the step started: set with its first attempt's write-ahead (or its outcome when
+        # it makes no call), not by a state change of its own.
+        started = step.started_at or now
         try:
             done = await action.run(
                 ActionContext(
@@ -595,7 +597,7 @@ class Executor:
                     worker=ex.worker,
                     plan=ex.run.plan,
                     account=account,
-                    call=_Caller(self, ex, connector, step.id, action),
+                    call=_Caller(self, ex, connector, step.id, action, started),
                     results={
                         s.action: s.result
                         for s in ex.steps.values()
@@ -606,20 +608,24 @@ class Executor:
         except LeaseLostError:
             raise
         except TransientConnectorError as exc:
+            self._started(ex, step.id, started)
             if await self._wait_durably(ex, connector.name, step.id, exc):
                 raise _ChainStopped from exc
             await self._give_up(ex, connector.name, step.id, exc, pending)
             return account
         except Exception as exc:
+            self._started(ex, step.id, started)
             await self._give_up(ex, connector.name, step.id, exc, pending)
             return account
         if done.account is not None:
             account = done.account
             await self._adopt(ex, account)
+        current = ex.steps[step.id]
         await self._save(
             ex,
-            ex.steps[step.id],
+            current,
             write=Write.LATER,
+            started_at=current.started_at or started,
             status=done.status,
             finished_at=self.clock(),
             result=done.result,
@@ -628,6 +634,13 @@ class Executor:
             next_attempt_at=None,
         )
         return account
+
+    @staticmethod
+    def _started(ex: _Execution, step_id: int, started: datetime) -> None:
+        """The step failed before its first attempt's write-ahead: it started all the same."""
+        step = ex.steps[step_id]
+        if step.started_at is None:
+            ex.steps[step_id] = replace(step, started_at=started)
 
     async def _skip(self, ex: _Execution, step: Step, status: StepStatus) -> None:
         """Settle a step that has nothing to do here (no account, no such capability)."""
@@ -773,9 +786,11 @@ class Executor:
         step_id: int | None,
         call: Callable[[], Awaitable[T]],
         attempts: int | None = None,
+        started: datetime | None = None,
     ) -> T:
         """One connector call with timeout and the retry policy; a step's attempts are
-        counted and persisted (``step_id`` None: the account lookup, which is no step's)."""
+        counted and persisted (``step_id`` None: the account lookup, which is no step's;
+        ``started``: when the step started, if its first attempt is the first to say so)."""
         policy = self.config.retry
         if attempts is not None:
             policy = replace(policy, attempts=attempts)
@@ -788,7 +803,7 @@ class Executor:
                 step = ex.steps[step_id]
                 number = step.attempts + 1
                 await self._save(
-                    ex, step, attempts=number, started_at=step.started_at or self.clock()
+                    ex, step, attempts=number, started_at=step.started_at or started or self.clock()
                 )
             self.metrics.step_attempts.labels(connector.name, action).inc()
             # A cancel scope with a deadline is ``anyio.fail_after`` without its two
@@ -850,13 +865,19 @@ class _Caller:
     """``ActionContext.call`` for one step: in the durable phase one attempt per scheduled
     time, else the whole in-process retry policy."""
 
-    __slots__ = ("action", "connector", "ex", "executor", "step_id")
+    __slots__ = ("action", "connector", "ex", "executor", "started", "step_id")
 
     def __init__(
-        self, executor: Executor, ex: _Execution, connector: Connector, step_id: int, action: Action
+        self,
+        executor: Executor,
+        ex: _Execution,
+        connector: Connector,
+        step_id: int,
+        action: Action,
+        started: datetime,
     ) -> None:
         self.executor, self.ex, self.connector = executor, ex, connector
-        self.step_id, self.action = step_id, action
+        self.step_id, self.action, self.started = step_id, action, started
 
     def __call__(self, call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         waiting = self.ex.steps[self.step_id].first_failed_at is not None
@@ -867,6 +888,7 @@ class _Caller:
             self.step_id,
             call,
             attempts=1 if waiting else None,
+            started=self.started,
         )
 
 

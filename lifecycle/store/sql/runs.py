@@ -65,6 +65,11 @@ LOAD_STEPS = (
     .where(STEPS.c.run_id.in_(bindparam("run_ids", expanding=True)))
     .order_by(STEPS.c.connector, STEPS.c.position)
 )
+#: The evidence seq of those runs ``run_ids`` that have a record already.
+RECORDED = sa_select(EVIDENCE.c.run_id, EVIDENCE.c.seq).where(
+    EVIDENCE.c.run_id.in_(bindparam("run_ids", expanding=True))
+)
+LAST_SEQ = sa_select(func.max(EVIDENCE.c.seq))
 #: The current lease of the runs ``run_ids`` (``_fenced``).
 FENCE = (
     sa_select(RUNS.c.id, RUNS.c.lease_owner, RUNS.c.lease_epoch)
@@ -491,14 +496,11 @@ class RunQueries(Database):
             self._write_progress(s.connection(), progress, refused)
             accepted = [item for item in items if item.lease.run_id not in refused]
             ids = [item.lease.run_id for item in accepted]
-            known = dict(
-                s.exec(
-                    select(EvidenceRow.run_id, EvidenceRow.seq).where(
-                        col(EvidenceRow.run_id).in_(ids)
-                    )
-                ).all()
-            )
-            last = s.exec(select(func.max(EvidenceRow.seq))).one()
+            conn = s.connection()
+            known: dict[str, int] = {
+                run_id: seq for run_id, seq in conn.execute(RECORDED, {"run_ids": ids}).all()
+            }
+            last = conn.execute(LAST_SEQ).scalar()
             next_seq = 0 if last is None else last + 1
             seqs: dict[str, int] = {}
             records: list[dict[str, Any]] = []
@@ -512,7 +514,6 @@ class RunQueries(Database):
                 seqs[run_id] = seq
             # Prepared executemany statements, in seq order (the ORM read each run and worker
             # before writing it).
-            conn = s.connection()
             self.prepared(EVIDENCE_INSERT).executemany(conn, records)
             self.prepared(RUN_END).executemany(
                 conn, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
