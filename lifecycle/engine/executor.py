@@ -487,7 +487,7 @@ class Executor:
             try:
                 account = await self._account(ex, connector, steps, pending)
                 for step in pending:
-                    account = await self._step(ex, connector, account, step, pending)
+                    account = await self._step(ex, connector, account, step, pending, steps)
             except _ChainStopped:
                 return
 
@@ -578,9 +578,11 @@ class Executor:
         account: Account | None,
         step: Step,
         pending: list[Step],
+        chain: list[Step],
     ) -> Account | None:
         """Run one step to its settled state (or its durable wait); returns the account the
-        later steps use. Raises _ChainStopped when the chain cannot go on."""
+        later steps use (``chain``: all of the system's steps, in order). Raises _ChainStopped
+        when the chain cannot go on."""
         action = ex.spec.action(step.action)
         now = self.clock()
         if action.capability is not None and action.capability not in connector.capabilities:
@@ -599,9 +601,9 @@ class Executor:
                     account=account,
                     call=_Caller(self, ex, connector, step.id, action, started),
                     results={
-                        s.action: s.result
-                        for s in ex.steps.values()
-                        if s.system == step.system and s.position < step.position and s.result
+                        s.action: result
+                        for s in chain
+                        if s.position < step.position and (result := ex.steps[s.id].result)
                     },
                 )
             )
@@ -805,7 +807,7 @@ class Executor:
                 await self._save(
                     ex, step, attempts=number, started_at=step.started_at or started or self.clock()
                 )
-            self.metrics.step_attempts.labels(connector.name, action).inc()
+            self.metrics.attempted(connector.name, action)
             # A cancel scope with a deadline is ``anyio.fail_after`` without its two
             # generator-based context managers (half the cost, around every call).
             deadline = anyio.current_time() + self.config.step_timeout
