@@ -50,7 +50,6 @@ from lifecycle.domain import (
 from lifecycle.engine.actions import Action, ActionContext
 from lifecycle.engine.commit import GroupCommit
 from lifecycle.engine.kinds import Kinds, OnFailure, RunSpec, default_kinds
-from lifecycle.engine.slots import Slots
 from lifecycle.evidence.log import EvidenceLog
 from lifecycle.evidence.records import RecordOptions
 from lifecycle.exceptions import (
@@ -130,8 +129,6 @@ class _Execution:
     last chain leaves them to the run's end, which writes them in its own transaction)."""
     chains: int = 0
     """Systems whose chain is still running."""
-    holding: set[str] = field(default_factory=set)
-    """Systems whose slot (``Executor.slots``) this run's chain holds now."""
 
 
 class Executor:
@@ -161,8 +158,9 @@ class Executor:
         self.kinds = kinds or default_kinds()
         self.owner = owner or default_owner()
         concurrency = config.connector_concurrency or {}
-        self.slots = {
-            name: Slots(concurrency.get(name, config.default_concurrency)) for name in connectors
+        self.limiters = {
+            name: anyio.CapacityLimiter(concurrency.get(name, config.default_concurrency))
+            for name in connectors
         }
         self._db_limiter = anyio.CapacityLimiter(db_threads)
         self._in_flight: dict[str, Lease] = {}
@@ -485,19 +483,13 @@ class Executor:
                 Alert("connector_missing", message, ex.run.id, ex.run.worker_id, system)
             )
             return
-        slots = self.slots[system]
-        await slots.acquire()
-        ex.holding.add(system)
-        try:
-            account = await self._account(ex, connector, steps, pending)
-            for step in pending:
-                account = await self._step(ex, connector, account, step, pending, steps)
-        except _ChainStopped:
-            return
-        finally:
-            if system in ex.holding:
-                ex.holding.discard(system)
-                slots.release()
+        async with self.limiters[system]:
+            try:
+                account = await self._account(ex, connector, steps, pending)
+                for step in pending:
+                    account = await self._step(ex, connector, account, step, pending, steps)
+            except _ChainStopped:
+                return
 
     async def _account(
         self, ex: _Execution, connector: Connector, steps: list[Step], pending: list[Step]
@@ -783,22 +775,10 @@ class Executor:
         return new
 
     async def _flush(self, ex: _Execution, system: str, *items: Progress) -> None:
-        """Write what ``system``'s chain has not written yet, and ``items``, in one commit.
-
-        The chain lets go of its slot meanwhile (another chain's call can use the system while
-        this one waits for the database) and takes it back ahead of chains not yet started."""
+        """Write what ``system``'s chain has not written yet, and ``items``, in one commit."""
         batch = [*ex.unflushed.pop(system, ()), *items]
-        if not batch:
-            return
-        if system not in ex.holding:
+        if batch:
             await self._writes.submit_all(batch)
-            return
-        slots = self.slots[system]
-        ex.holding.discard(system)
-        slots.release()
-        await self._writes.submit_all(batch)
-        await slots.acquire(resume=True)
-        ex.holding.add(system)
 
     async def _call(
         self,
