@@ -9,7 +9,7 @@ class and code, never its text (a vendor's message can quote data; records are k
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,3 +179,27 @@ def canonical(record: dict[str, Any]) -> bytes:
         except UnicodeEncodeError:
             pass  # a lone surrogate: the package refuses it with its own error
     return rfc8785.dumps(record)
+
+
+def canonical_with_seq(record: dict[str, Any]) -> Callable[[int], bytes]:
+    """``canonical(record)`` for any ``seq``, the record's other fields canonicalised now.
+
+    The log assigns a record's seq in the transaction that appends it, which holds the
+    database's write lock: only splicing the number in is left for then. Top-level keys are
+    ASCII (``build_record``), so the fields before and after ``"seq"`` in RFC 8785 order are
+    those that sort before and after it.
+    """
+    fields = {key: value for key, value in record.items() if key != "seq"}
+    before = {key: value for key, value in fields.items() if key < "seq"}
+    after = {key: value for key, value in fields.items() if key > "seq"}
+    if not all(isinstance(key, str) and key.isascii() for key in fields):
+        return lambda seq: canonical({**fields, "seq": seq})
+    head = canonical(before)[:-1] + b"," if before else b"{"
+    tail = b"," + canonical(after)[1:] if after else b"}"
+
+    def body(seq: int) -> bytes:
+        if type(seq) is not int or not 0 <= seq <= _INT_LIMIT:
+            return canonical({**fields, "seq": seq})
+        return b"".join((head, b'"seq":', str(seq).encode(), tail))
+
+    return body

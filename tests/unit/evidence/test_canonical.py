@@ -8,12 +8,11 @@ from enum import StrEnum
 from typing import Any
 
 import pytest
-
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lifecycle.evidence.records import canonical
+from lifecycle.evidence.records import canonical, canonical_with_seq
 from lifecycle.evidence.verify import _parse_canonical
 
 scalars = (
@@ -81,3 +80,25 @@ def test_canonical_matches_rfc8785(value: dict[str, Any]) -> None:
             canonical(value)
         return
     assert canonical(value) == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.dictionaries(
+        st.sampled_from(["actions", "schema", "seq", "status", "é", "zz", "a"]) | st.text(),
+        record_values,
+        max_size=6,
+    ),
+    seq=st.integers(0, 2**53 - 1) | st.integers(2**53, 2**60),
+)
+def test_canonical_with_seq_matches_canonical_of_the_whole_record(
+    value: dict[str, Any], seq: int
+) -> None:
+    whole = {**value, "seq": seq}
+    try:
+        expected = rfc8785.dumps(whole)
+    except rfc8785.CanonicalizationError as exc:
+        with pytest.raises(type(exc)):
+            canonical_with_seq(value)(seq)
+        return
+    assert canonical_with_seq(value)(seq) == expected
