@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
@@ -48,7 +49,7 @@ class Prepared:
     """One statement, compiled for ``dialect``; ``executemany`` takes rows keyed by its bind
     names (absent keys take the value the statement was built with, e.g. ``lease_owner=None``)."""
 
-    __slots__ = ("_fields", "positional", "sql")
+    __slots__ = ("_converters", "_defaults", "_get", "_names", "positional", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -59,34 +60,38 @@ class Prepared:
             list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
         )
         timestamp = _sqlite_timestamp if dialect.name == "sqlite" else _aware_timestamp
-        fields: list[tuple[str, Converter | None, Any]] = []
-        for name in names:
+        converters: list[tuple[int, Converter]] = []
+        defaults: dict[str, Any] = {}
+        for index, name in enumerate(names):
             bind = compiled.binds[name]
+            convert: Converter | None
             if isinstance(bind.type, UTCDateTime):
-                convert: Converter | None = timestamp
+                convert = timestamp
             else:
                 convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            default = _REQUIRED if bind.required or bind.callable is not None else bind.value
-            fields.append((name, convert, default))
-        self._fields = tuple(fields)
+            if convert is not None:
+                converters.append((index, convert))
+            if not bind.required and bind.callable is None:
+                defaults[name] = bind.value  # e.g. ``lease_owner=None`` in the statement
+        self._names = tuple(names)
+        self._converters = tuple(converters)
+        self._defaults = defaults
+        # One C call takes a row's values in the statement's order (a one-element tuple too).
+        get = itemgetter(*names)
+        self._get: Callable[[Mapping[str, Any]], tuple[Any, ...]] = (
+            get if len(names) > 1 else lambda row: (get(row),)
+        )
 
     def params(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = []
-        for name, convert, default in self._fields:
-            value = row[name] if default is _REQUIRED else row.get(name, default)
-            values.append(value if convert is None else convert(value))
+        if self._defaults:
+            row = {**self._defaults, **row}
+        values = list(self._get(row))
+        for index, convert in self._converters:
+            values[index] = convert(values[index])
         if self.positional:
             return tuple(values)
-        return {name: value for (name, _, _), value in zip(self._fields, values, strict=True)}
+        return dict(zip(self._names, values, strict=True))
 
     def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             conn.exec_driver_sql(self.sql, [self.params(row) for row in rows])
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "<required>"
-
-
-_REQUIRED: Any = _Required()
