@@ -224,29 +224,34 @@ class Executor:
         free = self.config.max_parallel_runs - len(self._in_flight)
         if free <= 0:
             return False
-        claimed = await self._db(
-            lambda: self.queue.claim_runs(
+        reclaim_own, self._reclaim_own = self._reclaim_own, False
+        exclude = sorted(self._in_flight)
+
+        def claim_and_load() -> tuple[list[Lease], list[RunDetail]]:
+            # One trip to the database thread for both (and no load when nothing was due):
+            # every HR event accepted wakes this loop.
+            claimed = self.queue.claim_runs(
                 self.owner,
                 self.clock(),
                 self.config.lease,
                 free,
                 # A run still executing here (its lease lapsed under load) is not started a
                 # second time: the heartbeat renews its lease.
-                exclude=sorted(self._in_flight),
+                exclude=exclude,
                 # Just started: runs this instance held before a restart are resumed now,
                 # not after their leases expire.
-                reclaim_own=self._reclaim_own,
+                reclaim_own=reclaim_own,
             )
-        )
-        self._reclaim_own = False
+            # A failed load leaves the leases to lapse: the runs are claimed again.
+            return claimed, self.queue.load_runs([c.run_id for c in claimed]) if claimed else []
+
+        try:
+            claimed, details = await self._db(claim_and_load)
+        except BaseException:
+            self._reclaim_own = reclaim_own
+            raise
         for lease in claimed:
             self._in_flight[lease.run_id] = lease
-        try:
-            details = await self._db(self.queue.load_runs, [c.run_id for c in claimed])
-        except BaseException:
-            for lease in claimed:  # their leases lapse; they are re-claimed
-                self._in_flight.pop(lease.run_id, None)
-            raise
         by_id = {lease.run_id: lease for lease in claimed}
         for detail in details:
             tg.start_soon(self._execute_claimed, by_id[detail.run.id], detail)
