@@ -200,9 +200,9 @@ class Executor:
             task_status.started()
             while True:
                 try:
-                    more = await self._claim_and_start(tg)
+                    more, due = await self._claim_and_start(tg)
                     if not more:
-                        await self._sleep_until_work()
+                        await self._sleep_until_work(due)
                 except Exception:
                     log.exception("executor: claiming failed; retrying in %.1f s", LOOP_BACKOFF)
                     await anyio.sleep(LOOP_BACKOFF)
@@ -218,18 +218,20 @@ class Executor:
         except Exception:
             log.warning("executor: warming up the database queries failed", exc_info=True)
 
-    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
-        """Claim what is due and start it; True when more may be waiting."""
+    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> tuple[bool, datetime | None]:
+        """Claim what is due and start it; (True when more may be waiting, when the next run
+        not due yet is due)."""
         self._wake = anyio.Event()
         free = self.config.max_parallel_runs - len(self._in_flight)
         if free <= 0:
-            return False
+            return False, await self._db(self.queue.next_due, self.clock())
         reclaim_own, self._reclaim_own = self._reclaim_own, False
         exclude = sorted(self._in_flight)
 
-        def claim_and_load() -> tuple[list[Lease], list[RunDetail]]:
-            # One trip to the database thread for both (and no load when nothing was due):
-            # every HR event accepted wakes this loop.
+        def claim_and_load() -> tuple[list[Lease], list[RunDetail], datetime | None]:
+            # One trip to the database thread for the claim, the load (none when nothing was
+            # due) and the next due time (when the loop will sleep): every HR event accepted
+            # wakes this loop.
             claimed = self.queue.claim_runs(
                 self.owner,
                 self.clock(),
@@ -243,10 +245,12 @@ class Executor:
                 reclaim_own=reclaim_own,
             )
             # A failed load leaves the leases to lapse: the runs are claimed again.
-            return claimed, self.queue.load_runs([c.run_id for c in claimed]) if claimed else []
+            details = self.queue.load_runs([c.run_id for c in claimed]) if claimed else []
+            due = self.queue.next_due(self.clock()) if len(claimed) < free else None
+            return claimed, details, due
 
         try:
-            claimed, details = await self._db(claim_and_load)
+            claimed, details, due = await self._db(claim_and_load)
         except BaseException:
             self._reclaim_own = reclaim_own
             raise
@@ -255,11 +259,10 @@ class Executor:
         by_id = {lease.run_id: lease for lease in claimed}
         for detail in details:
             tg.start_soon(self._execute_claimed, by_id[detail.run.id], detail)
-        return len(claimed) == free
+        return len(claimed) == free, due
 
-    async def _sleep_until_work(self) -> None:
+    async def _sleep_until_work(self, due: datetime | None) -> None:
         wait = self.config.poll_seconds
-        due = await self._db(self.queue.next_due, self.clock())
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.0))
         with anyio.move_on_after(wait):
