@@ -104,7 +104,6 @@ class Write(Enum):
     NOW = "now"
     LATER = "later"
     """With the system's next write: before its next call is sent, or when its chain ends."""
-    NONE = "none"
 
 
 class _ChainStopped(Exception):
@@ -129,6 +128,9 @@ class _Execution:
     last chain leaves them to the run's end, which writes them in its own transaction)."""
     chains: int = 0
     """Systems whose chain is still running."""
+    accounts: dict[str, Account] = field(default_factory=dict)
+    """System -> the account adopted during this execution: named on each of its steps not
+    settled before (``Executor._adopt``)."""
 
 
 class Executor:
@@ -573,11 +575,9 @@ class Executor:
             )
             ex.links[account.system] = new
             ex.unflushed.setdefault(account.system, []).append(LinkProgress(ex.lease, new))
-        for step in list(ex.steps.values()):
-            if step.system == account.system and not step.status.settled:
-                ex.steps[step.id] = replace(
-                    step, account_id=account.account_id, account_login=account.login
-                )
+        # The system's steps not settled yet take the account with their next state change
+        # (``_save``), not with a copy of each step now.
+        ex.accounts[account.system] = account
 
     async def _step(
         self,
@@ -771,9 +771,15 @@ class Executor:
         self, ex: _Execution, step: Step, *, write: Write = Write.NOW, **changes: Any
     ) -> Step:
         """The step's new state, kept for the run's outcome and written under the run's lease:
-        now (with what its system has not written yet), with its system's next write, or not
-        at all (a state the next write will carry)."""
+        now (with what its system has not written yet) or with its system's next write."""
         current = ex.steps.get(step.id, step)
+        account = ex.accounts.get(current.system)
+        if (
+            account is not None
+            and (current.account_id, current.account_login) != (account.account_id, account.login)
+            and not current.status.settled
+        ):
+            changes.update(account_id=account.account_id, account_login=account.login)
         new = replace(current, **changes) if changes else current
         ex.steps[step.id] = new
         if write is Write.LATER:
