@@ -1,5 +1,6 @@
-"""Prepared statements (``store/sql/prepared.py``) store exactly what SQLAlchemy's own execution
-of the same statement stores, on both databases, and the run's progress reads back whole."""
+"""A run's progress on both databases: prepared statements (``store/sql/prepared.py``) store
+exactly what SQLAlchemy's own execution of the same statement stores, progress and links read
+back whole, and a run's end writes the steps its last chain left with it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from lifecycle.domain import Link, StepError, StepResult, StepStatus, Worker
-from lifecycle.store.ports import LinkProgress, StepProgress
+from lifecycle.domain import Lease, Link, StepError, StepResult, StepStatus, Worker
+from lifecycle.store.ports import Finish, LinkProgress, StepProgress
 from lifecycle.store.sql import SqlStore, mapping
 from lifecycle.store.sql.runs import STEP_UPDATE, STEPS
 from tests.integration.store.test_store import NOW, accept, termination
@@ -136,3 +137,37 @@ def test_progress_and_links_read_back_after_save_progress(store: SqlStore) -> No
     moved = replace(link, account_id="a-2", linked_at=NOW + timedelta(seconds=2))
     assert store.save_progress([LinkProgress(lease, moved)]) == set()
     assert store.load_run(run_id).links[step.system] == moved
+
+
+def _finish(store: SqlStore, lease: Lease, progress: list[StepProgress]) -> dict[str, int]:
+    def build(seq: int) -> tuple[str, bytes, bytes]:
+        return f"rec-{lease.run_id}", f"record {seq}".encode(), seq.to_bytes(32, "big")
+
+    item = Finish(lease, "W0001", "verified", NOW, 1, build, None, progress)  # type: ignore[arg-type]
+    return store.finish_runs([item], NOW)
+
+
+def test_the_last_steps_are_written_with_the_runs_end(store: SqlStore) -> None:
+    run_id = accept(store, termination("W0001", "evt-end")).run_id
+    [lease] = store.claim_runs("r1", NOW, timedelta(seconds=30), 10)
+    step = store.load_run(run_id).steps[-1]
+    done = replace(step, status=StepStatus.DONE, attempts=1, finished_at=NOW, result=RESULT)
+    assert _finish(store, lease, [StepProgress(lease, done)]) == {run_id: 0}
+    detail = store.load_run(run_id)
+    assert detail.run.status == "verified"
+    assert detail.steps[-1] == done
+
+
+def test_a_taken_over_run_gets_neither_its_steps_nor_its_end(store: SqlStore) -> None:
+    run_id = accept(store, termination("W0001", "evt-lost")).run_id
+    lease = timedelta(seconds=30)
+    [stale] = store.claim_runs("r1", NOW, lease, 10)
+    [fresh] = store.claim_runs("r2", NOW + timedelta(seconds=31), lease, 10)
+    assert fresh.run_id == run_id
+    step = store.load_run(run_id).steps[-1]
+    done = replace(step, status=StepStatus.DONE, attempts=1, finished_at=NOW)
+    assert _finish(store, stale, [StepProgress(stale, done)]) == {}
+    detail = store.load_run(run_id)
+    assert detail.run.status == "running"
+    assert detail.steps[-1] == step
+    assert store.leaf_hashes() == []
