@@ -59,6 +59,17 @@ class Metrics:
             ["connector", "action", "kind"],
             registry=self.registry,
         )
+        self._attempts: dict[tuple[str, str], Counter] = {}
+
+    def attempted(self, connector: str, action: str) -> None:
+        """Count a connector call attempt (``step_attempts``; the labelled child is kept, as
+        ``labels()`` looks it up under a lock on every call)."""
+        child = self._attempts.get((connector, action))
+        if child is None:
+            child = self._attempts[(connector, action)] = self.step_attempts.labels(
+                connector, action
+            )
+        child.inc()
 
     def watch_runs(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Report ``lifecycle_runs{status}`` from the database at each scrape."""

@@ -32,7 +32,9 @@ class GroupCommit(Generic[R]):
     ) -> None:
         self._write = write
         self._key = key
-        self._queue: list[tuple[R, _Ticket]] = []
+        self._queue: list[R] = []
+        self._next = _Flush()
+        """The flush the queued items go in: its callers share one event."""
         self._flushing = False
 
     async def submit(self, item: R) -> None:
@@ -40,13 +42,14 @@ class GroupCommit(Generic[R]):
 
     async def submit_all(self, items: Sequence[R]) -> None:
         """Write ``items`` in one transaction (the same flush) and wait for it."""
-        ticket = _Ticket()
-        self._queue.extend((item, ticket) for item in items)
+        flush = self._next
+        self._queue.extend(items)
         if not self._flushing:
             self._flushing = True
             try:
                 while self._queue:
                     batch, self._queue = self._queue, []
+                    current, self._next = self._next, _Flush()
                     try:
                         # Shielded: the flusher's own run may be cancelled (its lease was lost)
                         # while it writes other runs' items. The write finishes, and those
@@ -54,36 +57,37 @@ class GroupCommit(Generic[R]):
                         # at its next wait. Unshielded, the other callers were handed the
                         # flusher's CancelledError and their chains silently ended.
                         with anyio.CancelScope(shield=True):
-                            refused = await self._write([i for i, _ in batch])
+                            current.refused = await self._write(batch)
                     except BaseException as exc:
                         # Everyone waiting, queued during this write too, learns of the failure;
                         # nobody is left waiting on a flush that will not come.
-                        batch, self._queue = batch + self._queue, []
-                        for _, waiting in batch:
-                            waiting.fail(exc)
+                        current.fail(exc)
+                        if self._queue:
+                            self._queue = []
+                            self._next.fail(exc)
+                            self._next = _Flush()
                         break
-                    for written, waiting in batch:
-                        if self._key(written) in refused:
-                            waiting.fail(
-                                LeaseLostError(
-                                    f"run {self._key(written)} was taken over by another replica"
-                                )
-                            )
-                        else:
-                            waiting.done.set()
+                    current.done.set()
             finally:
                 self._flushing = False
-        await ticket.done.wait()
-        if ticket.error is not None:
-            raise ticket.error
+        await flush.done.wait()
+        if flush.error is not None:
+            raise flush.error
+        for item in items:
+            run_id = self._key(item)
+            if run_id in flush.refused:
+                raise LeaseLostError(f"run {run_id} was taken over by another replica")
 
 
-class _Ticket:
-    __slots__ = ("done", "error")
+class _Flush:
+    """One transaction's outcome, shared by every caller whose items it writes."""
+
+    __slots__ = ("done", "error", "refused")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.error: BaseException | None = None
+        self.refused: Collection[str] = ()
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc

@@ -104,7 +104,6 @@ class Write(Enum):
     NOW = "now"
     LATER = "later"
     """With the system's next write: before its next call is sent, or when its chain ends."""
-    NONE = "none"
 
 
 class _ChainStopped(Exception):
@@ -125,7 +124,13 @@ class _Execution:
     """System -> when its waiting step is due again."""
     unflushed: dict[str, list[Progress]] = field(default_factory=dict)
     """System -> settled steps and links not yet written: they go with that system's next
-    write, which always comes before its next call is sent (or when its chain ends)."""
+    write, which always comes before its next call is sent (or when its chain ends; the run's
+    last chain leaves them to the run's end, which writes them in its own transaction)."""
+    chains: int = 0
+    """Systems whose chain is still running."""
+    accounts: dict[str, Account] = field(default_factory=dict)
+    """System -> the account adopted during this execution: named on each of its steps not
+    settled before (``Executor._adopt``)."""
 
 
 class Executor:
@@ -208,9 +213,9 @@ class Executor:
             task_status.started()
             while True:
                 try:
-                    more = await self._claim_and_start(tg)
+                    more, due = await self._claim_and_start(tg)
                     if not more:
-                        await self._sleep_until_work()
+                        await self._sleep_until_work(due)
                 except Exception:
                     log.exception("executor: claiming failed; retrying in %.1f s", LOOP_BACKOFF)
                     await anyio.sleep(LOOP_BACKOFF)
@@ -226,50 +231,59 @@ class Executor:
         except Exception:
             log.warning("executor: warming up the database queries failed", exc_info=True)
 
-    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> bool:
-        """Claim what is due and start it; True when more may be waiting."""
+    async def _claim_and_start(self, tg: anyio.abc.TaskGroup) -> tuple[bool, datetime | None]:
+        """Claim what is due and start it; (True when more may be waiting, when the next run
+        not due yet is due)."""
         self._wake = anyio.Event()
         self._sleep_until = None  # awake: whatever is stored now is claimed next
         free = self.config.max_parallel_runs - len(self._in_flight)
         if free <= 0:
-            return False
-        claimed = await self._db(
-            lambda: self.queue.claim_runs(
+            return False, await self._db(self.queue.next_due, self.clock())
+        reclaim_own, self._reclaim_own = self._reclaim_own, False
+        exclude = sorted(self._in_flight)
+
+        def claim_and_load() -> tuple[list[Lease], list[RunDetail], datetime | None]:
+            # One trip to the database thread for the claim, the load (none when nothing was
+            # due) and the next due time (when the loop will sleep): every HR event accepted
+            # wakes this loop.
+            claimed = self.queue.claim_runs(
                 self.owner,
                 self.clock(),
                 self.config.lease,
                 free,
                 # A run still executing here (its lease lapsed under load) is not started a
                 # second time: the heartbeat renews its lease.
-                exclude=sorted(self._in_flight),
+                exclude=exclude,
                 # Just started: runs this instance held before a restart are resumed now,
                 # not after their leases expire.
-                reclaim_own=self._reclaim_own,
+                reclaim_own=reclaim_own,
             )
-        )
-        self._reclaim_own = False
+            # A failed load leaves the leases to lapse: the runs are claimed again.
+            details = self.queue.load_runs([c.run_id for c in claimed]) if claimed else []
+            due = self.queue.next_due(self.clock()) if len(claimed) < free else None
+            return claimed, details, due
+
+        try:
+            claimed, details, due = await self._db(claim_and_load)
+        except BaseException:
+            self._reclaim_own = reclaim_own
+            raise
         for lease in claimed:
             self._in_flight[lease.run_id] = lease
-        try:
-            details = await self._db(self.queue.load_runs, [c.run_id for c in claimed])
-        except BaseException:
-            for lease in claimed:  # their leases lapse; they are re-claimed
-                self._in_flight.pop(lease.run_id, None)
-            raise
         by_id = {lease.run_id: lease for lease in claimed}
         for detail in details:
             tg.start_soon(self._execute_claimed, by_id[detail.run.id], detail)
-        return len(claimed) == free
+        return len(claimed) == free, due
 
-    async def _sleep_until_work(self) -> None:
+    async def _sleep_until_work(self, due: datetime | None) -> None:
+        """Sleep until ``due`` (the next run not due at the claim), the poll, or a wake."""
         now = self.clock()
         wait = self.config.poll_seconds
-        due = await self._db(self.queue.next_due, now)
-        # Work stored since the loop woke may be missing from ``next_due``: its wake said when.
+        # Work stored since the claim may be missing from ``due``: its wake said when.
         woken, self._due_while_awake = self._due_while_awake, None
         for when in (due, woken):
             if when is not None:
-                wait = min(wait, max((when - self.clock()).total_seconds(), 0.0))
+                wait = min(wait, max((when - now).total_seconds(), 0.0))
         self._sleep_until = now + timedelta(seconds=wait)
         with anyio.move_on_after(wait):
             await self._wake.wait()
@@ -294,9 +308,10 @@ class Executor:
     def _lost(self, run_ids: Sequence[str]) -> None:
         """Stop the runs whose lease renewal was refused: another replica took them over. A
         run whose own end (or durable wait) is being written released its lease itself: it
-        is left to finish, alerts included."""
+        is left to finish, alerts included; one that ended while the renewal was under way
+        (the renewal named its lease before that) is gone already."""
         for run_id in run_ids:
-            if run_id in self._releasing:
+            if run_id in self._releasing or run_id not in self._in_flight:
                 continue
             log.warning("run %s was taken over by another replica; stopping here", run_id)
             scope = self._scopes.get(run_id)
@@ -364,6 +379,7 @@ class Executor:
         by_system: dict[str, list[Step]] = defaultdict(list)
         for step in detail.steps:
             by_system[step.system].append(step)
+        ex.chains = len(by_system)
         try:
             with bound(run_id=run.id, worker_id=run.worker_id, kind=run.kind):
                 async with anyio.create_task_group() as tg:
@@ -396,7 +412,10 @@ class Executor:
         final = RunDetail(run, steps, detail.worker, detail.links)
         options = RecordOptions(sla=spec.sla, added=spec.record_added, reversal=spec.reversal)
         worker_status = spec.worker_status if status is not RunStatus.NO_ACCOUNTS else None
-        # The record and the run's end are one transaction (batched with other runs' ends).
+        # The steps' last states, the record and the run's end are one transaction (batched
+        # with other runs' ends).
+        progress = tuple(item for items in ex.unflushed.values() for item in items)
+        ex.unflushed.clear()
         self._releasing.add(run.id)
         await self._finishes.submit(
             Finish(
@@ -407,6 +426,7 @@ class Executor:
                 ttr,
                 self.evidence.builder(final, status, ttr, options),
                 worker_status,
+                progress,
             )
         )
         self._ended(run.id)
@@ -473,7 +493,11 @@ class Executor:
         """One system's chain (with ``system`` on every log line it writes)."""
         with bound(system=system):
             await self._chain(ex, system, steps)
-            await self._flush(ex, system)
+            ex.chains -= 1
+            if ex.chains or ex.deferred:
+                await self._flush(ex, system)
+            # Else this was the run's last chain and the run ends now: what it has not written
+            # goes with the run's end (one transaction and one round trip less per run).
 
     async def _chain(self, ex: _Execution, system: str, steps: list[Step]) -> None:
         """Resolve the account, then run each pending step in order."""
@@ -492,7 +516,7 @@ class Executor:
             try:
                 account = await self._account(ex, connector, steps, pending)
                 for step in pending:
-                    account = await self._step(ex, connector, account, step, pending)
+                    account = await self._step(ex, connector, account, step, pending, steps)
             except _ChainStopped:
                 return
 
@@ -570,11 +594,9 @@ class Executor:
             )
             ex.links[account.system] = new
             ex.unflushed.setdefault(account.system, []).append(LinkProgress(ex.lease, new))
-        for step in list(ex.steps.values()):
-            if step.system == account.system and not step.status.settled:
-                ex.steps[step.id] = replace(
-                    step, account_id=account.account_id, account_login=account.login
-                )
+        # The system's steps not settled yet take the account with their next state change
+        # (``_save``), not with a copy of each step now.
+        ex.accounts[account.system] = account
 
     async def _step(
         self,
@@ -583,15 +605,19 @@ class Executor:
         account: Account | None,
         step: Step,
         pending: list[Step],
+        chain: list[Step],
     ) -> Account | None:
         """Run one step to its settled state (or its durable wait); returns the account the
-        later steps use. Raises _ChainStopped when the chain cannot go on."""
+        later steps use (``chain``: all of the system's steps, in order). Raises _ChainStopped
+        when the chain cannot go on."""
         action = ex.spec.action(step.action)
         now = self.clock()
         if action.capability is not None and action.capability not in connector.capabilities:
             await self._skip(ex, step, StepStatus.NOT_APPLICABLE)
             return account
-        step = await self._save(ex, step, write=Write.NONE, started_at=step.started_at or now)
+        # When the step started: set with its first attempt's write-ahead (or its outcome when
+        # it makes no call), not by a state change of its own.
+        started = step.started_at or now
         try:
             done = await action.run(
                 ActionContext(
@@ -600,31 +626,35 @@ class Executor:
                     worker=ex.worker,
                     plan=ex.run.plan,
                     account=account,
-                    call=_Caller(self, ex, connector, step.id, action),
+                    call=_Caller(self, ex, connector, step.id, action, started),
                     results={
-                        s.action: s.result
-                        for s in ex.steps.values()
-                        if s.system == step.system and s.position < step.position and s.result
+                        s.action: result
+                        for s in chain
+                        if s.position < step.position and (result := ex.steps[s.id].result)
                     },
                 )
             )
         except LeaseLostError:
             raise
         except TransientConnectorError as exc:
+            self._started(ex, step.id, started)
             if await self._wait_durably(ex, connector.name, step.id, exc):
                 raise _ChainStopped from exc
             await self._give_up(ex, connector.name, step.id, exc, pending)
             return account
         except Exception as exc:
+            self._started(ex, step.id, started)
             await self._give_up(ex, connector.name, step.id, exc, pending)
             return account
         if done.account is not None:
             account = done.account
             await self._adopt(ex, account)
+        current = ex.steps[step.id]
         await self._save(
             ex,
-            ex.steps[step.id],
+            current,
             write=Write.LATER,
+            started_at=current.started_at or started,
             status=done.status,
             finished_at=self.clock(),
             result=done.result,
@@ -633,6 +663,13 @@ class Executor:
             next_attempt_at=None,
         )
         return account
+
+    @staticmethod
+    def _started(ex: _Execution, step_id: int, started: datetime) -> None:
+        """The step failed before its first attempt's write-ahead: it started all the same."""
+        step = ex.steps[step_id]
+        if step.started_at is None:
+            ex.steps[step_id] = replace(step, started_at=started)
 
     async def _skip(self, ex: _Execution, step: Step, status: StepStatus) -> None:
         """Settle a step that has nothing to do here (no account, no such capability)."""
@@ -753,9 +790,15 @@ class Executor:
         self, ex: _Execution, step: Step, *, write: Write = Write.NOW, **changes: Any
     ) -> Step:
         """The step's new state, kept for the run's outcome and written under the run's lease:
-        now (with what its system has not written yet), with its system's next write, or not
-        at all (a state the next write will carry)."""
+        now (with what its system has not written yet) or with its system's next write."""
         current = ex.steps.get(step.id, step)
+        account = ex.accounts.get(current.system)
+        if (
+            account is not None
+            and (current.account_id, current.account_login) != (account.account_id, account.login)
+            and not current.status.settled
+        ):
+            changes.update(account_id=account.account_id, account_login=account.login)
         new = replace(current, **changes) if changes else current
         ex.steps[step.id] = new
         if write is Write.LATER:
@@ -778,9 +821,11 @@ class Executor:
         step_id: int | None,
         call: Callable[[], Awaitable[T]],
         attempts: int | None = None,
+        started: datetime | None = None,
     ) -> T:
         """One connector call with timeout and the retry policy; a step's attempts are
-        counted and persisted (``step_id`` None: the account lookup, which is no step's)."""
+        counted and persisted (``step_id`` None: the account lookup, which is no step's;
+        ``started``: when the step started, if its first attempt is the first to say so)."""
         policy = self.config.retry
         if attempts is not None:
             policy = replace(policy, attempts=attempts)
@@ -793,22 +838,31 @@ class Executor:
                 step = ex.steps[step_id]
                 number = step.attempts + 1
                 await self._save(
-                    ex, step, attempts=number, started_at=step.started_at or self.clock()
+                    ex, step, attempts=number, started_at=step.started_at or started or self.clock()
                 )
-            self.metrics.step_attempts.labels(connector.name, action).inc()
+            self.metrics.attempted(connector.name, action)
+            # A cancel scope with a deadline is ``anyio.fail_after`` without its two
+            # generator-based context managers (half the cost, around every call).
+            deadline = anyio.current_time() + self.config.step_timeout
             try:
-                with bound(attempt=number), anyio.fail_after(self.config.step_timeout):
+                with bound(attempt=number), anyio.CancelScope(deadline=deadline):
                     return await call()
             except TimeoutError as exc:
-                self.metrics.step_errors.labels(connector.name, action, "transient").inc()
-                raise StepTimeoutError(
-                    f"{action} did not answer within {self.config.step_timeout:g} s",
-                    connector=connector.name,
-                ) from exc
+                raise timed_out() from exc
             except ConnectorError as exc:
                 kind = "transient" if isinstance(exc, TransientConnectorError) else "permanent"
                 self.metrics.step_errors.labels(connector.name, action, kind).inc()
                 raise
+            # Only the deadline ends the block without a return (the scope caught its own
+            # cancellation).
+            raise timed_out()
+
+        def timed_out() -> StepTimeoutError:
+            self.metrics.step_errors.labels(connector.name, action, "transient").inc()
+            return StepTimeoutError(
+                f"{action} did not answer within {self.config.step_timeout:g} s",
+                connector=connector.name,
+            )
 
         async def on_retry(number: int, exc: TransientConnectorError, wait: float) -> None:
             # retry_transient logs the attempt; the error goes with the next attempt's write.
@@ -846,13 +900,19 @@ class _Caller:
     """``ActionContext.call`` for one step: in the durable phase one attempt per scheduled
     time, else the whole in-process retry policy."""
 
-    __slots__ = ("action", "connector", "ex", "executor", "step_id")
+    __slots__ = ("action", "connector", "ex", "executor", "started", "step_id")
 
     def __init__(
-        self, executor: Executor, ex: _Execution, connector: Connector, step_id: int, action: Action
+        self,
+        executor: Executor,
+        ex: _Execution,
+        connector: Connector,
+        step_id: int,
+        action: Action,
+        started: datetime,
     ) -> None:
         self.executor, self.ex, self.connector = executor, ex, connector
-        self.step_id, self.action = step_id, action
+        self.step_id, self.action, self.started = step_id, action, started
 
     def __call__(self, call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
         waiting = self.ex.steps[self.step_id].first_failed_at is not None
@@ -863,6 +923,7 @@ class _Caller:
             self.step_id,
             call,
             attempts=1 if waiting else None,
+            started=self.started,
         )
 
 

@@ -17,7 +17,7 @@ import anyio.to_thread
 from lifecycle.domain import Checkpoint, RunDetail, RunStatus
 from lifecycle.evidence.checkpoint import SigningKey, sign_checkpoint, signed_by
 from lifecycle.evidence.merkle import MerkleTree, leaf_hash
-from lifecycle.evidence.records import RecordOptions, build_record, canonical
+from lifecycle.evidence.records import RecordOptions, build_record, canonical_with_seq
 from lifecycle.store.ports import EvidenceStore, RecordBuilder
 
 log = logging.getLogger("lifecycle.evidence")
@@ -58,24 +58,26 @@ class EvidenceLog:
         options: RecordOptions,
     ) -> RecordBuilder:
         """How to build the run's record once its sequence number is known (in the store's
-        transaction): returns (record id, canonical bytes, leaf hash)."""
+        transaction): returns (record id, canonical bytes, leaf hash). The record is built and
+        canonicalised here, before that transaction: only its seq is spliced in then."""
+        record_id = str(uuid.uuid4())
+        body = canonical_with_seq(
+            build_record(
+                seq=0,
+                record_id=record_id,
+                run=detail.run,
+                steps=detail.steps,
+                worker=detail.worker,
+                status=status,
+                time_to_revoke_ms=time_to_revoke_ms,
+                sla_seconds=self.sla_seconds,
+                options=options,
+            )
+        )
 
         def build(seq: int) -> tuple[str, bytes, bytes]:
-            record_id = str(uuid.uuid4())
-            body = canonical(
-                build_record(
-                    seq=seq,
-                    record_id=record_id,
-                    run=detail.run,
-                    steps=detail.steps,
-                    worker=detail.worker,
-                    status=status,
-                    time_to_revoke_ms=time_to_revoke_ms,
-                    sla_seconds=self.sla_seconds,
-                    options=options,
-                )
-            )
-            return record_id, body, leaf_hash(body)
+            data = body(seq)
+            return record_id, data, leaf_hash(data)
 
         return build
 

@@ -8,7 +8,8 @@ class and code, never its text (a vendor's message can quote data; records are k
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +135,71 @@ def build_record(
     return record
 
 
+_INT_LIMIT = 2**53 - 1
+"""RFC 8785 numbers are IEEE 754 doubles: integers beyond this are not safe (``rfc8785`` refuses
+them)."""
+
+
+def _plain(value: Any) -> bool:
+    """True when ``value`` holds only what ``json.dumps`` writes exactly as RFC 8785 does: dicts
+    with ASCII keys (UTF-16 and code point order agree), lists and tuples, strings, safe
+    integers, booleans and None; no floats (ECMAScript number formatting differs)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str or not key.isascii():
+                    return False
+                push(inner)
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is int:
+            if not -_INT_LIMIT <= item <= _INT_LIMIT:
+                return False
+        elif not (item is None or kind is bool or isinstance(item, str)):
+            return False
+    return True
+
+
 def canonical(record: dict[str, Any]) -> bytes:
-    """RFC 8785 (JCS) bytes: the exact bytes that are hashed into the log."""
+    """RFC 8785 (JCS) bytes: the exact bytes that are hashed into the log.
+
+    A record of plain values (``_plain``: every record the engine builds) is written by the
+    standard library's C encoder, whose output for such values is byte for byte RFC 8785 (the
+    verifier relies on the same equivalence, ``verify._parse_canonical``); the ``rfc8785``
+    package, pure Python and about twenty times slower, writes anything else.
+    """
+    if _plain(record):
+        try:
+            text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            return text.encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: the package refuses it with its own error
     return rfc8785.dumps(record)
+
+
+def canonical_with_seq(record: dict[str, Any]) -> Callable[[int], bytes]:
+    """``canonical(record)`` for any ``seq``, the record's other fields canonicalised now.
+
+    The log assigns a record's seq in the transaction that appends it, which holds the
+    database's write lock: only splicing the number in is left for then. Top-level keys are
+    ASCII (``build_record``), so the fields before and after ``"seq"`` in RFC 8785 order are
+    those that sort before and after it.
+    """
+    fields = {key: value for key, value in record.items() if key != "seq"}
+    before = {key: value for key, value in fields.items() if key < "seq"}
+    after = {key: value for key, value in fields.items() if key > "seq"}
+    if not all(isinstance(key, str) and key.isascii() for key in fields):
+        return lambda seq: canonical({**fields, "seq": seq})
+    head = canonical(before)[:-1] + b"," if before else b"{"
+    tail = b"," + canonical(after)[1:] if after else b"}"
+
+    def body(seq: int) -> bytes:
+        if type(seq) is not int or not 0 <= seq <= _INT_LIMIT:
+            return canonical({**fields, "seq": seq})
+        return b"".join((head, b'"seq":', str(seq).encode(), tail))
+
+    return body

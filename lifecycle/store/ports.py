@@ -71,6 +71,8 @@ class Finish:
     build: RecordBuilder
     worker_status: str | None = None
     """The roster status the run leaves the worker in (a termination: ``terminated``)."""
+    progress: Sequence[Progress] = ()
+    """Steps and links of the run not written yet: written first, in the same transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +134,9 @@ class RunQueue(Protocol):
         ...
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
-        """Append each run's evidence record and end the run, in one transaction for the
-        batch; returns run id -> evidence seq. Runs whose lease was taken over are left out
-        (neither recorded nor ended)."""
+        """Write each run's remaining progress (``Finish.progress``), append its evidence
+        record and end the run, in one transaction for the batch; returns run id -> evidence
+        seq. Runs whose lease was taken over are left out (nothing of theirs is written)."""
         ...
 
     def defer_run(self, item: Deferral) -> bool:

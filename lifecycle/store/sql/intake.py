@@ -45,8 +45,7 @@ Decide = Callable[[Worker | None, str | None], IntakeDecision]
 INBOX = InboxRow.__table__  # type: ignore[attr-defined]
 PERSON_LINKS = HrPersonLinkRow.__table__  # type: ignore[attr-defined]
 DELIVERY_COLUMNS = tuple(
-    INBOX.c[name]
-    for name in ("id", "run_id", "outcome", "detail", "payload_sha256", "received_at")
+    INBOX.c[name] for name in ("id", "run_id", "outcome", "detail", "payload_sha256", "received_at")
 )
 """What ``earlier_intake`` compares of an earlier delivery (``Delivery``)."""
 DELIVERIES = (

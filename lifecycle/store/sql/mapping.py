@@ -8,6 +8,7 @@ step errors, result JSON), and a generic copy would hide exactly those differenc
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -83,6 +84,17 @@ def link_row(value: Link) -> LinkRow:
         login=value.login,
         linked_at=value.linked_at,
     )
+
+
+def link_values(value: Link) -> dict[str, Any]:
+    """``link_row`` as the column values of a Core statement (no ORM object)."""
+    return {
+        "worker_id": value.worker_id,
+        "connector": value.system,
+        "account_id": value.account_id,
+        "login": value.login,
+        "linked_at": value.linked_at,
+    }
 
 
 def run(row: RunRow, plans: PlanCodec, *, plan: Plan | None = None) -> Run:
@@ -196,27 +208,52 @@ STEP_DEFAULTS: dict[str, Any] = {"status": "pending", "attempts": 0}
 are left out (NULL: nothing recorded), which spares a dozen values per step to convert."""
 
 
-def step(row: StepRow) -> Step:
-    if row.id is None:
+#: The columns ``step`` reads, in the order it reads them (select them in this order).
+STEP_COLUMNS = ("id", "run_id", "connector", "action", "position", *STEP_PROGRESS)
+
+
+def step(row: Sequence[Any]) -> Step:
+    """A step from a row of ``STEP_COLUMNS`` (by position: a claimed batch holds a dozen steps
+    per run, and reading a Core row's columns by name cost several times as much)."""
+    (
+        id_,
+        run_id,
+        system,
+        action,
+        position,
+        status,
+        attempts,
+        account_id,
+        account_login,
+        started_at,
+        finished_at,
+        error,
+        error_class,
+        error_code,
+        result_json,
+        readback_json,
+        next_attempt_at,
+        first_failed_at,
+    ) = row
+    if id_ is None:
         raise ValueError("a step row without an id")
-    error = StepError(row.error, row.error_class, row.error_code) if row.error is not None else None
     return Step(
-        id=row.id,
-        run_id=row.run_id,
-        system=row.connector,
-        action=row.action,
-        position=row.position,
-        status=StepStatus(row.status),
-        attempts=row.attempts,
-        account_id=row.account_id,
-        account_login=row.account_login,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error=error,
-        result=StepResult.loads(row.result_json) if row.result_json else None,
-        readback=json.loads(row.readback_json) if row.readback_json else None,
-        next_attempt_at=row.next_attempt_at,
-        first_failed_at=row.first_failed_at,
+        id=id_,
+        run_id=run_id,
+        system=system,
+        action=action,
+        position=position,
+        status=StepStatus(status),
+        attempts=attempts,
+        account_id=account_id,
+        account_login=account_login,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=StepError(error, error_class, error_code) if error is not None else None,
+        result=StepResult.loads(result_json) if result_json else None,
+        readback=json.loads(readback_json) if readback_json else None,
+        next_attempt_at=next_attempt_at,
+        first_failed_at=first_failed_at,
     )
 
 
@@ -235,11 +272,31 @@ def step_progress(value: Step) -> dict[str, Any]:
         "error": error.message[:ERROR_TEXT_CAP] if error else None,
         "error_class": error.error_class if error else None,
         "error_code": error.code if error else None,
-        "result_json": value.result.dumps() if value.result else None,
+        "result_json": result_json(value.result) if value.result else None,
         "readback_json": json.dumps(value.readback, sort_keys=True) if value.readback else None,
         "next_attempt_at": value.next_attempt_at,
         "first_failed_at": value.first_failed_at,
     }
+
+
+def result_json(value: StepResult) -> str:
+    """``StepResult.dumps``, the same text, without ``dataclasses.asdict`` (a deep copy)."""
+    return json.dumps(
+        {
+            "action": value.action,
+            "account_id": value.account_id,
+            "started_at": value.started_at,
+            "finished_at": value.finished_at,
+            "outcome": value.outcome,
+            "vendor_request_id": value.vendor_request_id,
+            "response_sha256": value.response_sha256,
+            "removed": list(value.removed),
+            "added": list(value.added),
+            "skipped": list(value.skipped),
+            "detail": dict(value.detail),
+        },
+        sort_keys=True,
+    )
 
 
 def token(row: ApiTokenRow) -> ApiToken:

@@ -8,12 +8,13 @@ holds the database write lock (``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, tuple_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -30,6 +31,7 @@ from lifecycle.store.ports import (
 )
 from lifecycle.store.sql import mapping
 from lifecycle.store.sql.database import Database
+from lifecycle.store.sql.prepared import Prepared
 from lifecycle.store.sql.roster import WORKERS
 from lifecycle.store.sql.tables import EvidenceRow, LinkRow, RunRow, StepRow, WorkerRow
 
@@ -43,6 +45,7 @@ STEP_UPDATE = (
 )
 LINKS = LinkRow.__table__  # type: ignore[attr-defined]
 EVIDENCE = EvidenceRow.__table__  # type: ignore[attr-defined]
+EVIDENCE_INSERT = insert(EVIDENCE).values({c.name: bindparam(c.name) for c in EVIDENCE.columns})
 #: A run's end by primary key (``_end`` gives the values); its lease is released.
 RUN_END = (
     update(RUNS)
@@ -56,6 +59,24 @@ RUN_END = (
         lease_expires_at=None,
     )
 )
+#: The steps of the runs ``run_ids``, as ``mapping.step`` reads them.
+LOAD_STEPS = (
+    sa_select(*(STEPS.c[name] for name in mapping.STEP_COLUMNS))
+    .where(STEPS.c.run_id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(STEPS.c.connector, STEPS.c.position)
+)
+#: The evidence seq of those runs ``run_ids`` that have a record already.
+RECORDED = sa_select(EVIDENCE.c.run_id, EVIDENCE.c.seq).where(
+    EVIDENCE.c.run_id.in_(bindparam("run_ids", expanding=True))
+)
+LAST_SEQ = sa_select(func.max(EVIDENCE.c.seq))
+#: The current lease of the runs ``run_ids`` (``_fenced``).
+FENCE = (
+    sa_select(RUNS.c.id, RUNS.c.lease_owner, RUNS.c.lease_epoch)
+    .where(RUNS.c.id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(RUNS.c.id)
+)
+FENCE_FOR_UPDATE = FENCE.with_for_update()
 #: The worker's roster status a finished run sets (e.g. ``terminated``).
 WORKER_STATUS = (
     update(WORKERS)
@@ -87,6 +108,15 @@ def new_id() -> str:
 
 
 class RunQueries(Database):
+    def prepared(self, statement: Any) -> Prepared:
+        """``statement`` compiled once for this database (``prepared.Prepared``)."""
+        cache: dict[int, tuple[Any, Prepared]] = self.__dict__.setdefault("_prepared", {})
+        found = cache.get(id(statement))
+        if found is None or found[0] is not statement:
+            found = (statement, Prepared(statement, self.engine.dialect))
+            cache[id(statement)] = found
+        return found[1]
+
     # ------------------------------------------------------------------ creating
 
     def create_run(
@@ -362,16 +392,10 @@ class RunQueries(Database):
 
     def _fenced(self, s: Session, leases: dict[str, Lease]) -> set[str]:
         """The run ids (of ``leases``) whose lease is no longer the one given: refused."""
-        runs = RUNS.c
-        query = (
-            sa_select(runs.id, runs.lease_owner, runs.lease_epoch)
-            .where(runs.id.in_(list(leases)))
-            .order_by(runs.id)
-        )
-        if self.is_postgres:
-            query = query.with_for_update()  # no claim may slip in before this commits
-        # Core, not ORM: this runs in every progress write (a few hundred microseconds saved).
-        rows = s.connection().execute(query).all()
+        # PostgreSQL: FOR UPDATE, so that no claim slips in before this commits. Core, and
+        # built once: this runs in every progress write.
+        query = FENCE_FOR_UPDATE if self.is_postgres else FENCE
+        rows = s.connection().execute(query, {"run_ids": list(leases)}).all()
         current = {run_id: (owner, epoch) for run_id, owner, epoch in rows}
         return {
             run_id
@@ -396,12 +420,8 @@ class RunQueries(Database):
             runs = conn.execute(sa_select(RUNS).where(RUNS.c.id.in_(ids))).all()
             workers = {r.worker_id for r in runs}
             steps: dict[str, list[Any]] = {r.id: [] for r in runs}
-            for step in conn.execute(
-                sa_select(STEPS)
-                .where(STEPS.c.run_id.in_(ids))
-                .order_by(STEPS.c.connector, STEPS.c.position)
-            ).all():
-                steps[step.run_id].append(step)
+            for step in conn.execute(LOAD_STEPS, {"run_ids": ids}).all():
+                steps[step[1]].append(step)  # mapping.STEP_COLUMNS: the run id is second
             rows = {
                 w.worker_id: Worker(**w._mapping)
                 for w in conn.execute(
@@ -429,41 +449,58 @@ class RunQueries(Database):
 
     def save_progress(self, items: Sequence[Progress]) -> set[str]:
         leases = {item.lease.run_id: item.lease for item in items}
-        latest: dict[int, tuple[str, dict[str, Any]]] = {}
-        links: list[tuple[str, dict[str, Any]]] = []
-        for item in items:  # rows built before the transaction: it holds the write lock
-            run_id = item.lease.run_id
-            if isinstance(item, StepProgress):
-                # The last submitted state of a step wins.
-                latest[item.step.id] = (run_id, mapping.step_progress(item.step))
-            else:
-                links.append((run_id, mapping.link_row(item.link).model_dump()))
+        rows = self._progress_rows(items)  # built before the transaction: it holds the lock
         with self.session() as s:
             refused = self._fenced(s, leases)
-            params = [p for run_id, p in latest.values() if run_id not in refused]
-            if params:
-                # By primary key in one Core executemany (no read before write).
-                s.connection().execute(STEP_UPDATE, params)
-            upserts = [link for run_id, link in links if run_id not in refused]
-            if upserts:  # one INSERT ... ON CONFLICT for all (Session.merge read each first)
-                s.connection().execute(self.upsert(LINKS, ("worker_id", "connector")), upserts)
+            self._write_progress(s.connection(), rows, refused)
         return refused
+
+    @staticmethod
+    def _progress_rows(
+        items: Iterable[Progress],
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """(run id, values) of the steps (the last submitted state of each wins) and links."""
+        latest: dict[int, tuple[str, dict[str, Any]]] = {}
+        links: list[tuple[str, dict[str, Any]]] = []
+        for item in items:
+            run_id = item.lease.run_id
+            if isinstance(item, StepProgress):
+                latest[item.step.id] = (run_id, mapping.step_progress(item.step))
+            else:
+                links.append((run_id, mapping.link_values(item.link)))
+        return list(latest.values()), links
+
+    def _write_progress(
+        self,
+        conn: Connection,
+        rows: tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]],
+        refused: Collection[str],
+    ) -> None:
+        steps, links = rows
+        # By primary key in one executemany (no read before write), parameters converted once
+        # per value (``Prepared``), not through SQLAlchemy's per-row machinery.
+        self.prepared(STEP_UPDATE).executemany(
+            conn, [values for run_id, values in steps if run_id not in refused]
+        )
+        # One INSERT ... ON CONFLICT for all links (Session.merge read each first).
+        self.prepared(self.upsert(LINKS, ("worker_id", "connector"))).executemany(
+            conn, [values for run_id, values in links if run_id not in refused]
+        )
 
     def finish_runs(self, items: Sequence[Finish], now: datetime) -> dict[str, int]:
         leases = {item.lease.run_id: item.lease for item in items}
+        progress = self._progress_rows(p for item in items for p in item.progress)
         with self.session() as s:
             self.lock_evidence(s)
             refused = self._fenced(s, leases)
+            self._write_progress(s.connection(), progress, refused)
             accepted = [item for item in items if item.lease.run_id not in refused]
             ids = [item.lease.run_id for item in accepted]
-            known = dict(
-                s.exec(
-                    select(EvidenceRow.run_id, EvidenceRow.seq).where(
-                        col(EvidenceRow.run_id).in_(ids)
-                    )
-                ).all()
-            )
-            last = s.exec(select(func.max(EvidenceRow.seq))).one()
+            conn = s.connection()
+            known: dict[str, int] = {
+                run_id: seq for run_id, seq in conn.execute(RECORDED, {"run_ids": ids}).all()
+            }
+            last = conn.execute(LAST_SEQ).scalar()
             next_seq = 0 if last is None else last + 1
             seqs: dict[str, int] = {}
             records: list[dict[str, Any]] = []
@@ -473,19 +510,14 @@ class RunQueries(Database):
                 if seq is None:
                     seq, next_seq = next_seq, next_seq + 1
                     known[run_id] = seq
-                    records.append(
-                        self.record_row(seq, run_id, item.worker_id, item.build, now).model_dump()
-                    )
+                    records.append(self.record_values(seq, run_id, item.worker_id, item.build, now))
                 seqs[run_id] = seq
-            # Core executemany statements, in seq order (the ORM read each run and worker
+            # Prepared executemany statements, in seq order (the ORM read each run and worker
             # before writing it).
-            conn = s.connection()
-            if records:
-                conn.execute(insert(EVIDENCE), records)
-            if accepted:
-                conn.execute(
-                    RUN_END, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
-                )
+            self.prepared(EVIDENCE_INSERT).executemany(conn, records)
+            self.prepared(RUN_END).executemany(
+                conn, [self._end(item, seqs[item.lease.run_id]) for item in accepted]
+            )
             workers = [
                 {
                     "b_worker_id": item.worker_id,
@@ -495,8 +527,7 @@ class RunQueries(Database):
                 for item in accepted
                 if item.worker_status is not None
             ]
-            if workers:
-                conn.execute(WORKER_STATUS, workers)
+            self.prepared(WORKER_STATUS).executemany(conn, workers)
         return seqs
 
     @staticmethod
@@ -600,6 +631,22 @@ class RunQueries(Database):
         """Appends serialise on an advisory lock (PostgreSQL) or the write lock (SQLite)."""
         if self.is_postgres:
             s.exec(select(func.pg_advisory_xact_lock(EVIDENCE_LOCK_KEY))).one()
+
+    @staticmethod
+    def record_values(
+        seq: int, run_id: str, worker_id: str, build: RecordBuilder, now: datetime
+    ) -> dict[str, Any]:
+        """``record_row`` as the column values of ``EVIDENCE_INSERT`` (no ORM object)."""
+        record_id, body, leaf = build(seq)
+        return {
+            "seq": seq,
+            "record_id": record_id,
+            "run_id": run_id,
+            "worker_id": worker_id,
+            "created_at": now,
+            "leaf_hash": leaf,
+            "body": body,
+        }
 
     @staticmethod
     def record_row(

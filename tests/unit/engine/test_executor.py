@@ -347,3 +347,19 @@ async def test_a_heartbeat_during_the_runs_own_end_does_not_cancel_its_alert(
     await h.executor._execute_tracked(lease, None)
     assert h.store.load_run(run_id).run.status == "incomplete"
     assert [a.kind for a in h.alerts.sent][-1] == "run_incomplete"
+
+
+async def test_a_renewal_refused_for_a_run_that_has_ended_meanwhile_is_not_a_takeover(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heartbeat names the leases in flight, then waits for the database; a run that ends
+    meanwhile has released its lease, so its renewal comes back refused. It was no takeover."""
+    h = Harness(tmp_path, memory_systems())
+    run_id = h.offboard("W0005")
+    lease = h.claim(run_id)
+    await h.executor._execute_tracked(lease, None)
+    refused = h.store.renew_leases([lease], h.clock() + timedelta(seconds=30))
+    assert refused == [run_id]
+    with caplog.at_level("WARNING", logger="lifecycle"):
+        h.executor._lost(refused)
+    assert "taken over" not in caplog.text
