@@ -47,16 +47,8 @@ def events() -> list[HrEvent]:
     ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    found: str = request.getfixturevalue("postgres_url")
-    return found
-
-
 def fresh(url: str) -> SqlStore:
-    drop_schema(url)
+    drop_schema(url)  # each test builds the same store twice on one URL
     store = SqlStore(url)
     store.create_schema()
     store.seed_workers(
@@ -99,8 +91,8 @@ def snapshot(store: SqlStore, results: list[Any]) -> dict[str, Any]:
     }
 
 
-def test_the_batch_path_stores_what_one_event_at_a_time_stores(url: str) -> None:
-    one_by_one = fresh(url)
+def test_the_batch_path_stores_what_one_event_at_a_time_stores(store_url: str) -> None:
+    one_by_one = fresh(store_url)
     results: list[Any] = []
     for event in events():
         try:
@@ -110,7 +102,7 @@ def test_the_batch_path_stores_what_one_event_at_a_time_stores(url: str) -> None
     expected = snapshot(one_by_one, results)
     one_by_one.dispose()
 
-    batched = fresh(url)
+    batched = fresh(store_url)
     items = [acceptance(KINDS, LIB, SYSTEMS, e, NOW) for e in events()]
     got = batched.together(lambda: batched.accept_hr_events(items))
     assert snapshot(batched, got) == expected
@@ -126,8 +118,8 @@ def test_the_batch_path_stores_what_one_event_at_a_time_stores(url: str) -> None
     assert ("W0004", "Second Name", "VA-SCHED", "active") in expected["workers"]
 
 
-def test_a_failed_write_stores_nothing_of_the_batch(url: str) -> None:
-    store = fresh(url)
+def test_a_failed_write_stores_nothing_of_the_batch(store_url: str) -> None:
+    store = fresh(store_url)
     before = snapshot(store, [])
     items = [acceptance(KINDS, LIB, SYSTEMS, e, NOW) for e in events()]
     last = items[-1]

@@ -4,7 +4,6 @@ back whole, and a run's end writes the steps its last chain left with it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,23 +15,14 @@ from lifecycle.store.ports import Finish, LinkProgress, StepProgress
 from lifecycle.store.sql import SqlStore, mapping
 from lifecycle.store.sql.runs import STEP_UPDATE, STEPS
 from tests.integration.store.test_store import NOW, accept, termination
-from tests.servers import drop_schema
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    drop_schema(url)
-    store = SqlStore(url)
-    store.create_schema()
-    store.seed_workers([Worker(worker_id="W0001", updated_at=NOW)])
-    yield store
-    store.dispose()
+@pytest.fixture
+def store(new_store: SqlStore) -> SqlStore:
+    new_store.seed_workers([Worker(worker_id="W0001", updated_at=NOW)])
+    return new_store
 
 
 RESULT = StepResult(

@@ -4,7 +4,6 @@ correct with several replicas, fenced leases, gap-free evidence appends."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,18 +31,10 @@ SYSTEMS = ["ehr", "idp", "phone"]
 KINDS = default_kinds()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/store.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    drop_schema(url)
-    store = SqlStore(url)
-    store.create_schema()
-    store.seed_workers([Worker(worker_id=f"W{n:04d}", updated_at=NOW) for n in range(1, 41)])
-    yield store
-    store.dispose()
+@pytest.fixture
+def store(new_store: SqlStore) -> SqlStore:
+    new_store.seed_workers([Worker(worker_id=f"W{n:04d}", updated_at=NOW) for n in range(1, 41)])
+    return new_store
 
 
 def accept(store: SqlStore, event: HrEvent, now: datetime = NOW) -> Intake:

@@ -4,7 +4,6 @@ re-verifications (a live one loses its lease: the replica executing it is fenced
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -15,26 +14,16 @@ from lifecycle.engine.kinds import default_kinds
 from lifecycle.exceptions import StateConflictError
 from lifecycle.store.ports import StepProgress, Suppression
 from lifecycle.store.sql import SqlStore
-from tests.servers import drop_schema
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 KINDS = default_kinds()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[SqlStore]:
-    url = (
-        f"sqlite:///{tmp_path}/store.db"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    drop_schema(url)
-    store = SqlStore(url)
-    store.create_schema()
-    store.seed_workers([Worker(worker_id="W0001", updated_at=NOW)])
-    yield store
-    store.dispose()
+@pytest.fixture
+def store(new_store: SqlStore) -> SqlStore:
+    new_store.seed_workers([Worker(worker_id="W0001", updated_at=NOW)])
+    return new_store
 
 
 def offboard(key: str, **fields: object) -> NewRun:

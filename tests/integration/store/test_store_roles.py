@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,6 @@ from lifecycle.domain import (
 from lifecycle.engine.kinds import default_kinds
 from lifecycle.store.ports import Finish
 from lifecycle.store.sql import SqlStore
-from tests.servers import drop_schema
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -31,19 +29,10 @@ KINDS = default_kinds()
 POLICY = VersionRef(name="p", sha256="0" * 64)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[SqlStore]:
-    url = (
-        f"sqlite:///{tmp_path}/store.db"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    drop_schema(url)
-    store = SqlStore(url)
-    store.create_schema()
-    store.seed_workers([Worker(worker_id=f"W{n}", updated_at=NOW) for n in range(1, 4)])
-    yield store
-    store.dispose()
+@pytest.fixture
+def store(new_store: SqlStore) -> SqlStore:
+    new_store.seed_workers([Worker(worker_id=f"W{n}", updated_at=NOW) for n in range(1, 4)])
+    return new_store
 
 
 def plan(kind: RunKind, name: str | None = None) -> Plan:
