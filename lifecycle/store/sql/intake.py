@@ -184,10 +184,11 @@ class _Writes:
             self.changed_workers[wid] = asdict(worker) | {"b_worker_id": wid}
 
     def flush(self, conn: Any) -> None:
-        # Parents first: runs and inbox rows refer to workers and runs.
+        # Parents first: runs and inbox rows refer to workers and runs. Workers in id order:
+        # two replicas' batches that change the same workers lock them in the same order.
         for statement, rows in (
-            (insert(WORKERS), list(self.new_workers.values())),
-            (WORKER_UPDATE, list(self.changed_workers.values())),
+            (insert(WORKERS), [self.new_workers[w] for w in sorted(self.new_workers)]),
+            (WORKER_UPDATE, [self.changed_workers[w] for w in sorted(self.changed_workers)]),
             (insert(RUNS), self.runs),
             (insert(STEPS), self.steps),
             (insert(INBOX), self.inbox),
