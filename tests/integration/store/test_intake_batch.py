@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy.exc import IntegrityError
 
 from lifecycle.domain import Intake, IntakeDecision, Worker
@@ -135,4 +136,28 @@ def test_a_failed_write_stores_nothing_of_the_batch(store_url: str) -> None:
             lambda: store.accept_hr_events([*items[:-1], replace(last, decide=clashing)])
         )
     assert snapshot(store, []) == before
+    store.dispose()
+
+
+def test_a_batch_changes_workers_in_id_order(store_url: str) -> None:
+    """Two replicas' batches that change the same workers must take the workers' row locks in
+    the same order, or PostgreSQL may find them deadlocked: the batch writes them by id."""
+    store = fresh(store_url)
+    order = ["W0004", "W0001", "W0005", "W0002"]
+    items = [
+        acceptance(KINDS, LIB, SYSTEMS, hr_event(w, HrEventType.UPDATE, None, f"o-{w}"), NOW)
+        for w in order
+    ]
+    written: list[list[str]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE WORKERS"):
+            rows = params if many else [params]
+            written.append(
+                [r[-1] if isinstance(r, tuple | list) else r["b_worker_id"] for r in rows]
+            )
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", seen)
+    store.together(lambda: store.accept_hr_events(items))
+    assert written == [sorted(order)]
     store.dispose()
