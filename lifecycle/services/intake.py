@@ -312,7 +312,14 @@ class HrIntake:
         except _NotPlain:
             return None
         except Exception as exc:  # the per-job path stores what can be stored
-            log.warning("intake batch of %d stored one by one: %s", len(jobs), exc)
+            # The driver's error, not SQLAlchemy's text (which lists the rows' values).
+            cause = getattr(exc, "orig", None) or exc
+            log.warning(
+                "intake batch of %d stored one by one: %s: %s",
+                len(jobs),
+                type(cause).__name__,
+                cause,
+            )
             return None
 
     def _accept_all(self, jobs: Sequence[_StoreEvent]) -> list[Any]:
