@@ -125,8 +125,20 @@ class Browser:
         ).until(condition, message)
 
     def text(self) -> str:
-        body: str = self.css("body").text
+        """The page's text (read again if the page was replaced while it was being read)."""
+        body: str = self.wait(lambda d: d.find_element(By.CSS_SELECTOR, "body").text, "no page")
         return body
+
+    def shows(self, text: str) -> str:
+        """The page's text once it contains ``text``: after a click that posts a form or
+        follows a link, the old page can still be there for a moment."""
+
+        def shown(driver: Any) -> str | None:
+            body: str = driver.find_element(By.CSS_SELECTOR, "body").text
+            return body if text in body else None
+
+        found: str = self.wait(shown, f"the page never showed {text!r}")
+        return found
 
     def sign_in(self, token: str) -> None:
         self.open("/console/sign-in")
