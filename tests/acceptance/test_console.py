@@ -64,7 +64,7 @@ def test_an_admin_offboards_a_worker_and_watches_the_run_verify_without_a_reload
     # The unsearched list links the worker too: wait for the search's page before clicking.
     browser.wait(lambda d: f"q={SLOW_WORKER}" in d.current_url, "the search never loaded")
     browser.link(SLOW_WORKER).click()
-    assert browser.path == f"/console/workers/{SLOW_WORKER}"
+    browser.wait(lambda _: browser.path == f"/console/workers/{SLOW_WORKER}", "no worker page")
     # Live state, read from each system: the account is on everywhere.
     assert browser.text().count("enabled") >= 3
 
@@ -306,7 +306,10 @@ def test_a_restore_requested_by_one_admin_is_approved_by_another(
     try:
         mine.sign_in(service.admin_token)
         mine.link("Approvals").click()
-        card = next(c for c in mine.all("section.approval") if run_id in c.text)
+        card = mine.wait(
+            lambda _: next((c for c in mine.all("section.approval") if run_id in c.text), None),
+            "no approval card",
+        )
         assert "You requested this" in card.text
         assert not card.find_elements("css selector", f"form[action$='{run_id}/approve']")
         csrf = mine.css("form.who input[name=csrf_token]").get_attribute("value")
@@ -326,7 +329,10 @@ def test_a_restore_requested_by_one_admin_is_approved_by_another(
     try:
         second.sign_in(second_token)
         second.link("Approvals").click()
-        card = next(c for c in second.all("section.approval") if run_id in c.text)
+        card = second.wait(
+            lambda _: next((c for c in second.all("section.approval") if run_id in c.text), None),
+            "no approval card",
+        )
         assert "admin:admin-1" in card.text
         card.find_element("css selector", "input[name=reason]").send_keys("confirmed with HR")
         card.find_element("css selector", f"form[action$='{run_id}/approve'] button").click()
@@ -377,7 +383,12 @@ def test_an_admin_retries_an_incomplete_run_and_cancels_a_future_one(
     attention = browser.css("#overview-live").text
     assert first[:8] in attention  # the incomplete run needs attention
     browser.link(first[:8]).click()
-    ehr = next(s for s in browser.all("section.system") if s.text.startswith("ehr"))
+    ehr = browser.wait(
+        lambda _: next(
+            (s for s in browser.all("section.system") if s.text.startswith("ehr")), None
+        ),
+        "no run page",
+    )
     assert "injected permanent fault" in ehr.text
     browser.css("#retry-reason").send_keys("the EHR was fixed")
     browser.button("Retry this run").click()
