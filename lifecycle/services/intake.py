@@ -335,7 +335,7 @@ class HrIntake:
             workers.append(worker)
             items.append(acceptance(self.kinds, self.playbooks, self.connectors, mapped, job.now))
         results: list[Any] = []
-        intakes = self.store.accept_hr_events(items)
+        intakes = self.store.accept_hr_events(items, known)
         for job, worker, intake in zip(jobs, workers, intakes, strict=True):
             if isinstance(intake, UnknownWorkerError):
                 results.append(None)

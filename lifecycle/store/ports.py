@@ -11,7 +11,7 @@ callers, the implementation defines them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -250,13 +250,16 @@ class Intakes(Protocol):
         """The roster workers among ``worker_ids``."""
         ...
 
-    def accept_hr_events(self, items: Sequence[Acceptance]) -> list[Intake | Exception]:
+    def accept_hr_events(
+        self, items: Sequence[Acceptance], prefetched: Mapping[str, Worker] | None = None
+    ) -> list[Intake | Exception]:
         """``accept_hr_event`` for each item, in order, as if one after the other in one
         transaction (a later item sees what an earlier one stored: a re-delivery, the roster
         change), but read with one statement per table and written with one per table. A
         ``decide`` that raises leaves no trace of its item and its exception takes the item's
         place. Raises if the rows cannot be written (then the caller stores nothing of the
-        batch: call it inside ``together``)."""
+        batch: call it inside ``together``). ``prefetched``: the items' workers as already read in
+        this transaction (``workers_by_id``), so they are not read again."""
         ...
 
     def accept_hr_event(

@@ -265,7 +265,9 @@ class IntakeQueries(RunQueries):
                 detail=inbox["detail"],
             )
 
-    def accept_hr_events(self, items: Sequence[Acceptance]) -> list[Intake | Exception]:
+    def accept_hr_events(
+        self, items: Sequence[Acceptance], prefetched: Mapping[str, Worker] | None = None
+    ) -> list[Intake | Exception]:
         # The group commit's fast path: a batch of deliveries read with one statement per
         # table (earlier deliveries, workers, playbooks) and written with one executemany per
         # table (workers, runs, steps, inbox), with no savepoint per event. The rules are
@@ -276,7 +278,11 @@ class IntakeQueries(RunQueries):
                 keys = sorted({_lock_key(item.entry) for item in items})
                 conn.execute(LOCKS, {"keys": keys})
             earlier = self._deliveries(conn, [item.entry for item in items])
-            workers = workers_in(conn, {item.entry.worker_id for item in items})
+            ids = {item.entry.worker_id for item in items}
+            if prefetched is not None and ids <= prefetched.keys():
+                workers = {w: prefetched[w] for w in ids}  # a copy: the batch updates it
+            else:
+                workers = workers_in(conn, ids)
             playbooks = self._playbooks(
                 conn, {item.entry.worker_id for item in items if item.needs_playbook}
             )
