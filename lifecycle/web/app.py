@@ -27,7 +27,7 @@ from lifecycle.service import Service
 from lifecycle.web import console
 from lifecycle.web.deps import Auth
 from lifecycle.web.openapi import describe_errors
-from lifecycle.web.problems import KINDS, kind_for_status, kind_of, problem
+from lifecycle.web.problems import KINDS, error_problem, kind_for_status, kind_of, problem
 from lifecycle.web.routers import (
     access,
     docs,
@@ -89,10 +89,7 @@ class BodyLimit:
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LifecycleError)
     async def _lifecycle_error(_: Request, exc: LifecycleError) -> JSONResponse:
-        kind = kind_of(exc)
-        if kind.status >= 500:
-            log.error("request failed: %s", exc.message)
-        return problem(kind, exc.message)
+        return error_problem(exc)
 
     @app.exception_handler(ConnectorError)
     async def _connector_error(_: Request, exc: ConnectorError) -> JSONResponse:

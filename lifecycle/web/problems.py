@@ -8,6 +8,7 @@ path (no token needed) and ``docs/problems.md`` lists every kind. A client branc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from lifecycle.exceptions import (
     ConnectorError,
     ForbiddenError,
     IntakeError,
+    LifecycleError,
     MalformedBodyError,
     NotAuthenticatedError,
     NotFoundError,
@@ -156,6 +158,14 @@ BY_STATUS = {
     500: "internal",
     503: "unavailable",
 }
+
+
+def error_problem(exc: LifecycleError) -> JSONResponse:
+    """The answer to an error of the service (a 5xx is logged: the caller cannot fix it)."""
+    kind = kind_of(exc)
+    if kind.status >= 500:
+        logging.getLogger("lifecycle.api").error("request failed: %s", exc.message)
+    return problem(kind, exc.message)
 
 
 def kind_of(exc: BaseException) -> Kind:

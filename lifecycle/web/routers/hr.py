@@ -3,7 +3,6 @@ the inbox (``GET /v1/hr/events``) with every event's outcome."""
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -18,7 +17,7 @@ from lifecycle.auth import Principal
 from lifecycle.exceptions import ConfigError, LifecycleError, PayloadTooLargeError
 from lifecycle.web.deps import Auth
 from lifecycle.web.openapi import errors, json_answer
-from lifecycle.web.problems import kind_of, problem
+from lifecycle.web.problems import error_problem
 from lifecycle.web.render import inbox_json
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ MAX_OFFSET = 1_000_000
 
 
 EVENTS_PATH = re.compile(r"/v1/hr/([^/]{1,64})/events")
-log = logging.getLogger("lifecycle.api")
 
 
 class FastIntake:
@@ -61,11 +59,8 @@ class FastIntake:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             reply = await intake.receive(match[1], body, headers)
             response = JSONResponse(reply.body, status_code=reply.status_code)
-        except LifecycleError as exc:
-            kind = kind_of(exc)
-            if kind.status >= 500:
-                log.error("request failed: %s", exc.message)
-            response = problem(kind, exc.message)
+        except LifecycleError as exc:  # as the app's exception handler answers it
+            response = error_problem(exc)
         await response(scope, receive, send)
 
 
