@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -116,13 +120,22 @@ class Browser:
         )
 
     def wait(self, condition: Callable[[Any], Any], message: str = "") -> Any:
-        # A page being replaced (a form posted, a fragment swapped) leaves stale elements.
+        # A page being replaced (a form posted, a fragment swapped) leaves stale elements;
+        # Chromium sometimes reports one as a node that "does not belong to the document".
+        def settled(driver: Any) -> Any:
+            try:
+                return condition(driver)
+            except WebDriverException as exc:
+                if "does not belong to the document" in (exc.msg or ""):
+                    return False
+                raise
+
         return WebDriverWait(
             self.driver,
             WAIT_SECONDS,
             poll_frequency=0.2,
             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-        ).until(condition, message)
+        ).until(settled, message)
 
     def text(self) -> str:
         """The page's text (read again if the page was replaced while it was being read)."""
